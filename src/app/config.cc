@@ -1,0 +1,169 @@
+#include "app/config.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <thread>
+
+namespace conveyor::app {
+namespace {
+
+// A setting: how to read it into Config, with its default and bounds.
+struct Setting {
+  const char* name;
+  const char* default_value;  // as text, for documentation
+  const char* meaning;
+  std::function<Status(const std::string&, Config&)> apply;
+};
+
+Result<int64_t> ParseInt(const std::string& name, const std::string& v, int64_t lo, int64_t hi) {
+  int64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size() || v.empty() || out < lo || out > hi) {
+    return InvalidArgument(name + "=\"" + v + "\" is not an integer in [" + std::to_string(lo) +
+                           ", " + std::to_string(hi) + "]");
+  }
+  return out;
+}
+
+Result<bool> ParseBool(const std::string& name, const std::string& v) {
+  if (v == "1" || v == "true" || v == "yes" || v == "on") return true;
+  if (v == "0" || v == "false" || v == "no" || v == "off") return false;
+  return InvalidArgument(name + "=\"" + v + "\" is not a boolean (true/false/1/0/yes/no/on/off)");
+}
+
+template <class T>
+std::function<Status(const std::string&, Config&)> Int(const char* name, T Config::*field,
+                                                       int64_t lo, int64_t hi) {
+  return [=](const std::string& v, Config& c) -> Status {
+    auto r = ParseInt(name, v, lo, hi);
+    if (!r) return r.status();
+    c.*field = static_cast<T>(*r);
+    return OkStatus();
+  };
+}
+
+std::function<Status(const std::string&, Config&)> Bool(const char* name, bool Config::*field) {
+  return [=](const std::string& v, Config& c) -> Status {
+    auto r = ParseBool(name, v);
+    if (!r) return r.status();
+    c.*field = *r;
+    return OkStatus();
+  };
+}
+
+std::function<Status(const std::string&, Config&)> Str(const char* name, std::string Config::*field,
+                                                       bool allow_empty) {
+  return [=](const std::string& v, Config& c) -> Status {
+    if (!allow_empty && v.empty()) return InvalidArgument(std::string(name) + " must not be empty");
+    c.*field = v;
+    return OkStatus();
+  };
+}
+
+constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+
+const std::vector<Setting>& Table() {
+  static const std::vector<Setting> table = {
+      {"PORT", "8080", "HTTP port of `api` and `dev` (0 picks a free port)",
+       Int("PORT", &Config::port, 0, 65535)},
+      {"BIND_ADDRESS", "0.0.0.0", "address the HTTP server listens on",
+       Str("BIND_ADDRESS", &Config::bind_address, false)},
+      {"HTTP_THREADS", "0", "threads serving sockets; 0 means one per core",
+       Int("HTTP_THREADS", &Config::http_threads, 0, 256)},
+      {"MAX_UPLOAD_BYTES", "52428800", "largest accepted file (bytes); larger uploads get 413",
+       Int("MAX_UPLOAD_BYTES", &Config::max_upload_bytes, 1, int64_t{1} << 40)},
+      {"MAX_HEADER_BYTES", "16384", "largest request header block (bytes); larger gets 431",
+       Int("MAX_HEADER_BYTES", &Config::max_header_bytes, 1024, 1 << 20)},
+      {"HEADER_TIMEOUT_MS", "10000", "time allowed to send the request header",
+       Int("HEADER_TIMEOUT_MS", &Config::header_timeout_ms, 100, 3600000)},
+      {"BODY_IDLE_TIMEOUT_MS", "30000", "longest silence allowed while a body streams",
+       Int("BODY_IDLE_TIMEOUT_MS", &Config::body_idle_timeout_ms, 100, 3600000)},
+      {"SHUTDOWN_GRACE_MS", "10000", "time in-flight requests get after SIGTERM",
+       Int("SHUTDOWN_GRACE_MS", &Config::shutdown_grace_ms, 0, 600000)},
+      {"RATE_LIMIT_PER_MINUTE", "600", "uploads one user may start per minute; 0 disables",
+       Int("RATE_LIMIT_PER_MINUTE", &Config::rate_limit_per_minute, 0, kMaxInt)},
+      {"UPLOAD_FSYNC", "true", "fsync an upload before answering 202 (survives power loss)",
+       Bool("UPLOAD_FSYNC", &Config::upload_fsync)},
+      {"REDIS_HOST", "localhost", "Redis host of the queue (`dev` starts its own when unset)",
+       [](const std::string& v, Config& c) -> Status {
+         if (v.empty()) return InvalidArgument("REDIS_HOST must not be empty");
+         c.redis_host = v;
+         c.redis_host_set = true;
+         return OkStatus();
+       }},
+      {"REDIS_PORT", "6379", "Redis port", Int("REDIS_PORT", &Config::redis_port, 1, 65535)},
+      {"REDIS_PASSWORD", "(none)", "Redis AUTH password",
+       Str("REDIS_PASSWORD", &Config::redis_password, true)},
+      {"QUEUE_PREFIX", "bull", "BullMQ key prefix", Str("QUEUE_PREFIX", &Config::queue_prefix, false)},
+      {"QUEUE_NAME", "file-upload", "BullMQ queue name",
+       Str("QUEUE_NAME", &Config::queue_name, false)},
+      {"DATA_DIR", "./data", "base directory for the default database and storage",
+       Str("DATA_DIR", &Config::data_dir, false)},
+      {"DATABASE_URL", "sqlite:///<DATA_DIR>/conveyor.db",
+       "sqlite:///abs/path.db (postgres:// is reserved for the PostgreSQL backend)",
+       [](const std::string& v, Config& c) -> Status {
+         if (v.rfind("sqlite://", 0) != 0 && v.rfind("postgres://", 0) != 0 &&
+             v.rfind("postgresql://", 0) != 0) {
+           return InvalidArgument("DATABASE_URL=\"" + v +
+                                  "\" must start with sqlite:// or postgres://");
+         }
+         c.database_url = v;
+         return OkStatus();
+       }},
+      {"STORAGE_DIR", "<DATA_DIR>/uploads", "where uploads wait until processed",
+       Str("STORAGE_DIR", &Config::storage_dir, false)},
+      {"JWT_SECRET", "(none)", "HS256 secret of bearer tokens; `api` refuses to start without it",
+       Str("JWT_SECRET", &Config::jwt_secret, true)},
+      {"WORKER_CONCURRENCY", "2", "jobs processed at once per worker",
+       Int("WORKER_CONCURRENCY", &Config::worker_concurrency, 1, 1024)},
+      {"JOB_LOCK_MS", "30000", "job lock duration; a job whose lock lapses is recovered",
+       Int("JOB_LOCK_MS", &Config::job_lock_ms, 100, 3600000)},
+      {"STALLED_INTERVAL_MS", "30000", "how often workers look for stalled jobs",
+       Int("STALLED_INTERVAL_MS", &Config::stalled_interval_ms, 100, 3600000)},
+      {"RECONCILE_INTERVAL_MS", "30000",
+       "how often pending rows without a queued job are re-added",
+       Int("RECONCILE_INTERVAL_MS", &Config::reconcile_interval_ms, 100, 3600000)},
+  };
+  return table;
+}
+
+}  // namespace
+
+const std::vector<SettingDoc>& SettingsTable() {
+  static const std::vector<SettingDoc> docs = [] {
+    std::vector<SettingDoc> d;
+    for (const auto& s : Table()) d.push_back({s.name, s.default_value, s.meaning});
+    return d;
+  }();
+  return docs;
+}
+
+Result<Config> LoadConfig(const GetEnv& getenv) {
+  Config c;
+  for (const auto& s : Table()) {
+    auto v = getenv(s.name);
+    if (!v) continue;
+    if (Status st = s.apply(*v, c); !st.ok()) return st;
+  }
+  std::filesystem::path data = std::filesystem::absolute(c.data_dir).lexically_normal();
+  c.data_dir = data.string();
+  if (c.database_url.empty()) c.database_url = "sqlite://" + (data / "conveyor.db").string();
+  if (c.storage_dir.empty()) c.storage_dir = (data / "uploads").string();
+  c.storage_dir = std::filesystem::absolute(c.storage_dir).lexically_normal().string();
+  if (c.http_threads == 0) {
+    c.http_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  return c;
+}
+
+Result<Config> LoadConfigFromEnvironment() {
+  return LoadConfig([](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  });
+}
+
+}  // namespace conveyor::app

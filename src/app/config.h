@@ -1,0 +1,71 @@
+// File: app/config.h
+//
+// Every setting conveyor reads from the environment, in one table
+// (config.cc): name, default, bounds, and what it means. Only src/app reads
+// the environment; everything else receives a settings struct.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace conveyor::app {
+
+struct Config {
+  // HTTP
+  int port = 8080;
+  std::string bind_address = "0.0.0.0";
+  int http_threads = 0;                    // 0: one per core
+  int64_t max_upload_bytes = 52428800;     // MAX_UPLOAD_BYTES (file size limit)
+  int64_t max_header_bytes = 16384;        // request header block
+  int64_t header_timeout_ms = 10000;       // to receive the request header
+  int64_t body_idle_timeout_ms = 30000;    // longest silence while a body streams
+  int64_t shutdown_grace_ms = 10000;       // in-flight requests after SIGTERM
+  int rate_limit_per_minute = 600;         // uploads per user per minute (0: off)
+  bool upload_fsync = true;                // fsync the upload before 202
+
+  // Redis / queue
+  std::string redis_host = "localhost";
+  int redis_port = 6379;
+  std::string redis_password;
+  bool redis_host_set = false;             // REDIS_HOST given (dev starts its own otherwise)
+  std::string queue_prefix = "bull";
+  std::string queue_name = "file-upload";
+
+  // Storage
+  std::string data_dir = "./data";
+  std::string database_url;                // default: sqlite:///<data_dir>/conveyor.db
+  std::string storage_dir;                 // default: <data_dir>/uploads
+
+  // Auth
+  std::string jwt_secret;                  // required by `api`
+
+  // Worker
+  int worker_concurrency = 2;
+  int64_t job_lock_ms = 30000;
+  int64_t stalled_interval_ms = 30000;
+  int64_t reconcile_interval_ms = 30000;   // re-add pending rows with no job
+};
+
+// One row of the settings table, for `conveyor --help-env` and the README.
+struct SettingDoc {
+  std::string name;
+  std::string default_value;
+  std::string meaning;
+};
+const std::vector<SettingDoc>& SettingsTable();
+
+// Reads every setting through `getenv` (a function so tests can pass a map),
+// applies defaults and bounds. kInvalidArgument naming the variable and the
+// accepted range for a bad value.
+using GetEnv = std::function<std::optional<std::string>(const std::string&)>;
+Result<Config> LoadConfig(const GetEnv& getenv);
+
+// LoadConfig over the process environment.
+Result<Config> LoadConfigFromEnvironment();
+
+}  // namespace conveyor::app

@@ -1,0 +1,33 @@
+#include "core/ids.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace conveyor {
+namespace {
+
+TEST(Ids, NewUuidIsCanonicalVersion4AndUnique) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    std::string id = NewUuid();
+    ASSERT_TRUE(IsUuid(id)) << id;
+    EXPECT_EQ(id[14], '4');
+    EXPECT_TRUE(id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b');
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST(Ids, IsUuidRejectsOtherShapes) {
+  EXPECT_FALSE(IsUuid(""));
+  EXPECT_FALSE(IsUuid("123"));
+  EXPECT_FALSE(IsUuid("../../etc/passwd"));
+  EXPECT_FALSE(IsUuid("AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA"));
+  EXPECT_TRUE(IsUuid("0f8fad5b-d9cb-469f-a165-70867728950e"));
+}
+
+TEST(Ids, HexEncode) { EXPECT_EQ(HexEncode(std::string("\x00\xff\x10", 3)), "00ff10"); }
+
+}  // namespace
+}  // namespace conveyor

@@ -1,0 +1,77 @@
+// File: http/multipart.h
+//
+// An incremental multipart/form-data parser (RFC 7578 / RFC 2046). Bytes are
+// fed in chunks of any size, split anywhere; the parser calls back with part
+// headers and body data as it goes and never buffers a part's body, so memory
+// stays flat for any upload size. It never throws.
+//
+//   MultipartParser p(boundary, limits, callbacks);
+//   while (read some bytes) if (!p.Feed(bytes)) -> p.status() says why
+//   p.Finish() -> error if the closing delimiter was not seen
+//
+// Errors (Status codes): kInvalidArgument for malformed input (bad header
+// line, missing boundary, truncated body at Finish), kResourceExhausted for a
+// limit (header block too long, too many parts). A callback that returns a
+// non-OK Status stops the parser with that Status.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/error.h"
+
+namespace conveyor::http {
+
+struct MultipartLimits {
+  size_t max_header_bytes = 8 * 1024;  // one part's header block
+  size_t max_parts = 16;               // parts per body
+};
+
+struct PartHeaders {
+  std::string name;                     // form field name (Content-Disposition name=)
+  std::optional<std::string> filename;  // filename= as sent; untrusted
+  std::string content_type;             // "" when absent
+};
+
+struct MultipartCallbacks {
+  std::function<Status(const PartHeaders&)> on_part_begin;
+  std::function<Status(std::string_view data)> on_part_data;  // any number of calls
+  std::function<Status()> on_part_end;
+};
+
+class MultipartParser {
+ public:
+  MultipartParser(std::string boundary, MultipartLimits limits, MultipartCallbacks callbacks);
+
+  // Consumes all of `bytes`. False once the parser failed (see status());
+  // after the closing delimiter further bytes (the epilogue) are ignored.
+  bool Feed(std::string_view bytes);
+
+  // Call at end of input: an error when the closing delimiter was not seen.
+  Status Finish();
+
+  bool done() const;     // closing delimiter seen
+  const Status& status() const { return status_; }
+
+ private:
+  enum class State;
+  // Implementation state lives in multipart.cc.
+  std::string delimiter_;  // "\r\n--" + boundary
+  MultipartLimits limits_;
+  MultipartCallbacks cb_;
+  Status status_;
+  int state_ = 0;
+  size_t match_ = 0;          // bytes of delimiter_ matched so far
+  std::string header_buf_;
+  size_t parts_ = 0;
+  std::string pending_;       // bytes held back while a possible delimiter is matched
+};
+
+// The boundary parameter of a multipart/form-data Content-Type value, or
+// kInvalidArgument (wrong type, missing or invalid boundary).
+Result<std::string> BoundaryFromContentType(std::string_view content_type);
+
+}  // namespace conveyor::http

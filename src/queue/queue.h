@@ -1,0 +1,123 @@
+// File: queue/queue.h
+//
+// The queue as the rest of conveyor sees it. Delivery guarantee: at-least-once.
+// A job added here is in Redis (and so in its AOF) when Add returns; a worker
+// that dies mid-job loses its lock and the job is recovered as stalled.
+//
+// The Redis layout is BullMQ's (current npm major), so Node's `bullmq` Queue,
+// Worker, QueueEvents and Bull Board work on the same queue unchanged.
+// Key layouts and Lua scripts live in redis_queue.cc, never here.
+//
+// Threads: all methods block on Redis and are safe to call from any thread
+// concurrently (implementations keep a connection pool). Never call them on a
+// socket-serving thread.
+//
+// Errors: kUnavailable when Redis cannot be reached (after the connection's
+// timeout), kInvalidArgument for ids BullMQ refuses, kFailedPrecondition when
+// a lock was lost (the job belongs to someone else now), kInternal for a
+// script reply that breaks the protocol.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "queue/job.h"
+
+namespace conveyor::queue {
+
+struct RedisOptions {
+  std::string host = "localhost";
+  int port = 6379;
+  std::string password;           // empty: no AUTH
+  int connect_timeout_ms = 2000;  // per connection attempt
+  int command_timeout_ms = 5000;  // per non-blocking command
+  std::string prefix = "bull";    // BullMQ key prefix
+  std::string queue_name = "file-upload";
+};
+
+// Counts per BullMQ state (Queue.getJobCounts).
+struct JobCounts {
+  int64_t wait = 0, active = 0, delayed = 0, prioritized = 0, completed = 0, failed = 0,
+          paused = 0, waiting_children = 0;
+};
+
+// Producer side.
+class Queue {
+ public:
+  virtual ~Queue() = default;
+
+  // Adds job `id` named `name` with `data_json` (valid JSON). Returns true if
+  // added, false if a job with that id already exists (a no-op, as in BullMQ).
+  virtual Result<bool> Add(const std::string& id, const std::string& name,
+                           const std::string& data_json, const JobOptions& opts) = 0;
+
+  // True if Redis holds a job hash for `id` (in any state).
+  virtual Result<bool> Exists(const std::string& id) = 0;
+
+  virtual Result<JobCounts> Counts() = 0;
+
+  // Round trip for /readyz.
+  virtual Result<void> Ping() = 0;
+};
+
+// What a worker does to a job it holds. Every call that moves the job out of
+// `active` checks the lock token: kFailedPrecondition if the lock is gone or
+// owned by another token (the job was recovered as stalled elsewhere).
+class Consumer {
+ public:
+  virtual ~Consumer() = default;
+
+  // Blocks up to `timeout_ms` for the wake-up marker (BZPOPMIN on the marker
+  // zset). Returns true when a job may be ready now. Spurious wake-ups are fine.
+  virtual Result<bool> WaitForWork(int64_t timeout_ms) = 0;
+
+  // Promotes due delayed jobs, then leases the next ready job with `token`
+  // for `lock_ms` (BullMQ's moveToActive). nullopt when none is ready or the
+  // queue is paused.
+  virtual Result<std::optional<ActiveJob>> Fetch(const std::string& token, int64_t lock_ms) = 0;
+
+  // Renews the lock of each held job; returns the ids whose lock was lost.
+  virtual Result<std::vector<std::string>> ExtendLocks(const std::vector<ActiveJob*>& jobs,
+                                                       int64_t lock_ms) = 0;
+
+  // Completes the job with `return_json` (valid JSON), applying the job's
+  // removeOnComplete retention.
+  virtual Result<void> Complete(const ActiveJob& job, const std::string& return_json) = 0;
+
+  // Records a failed attempt. When `retry` the job goes to delayed (or straight
+  // back to wait for a 0 delay) after BackoffDelayMs; otherwise it fails for
+  // good, removeOnFail applies, and (if attempts are exhausted or the failure
+  // is permanent) it is copied to the dead-letter queue.
+  virtual Result<void> Fail(const ActiveJob& job, const std::string& reason,
+                            const std::string& stack, bool retry) = 0;
+
+  // Progress as JSON (a number 0..100 or an object); writes the hash field and
+  // the `progress` event.
+  virtual Result<void> UpdateProgress(const std::string& id, const std::string& progress_json) = 0;
+
+  // Appends a line to the job's log list.
+  virtual Result<void> AddLog(const std::string& id, const std::string& line) = 0;
+
+  // BullMQ's stalled check (throttled by `<Q>:stalled-check` for
+  // `stalled_interval_ms`). Returns the ids put back in wait.
+  virtual Result<std::vector<std::string>> RecoverStalled(int64_t stalled_interval_ms) = 0;
+
+  // Gives a held job back at once (graceful shutdown): releases the lock and
+  // puts it at the front of wait, as a stalled recovery would.
+  virtual Result<void> Release(const ActiveJob& job) = 0;
+};
+
+// A Queue over Redis with a small internal connection pool.
+Result<std::unique_ptr<Queue>> OpenRedisQueue(const RedisOptions& options);
+
+// A Consumer over its own Redis connections (one blocking, one for commands).
+// Reconnects with backoff when Redis goes away; calls made while it is down
+// return kUnavailable.
+Result<std::unique_ptr<Consumer>> OpenRedisConsumer(const RedisOptions& options);
+
+}  // namespace conveyor::queue

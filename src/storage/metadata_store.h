@@ -1,0 +1,90 @@
+// File: storage/metadata_store.h
+//
+// MetadataStore: the job rows and memory chunks. The row is the source of
+// truth for a job's status as clients see it; the queue mirrors it.
+//
+// Implementations: SQLite (sqlite/, WAL mode) now; PostgreSQL joins behind the
+// same interface. Open one with OpenMetadataStore(url), which also applies
+// pending migrations when `migrate` is true.
+//
+// Threads: every method is blocking (disk or network I/O) and safe to call
+// from any thread concurrently. Never call them on a socket-serving thread;
+// the API hops to its blocking pool first.
+//
+// Errors: kUnavailable for a database that cannot be reached or is busy past
+// its timeout (retryable), kAlreadyExists from InsertJob for a duplicate id,
+// kInvalidArgument for bad arguments, kDataLoss for rows that cannot be read.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "storage/job_record.h"
+
+namespace conveyor::storage {
+
+class MetadataStore {
+ public:
+  virtual ~MetadataStore() = default;
+
+  // Inserts a row with status pending. kAlreadyExists if the id is taken.
+  virtual Result<void> InsertJob(const NewJob& job) = 0;
+
+  // The row, or nullopt if there is none.
+  virtual Result<std::optional<JobRecord>> GetJob(const std::string& id) = 0;
+
+  // The row if it exists and belongs to `user_id`; nullopt otherwise (so a
+  // caller cannot tell another user's job from a missing one).
+  virtual Result<std::optional<JobRecord>> GetJobForUser(const std::string& id,
+                                                         const std::string& user_id) = 0;
+
+  // status := processing, progress := 0, attempts := `attempts`. A row that is
+  // already completed or failed is left alone and kFailedPrecondition returned.
+  // kNotFound when there is no row.
+  virtual Result<void> MarkProcessing(const std::string& id, int attempts) = 0;
+
+  // progress := percent (0..100) while processing; no-op for other states.
+  virtual Result<void> SetProgress(const std::string& id, int percent) = 0;
+
+  // status := completed with file id and result JSON, progress := 100.
+  virtual Result<void> MarkCompleted(const std::string& id, const std::string& file_id,
+                                     const std::string& result_json) = 0;
+
+  // status := failed with the message.
+  virtual Result<void> MarkFailed(const std::string& id, const std::string& error) = 0;
+
+  // status := pending again (a job put back for another attempt).
+  virtual Result<void> MarkPending(const std::string& id) = 0;
+
+  // Rows still pending whose created_at is older than `older_than_ms` (epoch
+  // ms), oldest first, at most `limit`: the reconciler re-adds their jobs.
+  virtual Result<std::vector<JobRecord>> ListPending(int64_t older_than_ms, int limit) = 0;
+
+  // Replaces the memory chunks of `file_id` (idempotent: a retried job writes
+  // the same chunks again without duplicates).
+  virtual Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
+                                   const std::string& job_id, const std::string& file_id,
+                                   const std::vector<MemoryChunk>& chunks) = 0;
+
+  // Full-text search over the caller's own chunks of one session, best first.
+  // `query` is free text (never interpreted as query syntax).
+  virtual Result<std::vector<MemoryHit>> SearchMemory(const std::string& user_id,
+                                                      const std::string& session_id,
+                                                      const std::string& query, int limit) = 0;
+
+  // Cheap round trip for /readyz.
+  virtual Result<void> Ping() = 0;
+};
+
+// Opens the store named by `url`: "sqlite:///abs/path.db" (or "sqlite://:memory:"
+// for tests). With `migrate`, pending schema migrations are applied first.
+// kInvalidArgument for an unknown scheme, kUnavailable if it cannot be opened.
+Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url, bool migrate);
+
+// Applies pending migrations and returns the schema version now in force.
+Result<int> Migrate(const std::string& url);
+
+}  // namespace conveyor::storage
