@@ -1,0 +1,29 @@
+// File: http/auth.h
+//
+// Bearer-token authentication: HS256 JWTs signed with JWT_SECRET (libjwt).
+// The user id is the `sub` claim; `exp` (seconds since the epoch) is honoured
+// when present; any algorithm other than HS256, `none` included, is refused.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/error.h"
+
+namespace conveyor::http {
+
+// Verifies the value of an Authorization header ("Bearer <jwt>") and returns
+// the user id. kUnauthenticated with a short reason (missing header, not a
+// bearer token, malformed token, bad signature, wrong algorithm, expired,
+// missing or empty `sub`) otherwise. `now_s` is the current epoch time in
+// seconds. Thread-safe.
+Result<std::string> VerifyBearer(std::string_view authorization, std::string_view secret,
+                                 int64_t now_s);
+
+// Mints an HS256 token for `user_id` expiring `ttl_s` seconds after `now_s`
+// (for `conveyor token` and tests).
+Result<std::string> MintToken(std::string_view secret, std::string_view user_id, int64_t now_s,
+                              int64_t ttl_s);
+
+}  // namespace conveyor::http

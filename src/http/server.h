@@ -1,0 +1,74 @@
+// File: http/server.h
+//
+// The HTTP server: Boost.Beast over Asio with C++20 coroutines, serving on
+// `threads` threads. Routes (src/http/routes.cc) are one table: method, path,
+// handler, auth, body limit.
+//
+// Threads: construct, Start() and Run() from one thread; Shutdown() from any
+// thread (e.g. a signal handler's strand). Store, blob store and queue are
+// called only on the server's blocking pool, never on socket threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/error.h"
+
+namespace conveyor::storage {
+class MetadataStore;
+class BlobStore;
+}  // namespace conveyor::storage
+namespace conveyor::queue {
+class Queue;
+}
+
+namespace conveyor::http {
+
+struct ServerSettings {
+  std::string bind_address = "0.0.0.0";
+  int port = 8080;                       // 0: pick a free port (see Start())
+  int threads = 2;                       // socket-serving threads
+  int blocking_threads = 4;              // pool for SQLite/Redis/fsync calls
+  int64_t max_upload_bytes = 52428800;   // file size limit; 413 above it
+  int64_t max_header_bytes = 16384;      // request header block; 431 above it
+  int64_t header_timeout_ms = 10000;     // to receive a request header
+  int64_t body_idle_timeout_ms = 30000;  // longest silence while a body streams
+  int64_t shutdown_grace_ms = 10000;     // in-flight requests after Shutdown()
+  int rate_limit_per_minute = 600;       // uploads per user per minute; 0: off
+  bool upload_fsync = true;              // fsync uploads before 202
+  std::string jwt_secret;                // HS256 secret
+  std::string queue_name = "file-upload";
+};
+
+struct ServerDeps {
+  storage::MetadataStore* store = nullptr;  // not owned; outlive the server
+  storage::BlobStore* blobs = nullptr;
+  queue::Queue* queue = nullptr;
+};
+
+class Server {
+ public:
+  Server(ServerSettings settings, ServerDeps deps);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens; returns the bound port. kUnavailable if it cannot bind.
+  Result<int> Start();
+
+  // Serves until Shutdown() completes; returns then. Blocks the caller, which
+  // becomes one of the serving threads.
+  void Run();
+
+  // Graceful stop: stop accepting, let in-flight requests finish for up to
+  // shutdown_grace_ms, then cancel the rest (their temp files are deleted).
+  // Idempotent, thread-safe.
+  void Shutdown();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace conveyor::http
