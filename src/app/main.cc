@@ -1,13 +1,260 @@
-// conveyor: one binary, subcommands (DESIGN.md §1).
+// conveyor: one binary, one subcommand per process role (DESIGN.md §1).
+//
+// This file and config.cc are the only code that reads the environment; it
+// wires the modules together and owns signal handling: SIGINT/SIGTERM are
+// blocked in every thread and taken by one sigwait() thread, which starts the
+// graceful shutdown of whatever the subcommand runs.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <thread>
 
 #include "app/config.h"
+#include "app/redis_child.h"
+#include "core/ids.h"
+#include "http/auth.h"
+#include "http/server.h"
+#include "queue/queue.h"
+#include "storage/blob_store.h"
+#include "storage/metadata_store.h"
+#include "worker/worker.h"
+
+namespace conveyor::app {
+namespace {
+
+constexpr int64_t kDevTokenTtlS = 30 * 24 * 3600;  // printed by `dev`: valid for 30 days
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "conveyor: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+// Blocks SIGINT and SIGTERM in this thread and every thread started after it.
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+// Calls `on_signal` once, from its own thread, when SIGINT or SIGTERM arrives.
+std::thread WatchSignals(sigset_t set, std::function<void()> on_signal) {
+  return std::thread([set, on_signal = std::move(on_signal)] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::info("conveyor: {} received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    on_signal();
+  });
+}
+
+queue::RedisOptions RedisOptionsFrom(const Config& c) {
+  queue::RedisOptions o;
+  o.host = c.redis_host;
+  o.port = c.redis_port;
+  o.password = c.redis_password;
+  o.prefix = c.queue_prefix;
+  o.queue_name = c.queue_name;
+  return o;
+}
+
+http::ServerSettings ServerSettingsFrom(const Config& c) {
+  http::ServerSettings s;
+  s.bind_address = c.bind_address;
+  s.port = c.port;
+  s.threads = c.http_threads;
+  s.max_upload_bytes = c.max_upload_bytes;
+  s.max_header_bytes = c.max_header_bytes;
+  s.header_timeout_ms = c.header_timeout_ms;
+  s.body_idle_timeout_ms = c.body_idle_timeout_ms;
+  s.shutdown_grace_ms = c.shutdown_grace_ms;
+  s.rate_limit_per_minute = c.rate_limit_per_minute;
+  s.upload_fsync = c.upload_fsync;
+  s.jwt_secret = c.jwt_secret;
+  s.queue_name = c.queue_name;
+  return s;
+}
+
+worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
+  worker::WorkerSettings w;
+  w.concurrency = c.worker_concurrency;
+  w.lock_ms = c.job_lock_ms;
+  w.stalled_interval_ms = c.stalled_interval_ms;
+  w.reconcile_interval_ms = c.reconcile_interval_ms;
+  w.shutdown_grace_ms = c.shutdown_grace_ms;
+  return w;
+}
+
+// What every long-running role opens: database, upload store, queue producer.
+struct Backends {
+  std::unique_ptr<storage::MetadataStore> store;
+  std::unique_ptr<storage::BlobStore> blobs;
+  std::unique_ptr<queue::Queue> queue;
+};
+
+Result<Backends> OpenBackends(const Config& c) {
+  Backends b;
+  std::error_code ec;
+  std::filesystem::create_directories(c.data_dir, ec);
+  auto store = storage::OpenMetadataStore(c.database_url, /*migrate=*/true);
+  if (!store) return store.status();
+  b.store = std::move(*store);
+  auto blobs = storage::OpenLocalBlobStore(c.storage_dir);
+  if (!blobs) return blobs.status();
+  b.blobs = std::move(*blobs);
+  auto q = queue::OpenRedisQueue(RedisOptionsFrom(c));
+  if (!q) return q.status();
+  b.queue = std::move(*q);
+  return b;
+}
+
+// Runs the API and/or the worker until SIGINT/SIGTERM.
+int Serve(const Config& c, bool api, bool work, const std::string& banner_token) {
+  sigset_t signals = BlockShutdownSignals();
+  auto backends = OpenBackends(c);
+  if (!backends) return Fail(backends.status());
+
+  std::unique_ptr<http::Server> server;
+  if (api) {
+    server = std::make_unique<http::Server>(
+        ServerSettingsFrom(c),
+        http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get()});
+    auto port = server->Start();
+    if (!port) return Fail(port.status());
+    std::string host = c.bind_address == "0.0.0.0" ? "localhost" : c.bind_address;
+    spdlog::info("conveyor: API listening on http://{}:{}", host, *port);
+    if (!banner_token.empty()) {
+      std::printf("\nconveyor dev is ready\n  URL:   http://%s:%d\n  token: %s\n\n"
+                  "  curl -H 'Authorization: Bearer %s' -F file=@README.md -F session_id=s1 "
+                  "http://%s:%d/api/chat/upload/async\n\n",
+                  host.c_str(), *port, banner_token.c_str(), banner_token.c_str(), host.c_str(),
+                  *port);
+      std::fflush(stdout);
+    }
+  }
+  std::unique_ptr<worker::Worker> w;
+  if (work) {
+    auto opts = RedisOptionsFrom(c);
+    w = std::make_unique<worker::Worker>(WorkerSettingsFrom(c), backends->store.get(),
+                                         backends->blobs.get(), backends->queue.get(),
+                                         [opts] { return queue::OpenRedisConsumer(opts); });
+    w->Start();
+    spdlog::info("conveyor: worker running with concurrency {}", c.worker_concurrency);
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread watcher = WatchSignals(signals, [&] {
+    if (server) server->Shutdown();
+    std::lock_guard lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+  if (server) {
+    server->Run();  // returns after Shutdown()
+  } else {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+  if (w) w->Stop();
+  watcher.join();
+  spdlog::info("conveyor: stopped");
+  return 0;
+}
+
+int RunApi(Config c) {
+  if (c.jwt_secret.empty()) {
+    return Fail(InvalidArgument("JWT_SECRET is required by `conveyor api` (HS256 secret)"));
+  }
+  return Serve(c, true, false, "");
+}
+
+int RunWorker(Config c) { return Serve(c, false, true, ""); }
+
+int RunDev(Config c) {
+  std::error_code ec;
+  std::filesystem::create_directories(c.data_dir, ec);
+  std::optional<RedisChild> redis;
+  if (!c.redis_host_set) {
+    auto child = RedisChild::Start(c.data_dir + "/redis");
+    if (!child) return Fail(child.status());
+    redis.emplace(std::move(*child));
+    c.redis_host = "127.0.0.1";
+    c.redis_port = redis->port();
+    spdlog::info("conveyor: started redis-server on port {} (appendonly, everysec)",
+                 redis->port());
+  }
+  if (c.jwt_secret.empty()) {
+    c.jwt_secret = NewUuid() + NewUuid();
+    spdlog::info("conveyor: JWT_SECRET not set; generated one for this run");
+  }
+  auto token = http::MintToken(c.jwt_secret, "dev-user", std::time(nullptr), kDevTokenTtlS);
+  if (!token) return Fail(token.status());
+  int rc = Serve(c, true, true, *token);
+  return rc;  // RedisChild's destructor stops redis-server
+}
+
+int RunToken(const Config& c, const std::string& user, int64_t ttl_s) {
+  if (c.jwt_secret.empty()) return Fail(InvalidArgument("JWT_SECRET is required to mint a token"));
+  auto token = http::MintToken(c.jwt_secret, user, std::time(nullptr), ttl_s);
+  if (!token) return Fail(token.status());
+  std::printf("%s\n", token->c_str());
+  return 0;
+}
+
+int RunMigrate(const Config& c) {
+  std::error_code ec;
+  std::filesystem::create_directories(c.data_dir, ec);
+  auto v = storage::Migrate(c.database_url);
+  if (!v) return Fail(v.status());
+  std::printf("schema version %d\n", *v);
+  return 0;
+}
+
+}  // namespace
+}  // namespace conveyor::app
 
 int main(int argc, char** argv) {
-  auto cfg = conveyor::app::LoadConfigFromEnvironment();
+  using namespace conveyor::app;
+  CLI::App cli{"conveyor: asynchronous file upload and processing service"};
+  cli.require_subcommand(1);
+  cli.add_subcommand("api", "HTTP API server");
+  cli.add_subcommand("worker", "queue consumer: processes uploaded files");
+  cli.add_subcommand("dev", "API + worker in one process on the embedded defaults");
+  auto* token = cli.add_subcommand("token", "mint a development JWT with JWT_SECRET");
+  std::string user;
+  int64_t ttl_s = 24 * 3600;
+  token->add_option("--user", user, "user id (the token's sub)")->required();
+  token->add_option("--ttl", ttl_s, "lifetime in seconds")->capture_default_str();
+  cli.add_subcommand("migrate", "apply the database schema");
+  auto* env = cli.add_subcommand("env", "list the environment settings and their defaults");
+  CLI11_PARSE(cli, argc, argv);
+
+  if (env->parsed()) {
+    for (const auto& s : SettingsTable()) {
+      std::printf("%-24s %-36s %s\n", s.name.c_str(), s.default_value.c_str(), s.meaning.c_str());
+    }
+    return 0;
+  }
+  auto cfg = LoadConfigFromEnvironment();
   if (!cfg) {
     std::fprintf(stderr, "conveyor: %s\n", cfg.status().message().c_str());
     return 2;
   }
-  return 0;
+  const std::string cmd = cli.get_subcommands().front()->get_name();
+  if (cmd == "api") return RunApi(*cfg);
+  if (cmd == "worker") return RunWorker(*cfg);
+  if (cmd == "dev") return RunDev(*cfg);
+  if (cmd == "token") return RunToken(*cfg, user, ttl_s);
+  if (cmd == "migrate") return RunMigrate(*cfg);
+  return 2;
 }

@@ -1,0 +1,404 @@
+// Design
+// ------
+// Each slot thread owns a queue::Consumer and loops: Fetch a job (BullMQ's
+// moveToActive, which also promotes due delayed jobs); if none is ready, block
+// on the queue's wake-up marker for at most kIdleWaitMs so that Stop() is
+// noticed promptly. A fetched job is registered in `running_` so that the
+// housekeeping thread can renew its lock; the slot then runs Process() and
+// unregisters it.
+//
+// The housekeeping thread owns one more Consumer for lock renewals and the
+// stalled check, and uses the producer Queue for the reconciler. All waiting
+// is on `cv_`, so Stop() wakes every loop at once.
+//
+// The database row is written before the queue is told, so that a client that
+// sees a job finished in BullMQ also sees it finished in the row; if the queue
+// call then fails (lock lost, Redis down) the job may run again, which is safe
+// because processing is idempotent.
+#include "worker/worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "core/ids.h"
+#include "queue/payload.h"
+#include "queue/queue.h"
+#include "storage/blob_store.h"
+#include "storage/metadata_store.h"
+
+namespace conveyor::worker {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr int64_t kIdleWaitMs = 1000;      // longest marker wait before re-checking Stop()
+constexpr int64_t kMinBackoffMs = 100;     // first wait after a Redis/database error
+constexpr int64_t kMaxBackoffMs = 5000;    // cap of that wait
+constexpr int kReconcileBatch = 200;       // pending rows looked at per reconciler pass
+constexpr const char* kInvalidFormat = "Invalid file format";
+
+std::string FileIdFor(const std::string& job_id) { return "file_" + job_id; }
+
+}  // namespace
+
+class Worker::Impl {
+ public:
+  Impl(WorkerSettings settings, storage::MetadataStore* store, storage::BlobStore* blobs,
+       queue::Queue* producer, ConsumerFactory factory)
+      : settings_(std::move(settings)),
+        store_(store),
+        blobs_(blobs),
+        producer_(producer),
+        factory_(std::move(factory)),
+        worker_id_(NewUuid()) {}
+
+  void Start() {
+    std::lock_guard lock(mu_);
+    if (started_) return;
+    started_ = true;
+    for (int i = 0; i < settings_.concurrency; ++i) threads_.emplace_back([this] { SlotLoop(); });
+    threads_.emplace_back([this] { HousekeepingLoop(); });
+  }
+
+  void Stop() {
+    {
+      std::unique_lock lock(mu_);
+      if (!started_ || stopped_) return;
+      stopping_ = true;
+      cv_.notify_all();
+      // Running jobs get the grace period to finish.
+      cv_.wait_for(lock, milliseconds(settings_.shutdown_grace_ms),
+                   [&] { return running_.empty(); });
+      if (!running_.empty()) ReleaseRunningLocked();
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  int64_t finished() const { return finished_.load(); }
+
+ private:
+  // Waits `ms` or until Stop(); true when stopping.
+  bool WaitOrStop(int64_t ms) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, milliseconds(ms), [&] { return stopping_; });
+  }
+
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
+  // Opens a consumer, retrying with capped backoff until it works or Stop().
+  std::unique_ptr<queue::Consumer> Connect() {
+    int64_t backoff = kMinBackoffMs;
+    while (!stopping()) {
+      auto c = factory_();
+      if (c) return std::move(*c);
+      spdlog::warn("worker: cannot reach the queue: {}", c.status().ToString());
+      if (WaitOrStop(backoff)) break;
+      backoff = std::min(backoff * 2, kMaxBackoffMs);
+    }
+    return nullptr;
+  }
+
+  void SlotLoop() {
+    std::unique_ptr<queue::Consumer> consumer = Connect();
+    if (!consumer) return;
+    const std::string token_base = worker_id_ + ":" + std::to_string(next_slot_++);
+    uint64_t seq = 0;
+    int64_t backoff = kMinBackoffMs;
+    while (!stopping()) {
+      std::string token = token_base + ":" + std::to_string(seq++);
+      auto job = consumer->Fetch(token, settings_.lock_ms);
+      if (!job) {
+        spdlog::warn("worker: fetch failed: {}", job.status().ToString());
+        if (WaitOrStop(backoff)) break;
+        backoff = std::min(backoff * 2, kMaxBackoffMs);
+        continue;
+      }
+      backoff = kMinBackoffMs;
+      if (!job->has_value()) {
+        auto woke = consumer->WaitForWork(kIdleWaitMs);
+        if (!woke) {
+          if (WaitOrStop(backoff)) break;
+          backoff = std::min(backoff * 2, kMaxBackoffMs);
+        }
+        continue;
+      }
+      auto active = std::make_shared<queue::ActiveJob>(std::move(**job));
+      {
+        std::lock_guard lock(mu_);
+        running_[active->id] = active;
+      }
+      Process(*consumer, *active);
+      {
+        std::lock_guard lock(mu_);
+        running_.erase(active->id);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  void HousekeepingLoop() {
+    std::unique_ptr<queue::Consumer> consumer = Connect();
+    if (!consumer) return;
+    using clock = std::chrono::steady_clock;
+    const int64_t renew_ms = std::max<int64_t>(settings_.lock_ms / 2, 10);
+    auto next_renew = clock::now();
+    auto next_stalled = clock::now();
+    auto next_reconcile = clock::now() + milliseconds(settings_.reconcile_interval_ms);
+    for (;;) {
+      auto now = clock::now();
+      if (now >= next_renew) {
+        RenewLocks(*consumer);
+        next_renew = now + milliseconds(renew_ms);
+      }
+      if (now >= next_stalled) {
+        auto r = consumer->RecoverStalled(settings_.stalled_interval_ms);
+        if (!r) {
+          spdlog::warn("worker: stalled check failed: {}", r.status().ToString());
+        } else {
+          for (const auto& id : *r) spdlog::warn("worker: job {} stalled and was put back", id);
+        }
+        next_stalled = now + milliseconds(settings_.stalled_interval_ms);
+      }
+      if (now >= next_reconcile) {
+        Reconcile();
+        next_reconcile = now + milliseconds(settings_.reconcile_interval_ms);
+      }
+      auto next = std::min({next_renew, next_stalled, next_reconcile});
+      std::unique_lock lock(mu_);
+      if (cv_.wait_until(lock, next, [&] { return stopped_; })) return;
+    }
+  }
+
+  void RenewLocks(queue::Consumer& consumer) {
+    std::vector<std::shared_ptr<queue::ActiveJob>> jobs;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, job] : running_) jobs.push_back(job);
+    }
+    if (jobs.empty()) return;
+    std::vector<queue::ActiveJob*> ptrs;
+    for (auto& j : jobs) ptrs.push_back(j.get());
+    auto lost = consumer.ExtendLocks(ptrs, settings_.lock_ms);
+    if (!lost) {
+      spdlog::warn("worker: lock renewal failed: {}", lost.status().ToString());
+      return;
+    }
+    for (const auto& id : *lost) spdlog::warn("worker: lost the lock of job {}", id);
+  }
+
+  // Pending rows whose job is missing from Redis (the API crashed between the
+  // row and the add, or Redis lost it) are added again. Adding is idempotent.
+  void Reconcile() {
+    if (!producer_) return;
+    int64_t older_than = NowMs() - settings_.reconcile_interval_ms;
+    auto rows = store_->ListPending(older_than, kReconcileBatch);
+    if (!rows) {
+      spdlog::warn("worker: reconciler cannot list pending rows: {}", rows.status().ToString());
+      return;
+    }
+    for (const auto& row : *rows) {
+      auto exists = producer_->Exists(row.id);
+      if (!exists) return;  // Redis down: try again next pass
+      if (*exists) continue;
+      queue::JobPayload p{row.id,           row.user_id,       row.session_id, row.storage_path,
+                          row.original_name, row.mime_type, row.size_bytes,  row.message};
+      auto added = producer_->Add(row.id, queue::kJobName, queue::EncodeJobPayload(p),
+                                  queue::JobOptions{});
+      if (added && *added) spdlog::info("worker: reconciler re-added job {}", row.id);
+    }
+  }
+
+  // Stop() ran out of grace: hand running jobs back so that another worker
+  // takes them at once. Called with mu_ held.
+  void ReleaseRunningLocked() {
+    auto c = factory_();
+    if (!c) return;  // their locks lapse and the stalled check recovers them
+    for (auto& [id, job] : running_) {
+      auto r = (*c)->Release(*job);
+      if (!r) spdlog::warn("worker: could not release job {}: {}", id, r.status().ToString());
+      else spdlog::info("worker: released job {} at shutdown", id);
+    }
+  }
+
+  void Process(queue::Consumer& consumer, const queue::ActiveJob& job) {
+    auto payload = queue::DecodeJobPayload(job.data_json);
+    if (!payload) {
+      FailJob(consumer, job, std::nullopt, payload.status(), /*row_known=*/false);
+      return;
+    }
+    if (job.deferred_failure) {
+      FailJob(consumer, job, *payload, FailedPrecondition(*job.deferred_failure), true);
+      return;
+    }
+    // The row: made here when a Node.js producer added the job directly.
+    auto row = store_->GetJob(job.id);
+    if (!row) {
+      RetryLater(consumer, job, *payload, row.status());
+      return;
+    }
+    if (!row->has_value()) {
+      storage::NewJob nj{job.id,          payload->user_id, payload->session_id,
+                         payload->original_name, payload->mime_type, payload->size,
+                         "",              payload->storage_path, payload->message};
+      auto ins = store_->InsertJob(nj);
+      if (!ins && ins.code() != Errc::kAlreadyExists) {
+        RetryLater(consumer, job, *payload, ins.status());
+        return;
+      }
+    } else if ((*row)->status == storage::JobStatus::kCompleted && (*row)->result_json) {
+      // Finished before, but the queue was not told: tell it now.
+      FinishQueue(consumer, job, *(*row)->result_json);
+      return;
+    } else if ((*row)->status == storage::JobStatus::kFailed) {
+      auto r = consumer.Fail(job, (*row)->error.value_or("failed"), "", /*retry=*/false);
+      (void)r;
+      return;
+    }
+    if (payload->job_id != job.id && !payload->job_id.empty()) {
+      spdlog::warn("worker: job {} carries jobId {} in its data", job.id, payload->job_id);
+    }
+    // Only files inside the store are ever read, whatever the job data says.
+    if (!blobs_->Owns(payload->storage_path)) {
+      FailJob(consumer, job, *payload, InvalidArgument("Invalid storage path"), true);
+      return;
+    }
+    auto marked = store_->MarkProcessing(job.id, job.attempts_started);
+    if (!marked && marked.code() != Errc::kFailedPrecondition) {
+      RetryLater(consumer, job, *payload, marked.status());
+      return;
+    }
+
+    processing::Input input{payload->storage_path, payload->original_name, payload->message};
+    auto progress = [&](const std::string& stage, int percent) {
+      nlohmann::json p = {{"stage", stage}, {"percent", percent}};
+      (void)consumer.UpdateProgress(job.id, p.dump());
+      (void)store_->SetProgress(job.id, percent);
+    };
+    auto out = processing::Run(input, settings_.limits, progress);
+    if (!out) {
+      if (IsTransient(out.code())) {
+        RetryLater(consumer, job, *payload, out.status());
+      } else {
+        FailJob(consumer, job, *payload, out.status(), true);
+      }
+      return;
+    }
+
+    const std::string file_id = FileIdFor(job.id);
+    std::vector<storage::MemoryChunk> chunks;
+    chunks.reserve(out->chunks.size());
+    for (size_t i = 0; i < out->chunks.size(); ++i) {
+      chunks.push_back({static_cast<int>(i), std::move(out->chunks[i])});
+    }
+    progress("store", 90);
+    auto stored =
+        store_->StoreMemory(payload->user_id, payload->session_id, job.id, file_id, chunks);
+    if (!stored) {
+      RetryLater(consumer, job, *payload, stored.status());
+      return;
+    }
+    nlohmann::json result = {
+        {"aiResponse", {{"text", out->summary}}},
+        {"fileId", file_id},
+        {"kind", std::string(processing::FileKindName(out->kind))},
+        {"words", out->words},
+        {"chunks", chunks.size()},
+    };
+    std::string result_json = result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    auto done = store_->MarkCompleted(job.id, file_id, result_json);
+    if (!done) {
+      RetryLater(consumer, job, *payload, done.status());
+      return;
+    }
+    (void)blobs_->Remove(payload->storage_path);
+    FinishQueue(consumer, job, result_json);
+  }
+
+  void FinishQueue(queue::Consumer& consumer, const queue::ActiveJob& job,
+                   const std::string& result_json) {
+    auto r = consumer.Complete(job, result_json);
+    if (!r) spdlog::warn("worker: completing job {} in the queue: {}", job.id, r.status().ToString());
+    finished_++;
+  }
+
+  // A transient failure: retry with backoff while attempts remain, else final.
+  void RetryLater(queue::Consumer& consumer, const queue::ActiveJob& job,
+                  const queue::JobPayload& payload, const Status& why) {
+    if (!queue::ShouldRetry(job.attempts_made, job.options.attempts, /*transient=*/true)) {
+      FailJob(consumer, job, payload, why, true);
+      return;
+    }
+    spdlog::warn("worker: job {} attempt {} failed, will retry: {}", job.id,
+                 job.attempts_made + 1, why.ToString());
+    (void)store_->MarkPending(job.id);
+    auto r = consumer.Fail(job, why.message(), StackFor(why), /*retry=*/true);
+    if (!r) spdlog::warn("worker: scheduling retry of {}: {}", job.id, r.status().ToString());
+  }
+
+  // A final failure: the row says failed, the queue moves the job to failed
+  // (and dead-letters it), the stored upload is deleted.
+  void FailJob(queue::Consumer& consumer, const queue::ActiveJob& job,
+               const std::optional<queue::JobPayload>& payload, const Status& why,
+               bool row_known) {
+    std::string message = why.message().empty() ? std::string(kInvalidFormat) : why.message();
+    spdlog::info("worker: job {} failed: {}", job.id, why.ToString());
+    if (row_known) {
+      auto r = store_->MarkFailed(job.id, message);
+      if (!r) spdlog::warn("worker: recording failure of {}: {}", job.id, r.status().ToString());
+    }
+    if (payload && blobs_->Owns(payload->storage_path)) (void)blobs_->Remove(payload->storage_path);
+    auto r = consumer.Fail(job, message, StackFor(why), /*retry=*/false);
+    if (!r) spdlog::warn("worker: failing job {} in the queue: {}", job.id, r.status().ToString());
+    finished_++;
+  }
+
+  static std::string StackFor(const Status& why) {
+    return "Error: " + why.message() + "\n    at conveyor worker (" +
+           std::string(ErrcName(why.code())) + ")";
+  }
+
+  const WorkerSettings settings_;
+  storage::MetadataStore* const store_;
+  storage::BlobStore* const blobs_;
+  queue::Queue* const producer_;
+  const ConsumerFactory factory_;
+  const std::string worker_id_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool started_ = false;
+  bool stopping_ = false;  // no new fetches
+  bool stopped_ = false;   // housekeeping ends too
+  std::map<std::string, std::shared_ptr<queue::ActiveJob>> running_;
+  std::vector<std::thread> threads_;
+  std::atomic<int> next_slot_{0};
+  std::atomic<int64_t> finished_{0};
+};
+
+Worker::Worker(WorkerSettings settings, storage::MetadataStore* store, storage::BlobStore* blobs,
+               queue::Queue* producer, ConsumerFactory consumer_factory)
+    : impl_(std::make_unique<Impl>(std::move(settings), store, blobs, producer,
+                                   std::move(consumer_factory))) {}
+
+Worker::~Worker() { Stop(); }
+
+void Worker::Start() { impl_->Start(); }
+void Worker::Stop() { impl_->Stop(); }
+int64_t Worker::finished() const { return impl_->finished(); }
+
+}  // namespace conveyor::worker

@@ -1,0 +1,86 @@
+// File: worker/worker.h
+//
+// The worker: leases jobs from the BullMQ queue, runs processing::Run on the
+// stored file, and records the outcome in the job row and in the queue.
+//
+//   Fetch (lease + lock) -> row processing -> processing::Run
+//     ok                 -> memory chunks + row completed -> queue Complete
+//     permanent error    -> row failed  -> queue Fail(no retry) (dead-letter copy)
+//     transient error    -> row pending -> queue Fail(retry with backoff), or on
+//                           the last attempt: row failed -> queue Fail(final)
+//   The stored upload is deleted once the job is final.
+//
+// Threads: `concurrency` slot threads, each with its own queue::Consumer (one
+// blocking BZPOPMIN connection each); one housekeeping thread that renews the
+// locks of running jobs every lock_ms/2, runs BullMQ's stalled check every
+// stalled_interval_ms, and re-adds pending rows that have no queued job (the
+// reconciler) every reconcile_interval_ms.
+//
+// Delivery is at-least-once and processing is idempotent, keyed by job id:
+// the file id is derived from the job id and memory chunks are replaced, so a
+// job run twice leaves the same rows behind.
+//
+// Failures of Redis or the database are survived: calls fail with
+// kUnavailable, the loop backs off (capped at kMaxBackoffMs) and retries.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/error.h"
+#include "processing/processing.h"
+
+namespace conveyor::storage {
+class MetadataStore;
+class BlobStore;
+}  // namespace conveyor::storage
+namespace conveyor::queue {
+class Queue;
+class Consumer;
+}  // namespace conveyor::queue
+
+namespace conveyor::worker {
+
+struct WorkerSettings {
+  int concurrency = 2;                    // jobs processed at once
+  int64_t lock_ms = 30000;                // job lock duration (renewed every lock_ms/2)
+  int64_t stalled_interval_ms = 30000;    // period of the stalled check
+  int64_t reconcile_interval_ms = 30000;  // period of the pending-row reconciler
+  int64_t shutdown_grace_ms = 10000;      // running jobs may finish in this time on Stop()
+  processing::Limits limits;
+};
+
+using ConsumerFactory = std::function<Result<std::unique_ptr<queue::Consumer>>()>;
+
+class Worker {
+ public:
+  // `store`, `blobs` and `producer` are not owned and must outlive the worker.
+  // `producer` is used by the reconciler to re-add jobs.
+  Worker(WorkerSettings settings, storage::MetadataStore* store, storage::BlobStore* blobs,
+         queue::Queue* producer, ConsumerFactory consumer_factory);
+  ~Worker();  // Stop() + join
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the slot and housekeeping threads. Consumers that cannot connect
+  // yet keep retrying in their thread, so Start() itself does not fail on a
+  // Redis outage.
+  void Start();
+
+  // Graceful stop: no new fetches; running jobs get shutdown_grace_ms to
+  // finish; jobs still running then are released back to the queue (so they
+  // are picked up at once, not after a lock expiry). Returns when all threads
+  // have ended. Idempotent, thread-safe.
+  void Stop();
+
+  // Jobs finished (completed or failed for good) by this worker so far.
+  int64_t finished() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace conveyor::worker
