@@ -125,6 +125,9 @@ const std::vector<Setting>& Table() {
       {"RECONCILE_INTERVAL_MS", "30000",
        "how often pending rows without a queued job are re-added",
        Int("RECONCILE_INTERVAL_MS", &Config::reconcile_interval_ms, 100, 3600000)},
+      {"PROCESSING_DELAY_MS", "0",
+       "fault injection for tests: each job pauses this long (holding its lock) before processing",
+       Int("PROCESSING_DELAY_MS", &Config::processing_delay_ms, 0, 3600000)},
   };
   return table;
 }

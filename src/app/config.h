@@ -49,6 +49,7 @@ struct Config {
   int64_t job_lock_ms = 30000;
   int64_t stalled_interval_ms = 30000;
   int64_t reconcile_interval_ms = 30000;   // re-add pending rows with no job
+  int64_t processing_delay_ms = 0;         // fault injection for tests: pause before each job
 };
 
 // One row of the settings table, for `conveyor --help-env` and the README.

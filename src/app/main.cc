@@ -90,6 +90,7 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.stalled_interval_ms = c.stalled_interval_ms;
   w.reconcile_interval_ms = c.reconcile_interval_ms;
   w.shutdown_grace_ms = c.shutdown_grace_ms;
+  w.processing_delay_ms = c.processing_delay_ms;
   return w;
 }
 

@@ -283,6 +283,10 @@ class Worker::Impl {
       return;
     }
 
+    if (settings_.processing_delay_ms > 0) {
+      // Tests use this window to kill the worker while it holds the job.
+      std::this_thread::sleep_for(milliseconds(settings_.processing_delay_ms));
+    }
     processing::Input input{payload->storage_path, payload->original_name, payload->message};
     auto progress = [&](const std::string& stage, int percent) {
       nlohmann::json p = {{"stage", stage}, {"percent", percent}};

@@ -49,6 +49,7 @@ struct WorkerSettings {
   int64_t stalled_interval_ms = 30000;    // period of the stalled check
   int64_t reconcile_interval_ms = 30000;  // period of the pending-row reconciler
   int64_t shutdown_grace_ms = 10000;      // running jobs may finish in this time on Stop()
+  int64_t processing_delay_ms = 0;        // fault injection for tests: pause before each job
   processing::Limits limits;
 };
 
