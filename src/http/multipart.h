@@ -9,6 +9,18 @@
 //   while (read some bytes) if (!p.Feed(bytes)) -> p.status() says why
 //   p.Finish() -> error if the closing delimiter was not seen
 //
+// Accepted syntax: a preamble before the first delimiter is ignored, and the
+// first boundary line may open the body without a leading CRLF; transport
+// padding (SP/HT) may follow a boundary before its CRLF; "--" after a boundary
+// ends the body and the epilogue after it is ignored. The boundary inside a
+// part counts only as "\r\n--boundary"; anything else (a lone LF, CR not
+// followed by the whole delimiter) is data. Header names are case-insensitive;
+// each part needs `Content-Disposition: form-data` with a non-empty name;
+// filename= is reported as sent (quoted or not, \" and \\ unescaped) and
+// filename*= is ignored (RFC 7578 §4.2). on_part_data never gets an empty
+// slice; splitting the input differently may split data differently, but the
+// concatenated data and every other callback are the same.
+//
 // Errors (Status codes): kInvalidArgument for malformed input (bad header
 // line, missing boundary, truncated body at Finish), kResourceExhausted for a
 // limit (header block too long, too many parts). A callback that returns a
@@ -57,17 +69,30 @@ class MultipartParser {
   const Status& status() const { return status_; }
 
  private:
-  enum class State;
-  // Implementation state lives in multipart.cc.
+  enum class State;  // defined in multipart.cc
+
+  void Fail(Status s);
+  // Scans body (or preamble) bytes from `*pos` for the delimiter. Emits data
+  // (unless in the preamble) and returns true when a full delimiter ended the
+  // current section; false when `bytes` ran out first (a partial match is
+  // remembered in match_).
+  bool ScanForDelimiter(std::string_view bytes, size_t* pos, bool emit);
+  bool EmitData(std::string_view data);
+  // Accumulates a header block from `*pos`; true once it was parsed and the
+  // part began (state_ moved to the body).
+  bool ConsumeHeaders(std::string_view bytes, size_t* pos);
+  Status BeginPart();
+
   std::string delimiter_;  // "\r\n--" + boundary
   MultipartLimits limits_;
   MultipartCallbacks cb_;
   Status status_;
-  int state_ = 0;
-  size_t match_ = 0;          // bytes of delimiter_ matched so far
-  std::string header_buf_;
+  State state_;
+  // Bytes of delimiter_ matched at the end of the previous chunk. Held-back
+  // bytes are always delimiter_[0, match_), so they are never copied.
+  size_t match_ = 0;
+  std::string header_buf_;  // current part's header block, <= max_header_bytes
   size_t parts_ = 0;
-  std::string pending_;       // bytes held back while a possible delimiter is matched
 };
 
 // The boundary parameter of a multipart/form-data Content-Type value, or
