@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Upload-path benchmarks (prints figures; not a test). Starts its own
+# redis-server and `conveyor api` on free loopback ports, with data under a
+# temp dir on the same disk as the checkout, and runs for each UPLOAD_FSYNC
+# setting:
+#   - 64 KiB and 1 MiB uploads at 16 connections (wrk): rate, p50, p99
+#   - status requests at 64 connections (wrk)
+#   - one large upload (default 1 GiB): MB/s and the API's peak RSS
+#   - with fsync on: dd bs=1M count=SIZE conv=fdatasync on the same disk
+# Each wrk figure is the median of RUNS runs.
+#
+#   bench/upload.sh            # RUNS=3 DURATION=10s BIG_MIB=1024
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${CONVEYOR_BINARY:-$PWD/build/src/app/conveyor}
+BIG=${BIG_UPLOAD:-$PWD/build/bench/big_upload}
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10s}
+BIG_MIB=${BIG_MIB:-1024}
+FSYNC_MODES=${FSYNC_MODES:-"false true"}
+command -v wrk >/dev/null || { echo "wrk missing: scripts/setup.sh installs it"; exit 1; }
+[ -x "$BIN" ] && [ -x "$BIG" ] || { echo "build first: scripts/build.sh"; exit 1; }
+
+WORK=$(mktemp -d "$PWD/build/bench-XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
+  done
+  return 1
+}
+wait_port() { for _ in $(seq 400); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+REDIS_PORT=$(free_port)
+mkdir -p "$WORK/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
+  --appendfsync everysec --save "" --daemonize no --logfile "$WORK/redis/log" &
+PIDS+=($!)
+wait_port "$REDIS_PORT"
+
+export JWT_SECRET=bench-secret REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0
+export BENCH_TOKEN=$("$BIN" token --user bench)
+export BENCH_BOUNDARY=benchBoundary0123456789
+
+make_body() {  # make_body SIZE_BYTES FILE
+  { printf -- '--%s\r\nContent-Disposition: form-data; name="session_id"\r\n\r\nbench\r\n' "$BENCH_BOUNDARY"
+    printf -- '--%s\r\nContent-Disposition: form-data; name="file"; filename="b.txt"\r\nContent-Type: text/plain\r\n\r\n' "$BENCH_BOUNDARY"
+    head -c "$1" /dev/zero | tr '\0' 'a'
+    printf -- '\r\n--%s--\r\n' "$BENCH_BOUNDARY"; } > "$2"
+}
+make_body 65536 "$WORK/body64k"
+make_body 1048576 "$WORK/body1m"
+
+API_PID=""
+start_api() {  # start_api FSYNC
+  stop_api
+  rm -rf "$WORK/data"
+  API_PORT=$(free_port)
+  PORT=$API_PORT DATA_DIR="$WORK/data" UPLOAD_FSYNC=$1 "$BIN" api >"$WORK/api.log" 2>&1 &
+  API_PID=$!
+  wait_port "$API_PORT"
+}
+stop_api() {
+  if [ -n "$API_PID" ]; then kill "$API_PID" 2>/dev/null || true; wait "$API_PID" 2>/dev/null || true; API_PID=""; fi
+}
+
+wrk_median() {  # wrk_median CONNS SCRIPT -> "rps p50 p99" medians
+  local out rps=() p50=() p99=()
+  for _ in $(seq "$RUNS"); do
+    out=$(wrk -t2 -c"$1" -d"$DURATION" -s "$2" "http://127.0.0.1:$API_PORT" | grep '^BENCH')
+    rps+=($(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$out"))
+    p50+=($(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$out"))
+    p99+=($(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$out"))
+    rm -rf "$WORK/data/uploads/"*  # keep the disk from filling between runs
+  done
+  echo "$(printf '%s\n' "${rps[@]}" | median) $(printf '%s\n' "${p50[@]}" | median) $(printf '%s\n' "${p99[@]}" | median)"
+}
+
+echo "conveyor upload benchmarks: $(nproc) cores, runs=$RUNS x $DURATION, load generator on the same machine"
+for fsync in $FSYNC_MODES; do
+  start_api "$fsync"
+  read -r rps p50 p99 < <(BENCH_BODY_FILE="$WORK/body64k" wrk_median 16 bench/upload_post.lua)
+  echo "fsync=$fsync upload 64KiB c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms"
+  read -r rps p50 p99 < <(BENCH_BODY_FILE="$WORK/body1m" wrk_median 16 bench/upload_post.lua)
+  echo "fsync=$fsync upload 1MiB  c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms"
+  if [ "$fsync" = false ]; then
+    JOB=$(curl -s -H "Authorization: Bearer $BENCH_TOKEN" -F session_id=bench -F "file=@README.md" \
+      "http://127.0.0.1:$API_PORT/api/chat/upload/async" | sed -E 's/.*"jobId":"([^"]+)".*/\1/')
+    read -r rps p50 p99 < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
+    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms"
+  fi
+  # The large upload on a fresh API process, so its peak RSS is this upload's.
+  start_api "$fsync"
+  big=$("$BIG" "$API_PORT" "$BENCH_TOKEN" "$BIG_MIB")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$API_PID/status")
+  echo "fsync=$fsync upload ${BIG_MIB}MiB: $big api_peak_rss=$((hwm / 1024))MiB"
+  if [ "$fsync" = true ]; then
+    dd_out=$(dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$BIG_MIB" conv=fdatasync 2>&1 | tail -1)
+    rm -f "$WORK/dd.bin"
+    echo "dd bs=1M count=$BIG_MIB conv=fdatasync (same disk): $dd_out"
+  fi
+  stop_api
+done
