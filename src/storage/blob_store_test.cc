@@ -1,0 +1,161 @@
+#include "storage/blob_store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <utime.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/ids.h"
+#include "test_support.h"
+
+namespace conveyor::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using conveyor::testing::TempDir;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::unique_ptr<BlobStore> Open(const TempDir& dir) {
+  auto s = OpenLocalBlobStore(dir / "blobs");
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return std::move(*s);
+}
+
+TEST(LocalBlobStore, CommitMovesTempToFinalName) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string id = NewUuid();
+  auto w = store->Create(id);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  std::string temp = fs::canonical(dir / "blobs").string() + "/tmp/" + id + ".part";
+  EXPECT_TRUE(fs::exists(temp));
+  struct stat st {};
+  ASSERT_EQ(::stat(temp.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // Small appends are buffered, a big one goes straight through.
+  std::string expected;
+  for (int i = 0; i < 1000; ++i) {
+    std::string part = "line " + std::to_string(i) + "\n";
+    expected += part;
+    ASSERT_TRUE((*w)->Append(part).ok());
+  }
+  std::string big(3 << 20, 'z');
+  expected += big;
+  ASSERT_TRUE((*w)->Append(big).ok());
+  ASSERT_TRUE((*w)->Append("tail").ok());
+  expected += "tail";
+  EXPECT_EQ((*w)->size(), static_cast<int64_t>(expected.size()));
+
+  auto path = (*w)->Commit(true);
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  EXPECT_EQ(*path, store->PathFor(id));
+  EXPECT_FALSE(fs::exists(temp));
+  EXPECT_EQ(ReadAll(*path), expected);
+  EXPECT_TRUE(store->Owns(*path));
+  // Commit twice or append after commit: the writer is closed.
+  EXPECT_EQ((*w)->Append("x").code(), Errc::kFailedPrecondition);
+  EXPECT_EQ((*w)->Commit(false).code(), Errc::kFailedPrecondition);
+  // Destroying a committed writer keeps the blob.
+  w->reset();
+  EXPECT_TRUE(fs::exists(*path));
+  ASSERT_TRUE(store->Remove(*path).ok());
+  EXPECT_FALSE(fs::exists(*path));
+  EXPECT_TRUE(store->Remove(*path).ok());  // missing is fine
+}
+
+TEST(LocalBlobStore, AbortAndDestructorDeleteTemp) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string tmp_dir = fs::canonical(dir / "blobs").string() + "/tmp";
+  {
+    auto w = store->Create(NewUuid());
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Append("data").ok());
+    (*w)->Abort();
+    (*w)->Abort();  // idempotent
+    EXPECT_TRUE(fs::is_empty(tmp_dir));
+  }
+  {
+    auto w = store->Create(NewUuid());
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Append("data").ok());
+    EXPECT_FALSE(fs::is_empty(tmp_dir));
+  }
+  EXPECT_TRUE(fs::is_empty(tmp_dir));
+}
+
+TEST(LocalBlobStore, NonUuidIdIsRefused) {
+  TempDir dir;
+  auto store = Open(dir);
+  for (const char* id : {"", "../etc/passwd", "abc", "/abs", "12345678-1234-1234-1234-1234567890ab/x"}) {
+    EXPECT_EQ(store->Create(id).code(), Errc::kInvalidArgument) << id;
+  }
+}
+
+TEST(LocalBlobStore, SameIdTwiceIsAlreadyExists) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string id = NewUuid();
+  auto a = store->Create(id);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(store->Create(id).code(), Errc::kAlreadyExists);
+  ASSERT_TRUE((*a)->Commit(false).ok());
+  auto b = store->Create(id);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*b)->Commit(false).code(), Errc::kAlreadyExists);
+}
+
+TEST(LocalBlobStore, OwnsOnlyBlobPathsInsideTheStore) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string id = NewUuid();
+  std::string root = fs::canonical(dir / "blobs").string();
+  EXPECT_TRUE(store->Owns(store->PathFor(id)));
+  EXPECT_TRUE(store->Owns(root + "/tmp/../" + id));
+  EXPECT_FALSE(store->Owns(root + "/tmp/" + id + ".part"));
+  EXPECT_FALSE(store->Owns(root + "/notes.txt"));
+  EXPECT_FALSE(store->Owns(dir / id));
+  EXPECT_FALSE(store->Owns("/etc/passwd"));
+  EXPECT_FALSE(store->Owns(root + "/../" + id));
+  // A symlink inside the store that points outside is not a blob of it.
+  std::string outside = dir / NewUuid();
+  std::ofstream(outside) << "x";
+  std::string link = root + "/" + NewUuid();
+  fs::create_symlink(outside, link);
+  EXPECT_FALSE(store->Owns(link));
+  EXPECT_EQ(store->Remove(outside).code(), Errc::kInvalidArgument);
+}
+
+TEST(LocalBlobStore, RemoveStaleTempsDeletesOnlyOldParts) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string tmp_dir = fs::canonical(dir / "blobs").string() + "/tmp";
+  std::string old_part = tmp_dir + "/" + NewUuid() + ".part";
+  std::ofstream(old_part) << "old";
+  struct utimbuf times {1000, 1000};  // 1970: long stale
+  ASSERT_EQ(::utime(old_part.c_str(), &times), 0);
+  auto live = store->Create(NewUuid());
+  ASSERT_TRUE(live.ok());
+  std::string other = tmp_dir + "/keep.txt";
+  std::ofstream(other) << "not ours";
+  ::utime(other.c_str(), &times);
+
+  EXPECT_EQ(store->RemoveStaleTemps(NowMs() - 60'000), 1);
+  EXPECT_FALSE(fs::exists(old_part));
+  EXPECT_TRUE(fs::exists(other));
+  ASSERT_TRUE((*live)->Append("still writing").ok());
+  EXPECT_TRUE((*live)->Commit(false).ok());
+}
+
+}  // namespace
+}  // namespace conveyor::storage

@@ -1,0 +1,715 @@
+// SQLite MetadataStore. See sqlite_metadata_store.h for the connection design.
+//
+// Every write statement sets "updatedAt" to max(now, updatedAt + 1): the
+// column then changes on every change even within one millisecond, so a
+// client comparing it (or an ETag made from it) never misses an update.
+#include "storage/sqlite/sqlite_metadata_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/ids.h"
+#include "storage/internal/migrations.h"
+
+namespace conveyor::storage::sqlite {
+namespace {
+
+// How long a statement waits for another process's lock before failing with
+// kUnavailable. Long enough to ride out a checkpoint or a burst of writes from
+// the other process, short enough that a caller's retry/backoff takes over.
+constexpr int kBusyTimeoutMs = 5000;
+// Idle reader connections kept open; more are opened on demand and closed
+// when returned beyond this count.
+constexpr size_t kMaxIdleReaders = 8;
+// Search results per call are clamped to [1, kMaxSearchLimit].
+constexpr int kMaxSearchLimit = 100;
+// Free-text queries keep at most this many distinct words, each cut at
+// kMaxTermBytes: enough for any sentence a person types, bounded for the index.
+constexpr size_t kMaxTerms = 32;
+constexpr size_t kMaxTermBytes = 64;
+// Tokens of context on each side of a match in a snippet.
+constexpr int kSnippetTokens = 12;
+
+Status SqliteStatus(int rc, sqlite3* db, std::string_view what) {
+  std::string msg(what);
+  msg += ": ";
+  msg += db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_READONLY:
+    case SQLITE_INTERRUPT:
+      return Unavailable(std::move(msg));
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return DataLoss(std::move(msg));
+    case SQLITE_CONSTRAINT:
+      if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+        return AlreadyExists(std::move(msg));
+      }
+      if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return NotFound(std::move(msg));
+      return InvalidArgument(std::move(msg));
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+    case SQLITE_MISMATCH:
+      return InvalidArgument(std::move(msg));
+    default:
+      return Internal(std::move(msg));
+  }
+}
+
+// One sqlite3 handle plus its cache of prepared statements. Used by one thread
+// at a time (opened with SQLITE_OPEN_NOMUTEX).
+class Connection {
+ public:
+  static Result<std::unique_ptr<Connection>> Open(const std::string& path) {
+    sqlite3* db = nullptr;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+    std::unique_ptr<Connection> conn(new Connection(db));
+    if (rc != SQLITE_OK) return SqliteStatus(rc, db, "open " + path);
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    // journal_mode is persistent in the file; the rest are per connection.
+    // WAL on :memory: silently stays "memory", which is fine.
+    auto st = conn->Exec(
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=NORMAL;"
+        "PRAGMA foreign_keys=ON;"
+        "PRAGMA temp_store=MEMORY;");
+    if (!st) return st.status();
+    return conn;
+  }
+
+  ~Connection() {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  sqlite3* db() const { return db_; }
+
+  // Runs one or more statements that return no rows.
+  Result<void> Exec(const char* sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+    if (rc == SQLITE_OK) return {};
+    std::string what = err != nullptr ? err : "exec";
+    sqlite3_free(err);
+    return SqliteStatus(rc, nullptr, what);
+  }
+
+  // A cached prepared statement for `sql` (a string literal in this file).
+  Result<sqlite3_stmt*> Prepare(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) return SqliteStatus(rc, db_, "prepare");
+    cache_.emplace(sql, stmt);
+    return stmt;
+  }
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+  // Keyed by the literal's address: each call site passes the same pointer.
+  std::unordered_map<const char*, sqlite3_stmt*> cache_;
+};
+
+// A borrowed cached statement: binds, steps, reads columns, and resets on
+// destruction so the next user finds it clean.
+class Stmt {
+ public:
+  static Result<Stmt> Make(Connection& conn, const char* sql) {
+    auto s = conn.Prepare(sql);
+    if (!s) return s.status();
+    return Stmt(conn.db(), *s);
+  }
+  Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(std::exchange(o.stmt_, nullptr)), bind_rc_(o.bind_rc_) {}
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() {
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+
+  Stmt& Bind(int i, std::string_view v) {
+    Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    Check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  Stmt& Bind(int i, int v) { return Bind(i, static_cast<int64_t>(v)); }
+
+  // True when a row is ready, false when done.
+  Result<bool> Step() {
+    if (bind_rc_ != SQLITE_OK) return SqliteStatus(bind_rc_, db_, "bind");
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteStatus(rc, db_, "step");
+  }
+  // Runs a statement that returns no rows; the number of rows changed.
+  Result<int> Run() {
+    auto r = Step();
+    if (!r) return r.status();
+    return sqlite3_changes(db_);
+  }
+
+  std::string Text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p != nullptr ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+                        : std::string();
+  }
+  std::optional<std::string> OptText(int col) const {
+    if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) return std::nullopt;
+    return Text(col);
+  }
+  int64_t Int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
+
+ private:
+  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  void Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back unless committed. IMMEDIATE takes
+// the write lock up front, so two processes never deadlock upgrading a read.
+class Transaction {
+ public:
+  explicit Transaction(Connection& conn) : conn_(conn) {}
+  ~Transaction() {
+    if (open_) (void)conn_.Exec("ROLLBACK");
+  }
+  Result<void> Begin() {
+    CONVEYOR_RETURN_IF_ERROR(conn_.Exec("BEGIN IMMEDIATE"));
+    open_ = true;
+    return {};
+  }
+  Result<void> Commit() {
+    CONVEYOR_RETURN_IF_ERROR(conn_.Exec("COMMIT"));
+    open_ = false;
+    return {};
+  }
+
+ private:
+  Connection& conn_;
+  bool open_ = false;
+};
+
+Result<int> CurrentVersion(Connection& conn) {
+  auto stmt = Stmt::Make(conn, "SELECT COALESCE(MAX(\"version\"), 0) FROM \"schema_migrations\"");
+  if (!stmt) return stmt.status();
+  auto row = stmt->Step();
+  if (!row) return row.status();
+  return static_cast<int>(stmt->Int64(0));
+}
+
+int LatestVersion() {
+  auto all = internal::Migrations(internal::Dialect::kSqlite);
+  return all.empty() ? 0 : all.back().version;
+}
+
+// Applies every pending migration in one transaction: a crash or error leaves
+// the schema as it was, and a second process migrating at the same moment
+// waits on the write lock, then finds nothing to do.
+Result<int> ApplyMigrations(Connection& conn) {
+  CONVEYOR_RETURN_IF_ERROR(conn.Exec(
+      "CREATE TABLE IF NOT EXISTS \"schema_migrations\" ("
+      " \"version\" INTEGER NOT NULL PRIMARY KEY,"
+      " \"name\" TEXT NOT NULL,"
+      " \"appliedAt\" BIGINT NOT NULL)"));
+  Transaction tx(conn);
+  CONVEYOR_RETURN_IF_ERROR(tx.Begin());
+  auto current = CurrentVersion(conn);
+  if (!current) return current.status();
+  int version = *current;
+  if (version > LatestVersion()) {
+    return FailedPrecondition("database schema version " + std::to_string(version) +
+                              " is newer than this build knows (" +
+                              std::to_string(LatestVersion()) + ")");
+  }
+  for (const auto& m : internal::Migrations(internal::Dialect::kSqlite)) {
+    if (m.version <= version) continue;
+    auto st = conn.Exec(m.sql);
+    if (!st) {
+      return Status(st.code(), "migration " + std::to_string(m.version) + "_" + m.name + ": " +
+                                   st.status().message());
+    }
+    auto rec = Stmt::Make(conn,
+                          "INSERT INTO \"schema_migrations\" (\"version\", \"name\", \"appliedAt\")"
+                          " VALUES (?1, ?2, ?3)");
+    if (!rec) return rec.status();
+    rec->Bind(1, m.version).Bind(2, std::string_view(m.name)).Bind(3, NowMs());
+    CONVEYOR_RETURN_IF_ERROR(rec->Run());
+    version = m.version;
+  }
+  CONVEYOR_RETURN_IF_ERROR(tx.Commit());
+  return version;
+}
+
+// Column list shared by every query returning a JobRecord; ReadJob follows it.
+#define CONVEYOR_JOB_COLUMNS                                                           \
+  "\"id\", \"userId\", \"sessionId\", \"status\", \"fileId\", \"result\", \"error\", " \
+  "\"createdAt\", \"updatedAt\", \"originalName\", \"mimeType\", \"size\", \"sha256\", " \
+  "\"storagePath\", \"message\", \"progress\", \"attempts\""
+
+Result<JobRecord> ReadJob(const Stmt& s) {
+  JobRecord r;
+  r.id = s.Text(0);
+  r.user_id = s.Text(1);
+  r.session_id = s.Text(2);
+  auto status = ParseJobStatus(s.Text(3));
+  if (!status) return DataLoss("job " + r.id + " has unknown status '" + s.Text(3) + "'");
+  r.status = *status;
+  r.file_id = s.OptText(4);
+  r.result_json = s.OptText(5);
+  r.error = s.OptText(6);
+  r.created_at_ms = s.Int64(7);
+  r.updated_at_ms = s.Int64(8);
+  r.original_name = s.Text(9);
+  r.mime_type = s.Text(10);
+  r.size_bytes = s.Int64(11);
+  r.sha256_hex = s.Text(12);
+  r.storage_path = s.Text(13);
+  r.message = s.Text(14);
+  r.progress = static_cast<int>(s.Int64(15));
+  r.attempts = static_cast<int>(s.Int64(16));
+  return r;
+}
+
+// The FTS token naming one (user, session) scope; must match the expression in
+// migrations/sqlite/0001_init.sql ('u' || hex(userId) || 'x' || hex(sessionId) || 'z').
+std::string ScopeToken(const std::string& user_id, const std::string& session_id) {
+  auto upper_hex = [](const std::string& s) {
+    std::string h = HexEncode(s);
+    std::transform(h.begin(), h.end(), h.begin(),
+                   [](char c) { return c >= 'a' && c <= 'f' ? static_cast<char>(c - 32) : c; });
+    return h;
+  };
+  return "u" + upper_hex(user_id) + "x" + upper_hex(session_id) + "z";
+}
+
+// Length of a UTF-8 prefix of `s` of at most `max` bytes that ends on a code
+// point boundary.
+size_t Utf8Prefix(std::string_view s, size_t max) {
+  if (s.size() <= max) return s.size();
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
+class SqliteMetadataStore final : public MetadataStore {
+ public:
+  SqliteMetadataStore(std::string path, bool memory, std::unique_ptr<Connection> writer)
+      : path_(std::move(path)), memory_(memory), writer_(std::move(writer)) {}
+
+  Result<void> InsertJob(const NewJob& job) override {
+    if (job.id.empty() || job.user_id.empty() || job.session_id.empty()) {
+      return InvalidArgument("job id, user id and session id are required");
+    }
+    std::lock_guard lock(write_mu_);
+    auto s = Stmt::Make(*writer_,
+                        "INSERT INTO \"FileUploadJob\" (\"id\", \"userId\", \"sessionId\", \"status\","
+                        " \"createdAt\", \"updatedAt\", \"originalName\", \"mimeType\", \"size\","
+                        " \"sha256\", \"storagePath\", \"message\", \"progress\", \"attempts\")"
+                        " VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 0)");
+    if (!s) return s.status();
+    s->Bind(1, job.id).Bind(2, job.user_id).Bind(3, job.session_id).Bind(4, NowMs());
+    s->Bind(5, job.original_name).Bind(6, job.mime_type).Bind(7, job.size_bytes);
+    s->Bind(8, job.sha256_hex).Bind(9, job.storage_path).Bind(10, job.message);
+    auto r = s->Run();
+    if (!r) {
+      if (r.code() == Errc::kAlreadyExists) return AlreadyExists("job " + job.id + " already exists");
+      return r.status();
+    }
+    return {};
+  }
+
+  Result<std::optional<JobRecord>> GetJob(const std::string& id) override {
+    Reader reader(*this);
+    auto s = Stmt::Make(reader.conn(),
+                        "SELECT " CONVEYOR_JOB_COLUMNS " FROM \"FileUploadJob\" WHERE \"id\" = ?1");
+    if (!s) return s.status();
+    s->Bind(1, id);
+    return ReadOptionalJob(*s);
+  }
+
+  Result<std::optional<JobRecord>> GetJobForUser(const std::string& id,
+                                                 const std::string& user_id) override {
+    Reader reader(*this);
+    auto s = Stmt::Make(reader.conn(), "SELECT " CONVEYOR_JOB_COLUMNS
+                                       " FROM \"FileUploadJob\" WHERE \"id\" = ?1 AND \"userId\" = ?2");
+    if (!s) return s.status();
+    s->Bind(1, id).Bind(2, user_id);
+    return ReadOptionalJob(*s);
+  }
+
+  Result<void> MarkProcessing(const std::string& id, int attempts) override {
+    std::lock_guard lock(write_mu_);
+    auto s = Stmt::Make(*writer_,
+                        "UPDATE \"FileUploadJob\" SET \"status\" = 'processing', \"progress\" = 0,"
+                        " \"attempts\" = ?2, \"error\" = NULL,"
+                        " \"updatedAt\" = MAX(?3, \"updatedAt\" + 1)"
+                        " WHERE \"id\" = ?1 AND \"status\" IN ('pending', 'processing')");
+    if (!s) return s.status();
+    s->Bind(1, id).Bind(2, attempts).Bind(3, NowMs());
+    auto n = s->Run();
+    if (!n) return n.status();
+    if (*n == 1) return {};
+    auto status = StatusLocked(id);
+    if (!status) return status.status();
+    if (!*status) return NotFound("no job " + id);
+    return FailedPrecondition("job " + id + " is already " +
+                              std::string(JobStatusName(**status)));
+  }
+
+  Result<void> SetProgress(const std::string& id, int percent) override {
+    std::lock_guard lock(write_mu_);
+    auto s = Stmt::Make(*writer_,
+                        "UPDATE \"FileUploadJob\" SET \"progress\" = ?2,"
+                        " \"updatedAt\" = MAX(?3, \"updatedAt\" + 1)"
+                        " WHERE \"id\" = ?1 AND \"status\" = 'processing' AND \"progress\" <> ?2");
+    if (!s) return s.status();
+    s->Bind(1, id).Bind(2, std::clamp(percent, 0, 100)).Bind(3, NowMs());
+    auto n = s->Run();
+    if (!n) return n.status();
+    if (*n == 1) return {};
+    return ExistsOrNotFound(id);
+  }
+
+  Result<void> MarkCompleted(const std::string& id, const std::string& file_id,
+                             const std::string& result_json) override {
+    std::lock_guard lock(write_mu_);
+    auto s = Stmt::Make(*writer_,
+                        "UPDATE \"FileUploadJob\" SET \"status\" = 'completed', \"fileId\" = ?2,"
+                        " \"result\" = ?3, \"error\" = NULL, \"progress\" = 100,"
+                        " \"updatedAt\" = MAX(?4, \"updatedAt\" + 1)"
+                        " WHERE \"id\" = ?1");
+    if (!s) return s.status();
+    s->Bind(1, id).Bind(2, file_id).Bind(3, result_json).Bind(4, NowMs());
+    auto n = s->Run();
+    if (!n) return n.status();
+    if (*n == 0) return NotFound("no job " + id);
+    return {};
+  }
+
+  Result<void> MarkFailed(const std::string& id, const std::string& error) override {
+    std::lock_guard lock(write_mu_);
+    // A completed job keeps its result: a late failure report (a worker whose
+    // lease lapsed while another finished the job) must not undo it.
+    auto s = Stmt::Make(*writer_,
+                        "UPDATE \"FileUploadJob\" SET \"status\" = 'failed', \"error\" = ?2,"
+                        " \"updatedAt\" = MAX(?3, \"updatedAt\" + 1)"
+                        " WHERE \"id\" = ?1 AND \"status\" <> 'completed'");
+    if (!s) return s.status();
+    s->Bind(1, id).Bind(2, error).Bind(3, NowMs());
+    auto n = s->Run();
+    if (!n) return n.status();
+    if (*n == 1) return {};
+    auto status = StatusLocked(id);
+    if (!status) return status.status();
+    if (!*status) return NotFound("no job " + id);
+    return FailedPrecondition("job " + id + " is already completed");
+  }
+
+  Result<void> MarkPending(const std::string& id) override {
+    std::lock_guard lock(write_mu_);
+    auto s = Stmt::Make(*writer_,
+                        "UPDATE \"FileUploadJob\" SET \"status\" = 'pending', \"progress\" = 0,"
+                        " \"error\" = NULL, \"updatedAt\" = MAX(?2, \"updatedAt\" + 1)"
+                        " WHERE \"id\" = ?1");
+    if (!s) return s.status();
+    s->Bind(1, id).Bind(2, NowMs());
+    auto n = s->Run();
+    if (!n) return n.status();
+    if (*n == 0) return NotFound("no job " + id);
+    return {};
+  }
+
+  Result<std::vector<JobRecord>> ListPending(int64_t older_than_ms, int limit) override {
+    std::vector<JobRecord> out;
+    if (limit <= 0) return out;
+    Reader reader(*this);
+    auto s = Stmt::Make(reader.conn(), "SELECT " CONVEYOR_JOB_COLUMNS
+                                       " FROM \"FileUploadJob\""
+                                       " WHERE \"status\" = 'pending' AND \"createdAt\" < ?1"
+                                       " ORDER BY \"createdAt\", \"id\" LIMIT ?2");
+    if (!s) return s.status();
+    s->Bind(1, older_than_ms).Bind(2, limit);
+    for (;;) {
+      auto row = s->Step();
+      if (!row) return row.status();
+      if (!*row) break;
+      auto rec = ReadJob(*s);
+      if (!rec) return rec.status();
+      out.push_back(std::move(*rec));
+    }
+    return out;
+  }
+
+  Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
+                           const std::string& job_id, const std::string& file_id,
+                           const std::vector<MemoryChunk>& chunks) override {
+    if (user_id.empty() || session_id.empty() || job_id.empty() || file_id.empty()) {
+      return InvalidArgument("user id, session id, job id and file id are required");
+    }
+    std::lock_guard lock(write_mu_);
+    Transaction tx(*writer_);
+    CONVEYOR_RETURN_IF_ERROR(tx.Begin());
+    {
+      // Also drops what an earlier attempt of the same job stored under
+      // another file id: one job yields one file's memory.
+      auto del = Stmt::Make(*writer_,
+                            "DELETE FROM \"MemoryChunk\" WHERE \"fileId\" = ?1 OR \"jobId\" = ?2");
+      if (!del) return del.status();
+      del->Bind(1, file_id).Bind(2, job_id);
+      CONVEYOR_RETURN_IF_ERROR(del->Run());
+    }
+    int64_t now = NowMs();
+    for (const auto& chunk : chunks) {
+      auto ins = Stmt::Make(*writer_,
+                            "INSERT INTO \"MemoryChunk\" (\"userId\", \"sessionId\", \"jobId\","
+                            " \"fileId\", \"chunkIndex\", \"text\", \"createdAt\")"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      if (!ins) return ins.status();
+      ins->Bind(1, user_id).Bind(2, session_id).Bind(3, job_id).Bind(4, file_id);
+      ins->Bind(5, chunk.index).Bind(6, chunk.text).Bind(7, now);
+      auto r = ins->Run();
+      if (!r) {
+        if (r.code() == Errc::kNotFound) return NotFound("no job " + job_id);
+        if (r.code() == Errc::kAlreadyExists) {
+          return InvalidArgument("chunk index " + std::to_string(chunk.index) + " given twice");
+        }
+        return r.status();
+      }
+    }
+    return tx.Commit();
+  }
+
+  Result<std::vector<MemoryHit>> SearchMemory(const std::string& user_id,
+                                              const std::string& session_id,
+                                              const std::string& query, int limit) override {
+    std::vector<MemoryHit> out;
+    std::string words = BuildFtsMatch(query);
+    if (words.empty()) return out;
+    std::string match = "scope : \"" + ScopeToken(user_id, session_id) + "\" AND " + words;
+    Reader reader(*this);
+    // bm25 weights: text 1, scope 0 (the scope token is in every row of the
+    // scope, so it must not sway the ranking). bm25 is lower-is-better.
+    auto s = Stmt::Make(
+        reader.conn(),
+        "SELECT c.\"fileId\", c.\"jobId\", c.\"chunkIndex\","
+        " snippet(\"MemoryChunkFts\", 0, '**', '**', '…', ?5),"
+        " bm25(\"MemoryChunkFts\", 1.0, 0.0) AS rank"
+        " FROM \"MemoryChunkFts\" JOIN \"MemoryChunk\" c ON c.\"id\" = \"MemoryChunkFts\".rowid"
+        " WHERE \"MemoryChunkFts\" MATCH ?1 AND c.\"userId\" = ?2 AND c.\"sessionId\" = ?3"
+        " ORDER BY rank, c.\"id\" LIMIT ?4");
+    if (!s) return s.status();
+    s->Bind(1, match).Bind(2, user_id).Bind(3, session_id);
+    s->Bind(4, std::clamp(limit, 1, kMaxSearchLimit)).Bind(5, kSnippetTokens);
+    for (;;) {
+      auto row = s->Step();
+      if (!row) return row.status();
+      if (!*row) break;
+      MemoryHit hit;
+      hit.file_id = s->Text(0);
+      hit.job_id = s->Text(1);
+      hit.chunk_index = static_cast<int>(s->Int64(2));
+      hit.snippet = s->Text(3);
+      hit.score = -s->Double(4);
+      out.push_back(std::move(hit));
+    }
+    return out;
+  }
+
+  Result<void> Ping() override {
+    Reader reader(*this);
+    auto s = Stmt::Make(reader.conn(), "SELECT 1");
+    if (!s) return s.status();
+    auto row = s->Step();
+    if (!row) return row.status();
+    return {};
+  }
+
+ private:
+  // A connection for reads: a pooled one for a file, the (locked) writer for
+  // :memory:.
+  class Reader {
+   public:
+    explicit Reader(SqliteMetadataStore& store) : store_(store) {
+      if (store_.memory_) {
+        lock_ = std::unique_lock(store_.write_mu_);
+        return;
+      }
+      {
+        std::lock_guard lock(store_.pool_mu_);
+        if (!store_.idle_readers_.empty()) {
+          conn_ = std::move(store_.idle_readers_.back());
+          store_.idle_readers_.pop_back();
+        }
+      }
+      if (!conn_) {
+        auto c = Connection::Open(store_.path_);
+        if (c) {
+          conn_ = std::move(*c);
+          // A reader never writes; this makes a stray write an error.
+          (void)conn_->Exec("PRAGMA query_only=ON");
+        }
+      }
+      if (!conn_) {
+        // Could not open another connection (fd limit...): share the writer.
+        lock_ = std::unique_lock(store_.write_mu_);
+      }
+    }
+    ~Reader() {
+      if (!conn_) return;
+      std::lock_guard lock(store_.pool_mu_);
+      if (store_.idle_readers_.size() < kMaxIdleReaders) {
+        store_.idle_readers_.push_back(std::move(conn_));
+      }
+    }
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    Connection& conn() { return conn_ ? *conn_ : *store_.writer_; }
+
+   private:
+    SqliteMetadataStore& store_;
+    std::unique_ptr<Connection> conn_;
+    std::unique_lock<std::mutex> lock_;
+  };
+
+  static Result<std::optional<JobRecord>> ReadOptionalJob(Stmt& s) {
+    auto row = s.Step();
+    if (!row) return row.status();
+    if (!*row) return std::optional<JobRecord>();
+    auto rec = ReadJob(s);
+    if (!rec) return rec.status();
+    return std::optional<JobRecord>(std::move(*rec));
+  }
+
+  // The status of `id` read on the writer (write_mu_ held), nullopt if none.
+  Result<std::optional<JobStatus>> StatusLocked(const std::string& id) {
+    auto s = Stmt::Make(*writer_, "SELECT \"status\" FROM \"FileUploadJob\" WHERE \"id\" = ?1");
+    if (!s) return s.status();
+    s->Bind(1, id);
+    auto row = s->Step();
+    if (!row) return row.status();
+    if (!*row) return std::optional<JobStatus>();
+    auto st = ParseJobStatus(s->Text(0));
+    if (!st) return DataLoss("job " + id + " has unknown status");
+    return std::optional<JobStatus>(*st);
+  }
+
+  Result<void> ExistsOrNotFound(const std::string& id) {
+    auto st = StatusLocked(id);
+    if (!st) return st.status();
+    if (!*st) return NotFound("no job " + id);
+    return {};
+  }
+
+  const std::string path_;
+  const bool memory_;
+  std::mutex write_mu_;
+  std::unique_ptr<Connection> writer_;  // guarded by write_mu_
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Connection>> idle_readers_;  // guarded by pool_mu_
+};
+
+Result<std::unique_ptr<Connection>> OpenFile(const std::string& path) {
+  if (path != ":memory:") {
+    std::error_code ec;
+    auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec) return Unavailable("create " + parent.string() + ": " + ec.message());
+  }
+  return Connection::Open(path);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MetadataStore>> Open(const std::string& path, bool migrate) {
+  auto conn = OpenFile(path);
+  if (!conn) return conn.status();
+  if (migrate) {
+    auto v = ApplyMigrations(**conn);
+    if (!v) return v.status();
+  } else {
+    auto st = (*conn)->Exec(
+        "CREATE TABLE IF NOT EXISTS \"schema_migrations\" ("
+        " \"version\" INTEGER NOT NULL PRIMARY KEY,"
+        " \"name\" TEXT NOT NULL,"
+        " \"appliedAt\" BIGINT NOT NULL)");
+    if (!st) return st.status();
+    auto v = CurrentVersion(**conn);
+    if (!v) return v.status();
+    if (*v < LatestVersion()) {
+      return FailedPrecondition("database schema is at version " + std::to_string(*v) +
+                                ", this build needs " + std::to_string(LatestVersion()) +
+                                ": run `conveyor migrate`");
+    }
+  }
+  return std::unique_ptr<MetadataStore>(
+      new SqliteMetadataStore(path, path == ":memory:", std::move(*conn)));
+}
+
+Result<int> Migrate(const std::string& path) {
+  auto conn = OpenFile(path);
+  if (!conn) return conn.status();
+  return ApplyMigrations(**conn);
+}
+
+std::string BuildFtsMatch(std::string_view query) {
+  // Words are runs of ASCII letters/digits and non-ASCII bytes (UTF-8
+  // sequences stay whole); everything else separates. Inside the double
+  // quotes FTS5 applies its own tokenizer, so a word it finds no token in
+  // simply matches nothing.
+  std::vector<std::string> terms;
+  size_t i = 0;
+  while (i < query.size() && terms.size() < kMaxTerms) {
+    auto is_word = [](unsigned char c) {
+      return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    };
+    while (i < query.size() && !is_word(static_cast<unsigned char>(query[i]))) ++i;
+    size_t start = i;
+    while (i < query.size() && is_word(static_cast<unsigned char>(query[i]))) ++i;
+    if (i == start) break;
+    std::string_view word = query.substr(start, i - start);
+    std::string term(word.substr(0, Utf8Prefix(word, kMaxTermBytes)));
+    if (term.empty()) continue;
+    if (std::find(terms.begin(), terms.end(), term) == terms.end()) terms.push_back(std::move(term));
+  }
+  if (terms.empty()) return {};
+  std::string out = "text : (";
+  for (size_t t = 0; t < terms.size(); ++t) {
+    if (t > 0) out += " OR ";
+    out += '"';
+    out += terms[t];  // holds no '"': quotes are separators above
+    out += '"';
+  }
+  out += ')';
+  return out;
+}
+
+}  // namespace conveyor::storage::sqlite
