@@ -53,7 +53,8 @@ class MetadataStore {
   virtual Result<void> MarkCompleted(const std::string& id, const std::string& file_id,
                                      const std::string& result_json) = 0;
 
-  // status := failed with the message.
+  // status := failed with the message. A completed row keeps its result:
+  // kFailedPrecondition (a late failure report must not undo a success).
   virtual Result<void> MarkFailed(const std::string& id, const std::string& error) = 0;
 
   // status := pending again (a job put back for another attempt).
@@ -64,13 +65,18 @@ class MetadataStore {
   virtual Result<std::vector<JobRecord>> ListPending(int64_t older_than_ms, int limit) = 0;
 
   // Replaces the memory chunks of `file_id` (idempotent: a retried job writes
-  // the same chunks again without duplicates).
+  // the same chunks again without duplicates). Chunks an earlier attempt of
+  // `job_id` stored under another file id are dropped too. kNotFound when
+  // there is no job row `job_id`; kInvalidArgument for a repeated chunk index.
   virtual Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
                                    const std::string& job_id, const std::string& file_id,
                                    const std::vector<MemoryChunk>& chunks) = 0;
 
   // Full-text search over the caller's own chunks of one session, best first.
-  // `query` is free text (never interpreted as query syntax).
+  // `query` is free text (never interpreted as query syntax): its words are
+  // OR'ed, rows matching more (and rarer) words rank first; a query with no
+  // word yields no hits. Snippets mark matched words as **word**. `limit` is
+  // clamped to 1..100.
   virtual Result<std::vector<MemoryHit>> SearchMemory(const std::string& user_id,
                                                       const std::string& session_id,
                                                       const std::string& query, int limit) = 0;
@@ -80,8 +86,15 @@ class MetadataStore {
 };
 
 // Opens the store named by `url`: "sqlite:///abs/path.db" (or "sqlite://:memory:"
-// for tests). With `migrate`, pending schema migrations are applied first.
-// kInvalidArgument for an unknown scheme, kUnavailable if it cannot be opened.
+// for tests, private to the returned store). With `migrate`, pending schema
+// migrations are applied first; without it, a schema older than this build is
+// kFailedPrecondition ("run conveyor migrate"). kInvalidArgument for an
+// unknown scheme (and, until that backend exists, for postgres:// with the
+// message "PostgreSQL backend not built"), kUnavailable if it cannot be opened.
+//
+// Timestamps are epoch milliseconds. Migrations live in
+// src/storage/migrations/<dialect>/NNNN_name.sql, compiled into the binary and
+// recorded in table schema_migrations.
 Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url, bool migrate);
 
 // Applies pending migrations and returns the schema version now in force.
