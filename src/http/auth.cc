@@ -1,9 +1,11 @@
-// Design: libjwt 1.10 verifies the signature but trusts the token's own `alg`
-// header, and decodes an `alg: none` token without complaint even when a key
-// is given. So the header is checked for exactly "HS256" before libjwt sees
-// the token, and the algorithm libjwt decoded is checked again afterwards.
-// libjwt 1.10 does not check `exp` either; the claims are read here from the
-// decoded JSON (exp and nbf may be any JSON number, as RFC 7519 allows).
+// Design: libjwt 1.10 picks the verifier from the token's own `alg` header,
+// so an HS384/HS512 token signed with our secret would verify; with an empty
+// key it skips verification and accepts `alg: none` (with a key, Debian's
+// 1.10.2 refuses `none`). So the header must say exactly "HS256" before
+// libjwt sees the token, the algorithm libjwt decoded is checked again
+// afterwards, and an empty secret is refused outright. libjwt 1.10 does not
+// check `exp`; the claims are read here from the decoded JSON (exp and nbf may
+// be any JSON number, as RFC 7519 allows).
 #include "http/auth.h"
 
 #include <jwt.h>
