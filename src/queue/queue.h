@@ -6,7 +6,8 @@
 //
 // The Redis layout is BullMQ's (current npm major), so Node's `bullmq` Queue,
 // Worker, QueueEvents and Bull Board work on the same queue unchanged.
-// Key layouts and Lua scripts live in redis_queue.cc, never here.
+// Key layouts and Lua scripts live in redis_queue.cc and lua/, never here;
+// docs/queue-format.md describes them.
 //
 // Threads: all methods block on Redis and are safe to call from any thread
 // concurrently (implementations keep a connection pool). Never call them on a
@@ -38,6 +39,10 @@ struct RedisOptions {
   int command_timeout_ms = 5000;  // per non-blocking command
   std::string prefix = "bull";    // BullMQ key prefix
   std::string queue_name = "file-upload";
+  // Queue (same prefix) that receives a copy of every finally failed job, in
+  // its `failed` set, without retention. For Redis Cluster put a hash tag in
+  // `prefix` ("{bull}") so both queues share a slot.
+  std::string dead_letter_queue_name = kDeadLetterQueueName;
 };
 
 // Counts per BullMQ state (Queue.getJobCounts).

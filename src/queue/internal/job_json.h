@@ -1,0 +1,26 @@
+// File: queue/internal/job_json.h
+//
+// BullMQ `opts` JSON <-> JobOptions. Reading is lenient: opts written by Lua
+// cjson (any key order, "\/" escapes, 14-digit numbers, {} for []) or by Node
+// parses, and whatever is absent or malformed takes BullMQ's meaning.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "queue/job.h"
+
+namespace conveyor::queue::internal {
+
+// opts as conveyor writes them: attempts, backoff {type, delay},
+// removeOnComplete/removeOnFail (n, true for 0, false for -1), delay when > 0,
+// and jobId.
+std::string JobOptionsToJson(const std::string& job_id, const JobOptions& opts);
+
+// Reads opts as any BullMQ producer wrote them. Missing keys take BullMQ's
+// defaults, not conveyor's: attempts 0, no backoff (delay 0), keep all
+// finished jobs (-1). An object retention {count:n} reads as n (age is not
+// applied); {} or no count as -1.
+JobOptions ParseJobOptions(std::string_view opts_json);
+
+}  // namespace conveyor::queue::internal

@@ -1,0 +1,176 @@
+#include "queue/internal/redis_connection.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <utility>
+
+namespace conveyor::queue::internal {
+namespace {
+
+timeval ToTimeval(int64_t ms) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(ms / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
+  return tv;
+}
+
+RedisReply Convert(const redisReply* r) {
+  RedisReply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = RedisReply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = RedisReply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = RedisReply::Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = RedisReply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = RedisReply::Type::kArray;
+      out.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Convert(r->element[i]));
+      break;
+    default:
+      out.type = RedisReply::Type::kNil;
+  }
+  return out;
+}
+
+}  // namespace
+
+RedisConnection::RedisConnection(RedisOptions options) : options_(std::move(options)) {}
+
+RedisConnection::~RedisConnection() { Disconnect(); }
+
+void RedisConnection::Disconnect() {
+  if (ctx_) {
+    redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+}
+
+Status RedisConnection::DropWithError(const std::string& what) {
+  std::string detail = ctx_ && ctx_->errstr[0] ? std::string(": ") + ctx_->errstr : "";
+  Disconnect();
+  return Unavailable("redis " + options_.host + ":" + std::to_string(options_.port) + " " + what +
+                     detail);
+}
+
+Result<void> RedisConnection::EnsureConnected() {
+  if (ctx_) return {};
+  auto now = std::chrono::steady_clock::now();
+  if (backoff_ms_ > 0 && now < next_attempt_) {
+    return Unavailable("redis " + options_.host + ":" + std::to_string(options_.port) +
+                       " unreachable; next reconnect attempt pending");
+  }
+  // Whatever happens below, a failure pushes the next attempt further out.
+  backoff_ms_ = backoff_ms_ == 0 ? kReconnectBackoffMinMs
+                                 : std::min(backoff_ms_ * 2, kReconnectBackoffMaxMs);
+  next_attempt_ = now + std::chrono::milliseconds(backoff_ms_);
+
+  ctx_ = redisConnectWithTimeout(options_.host.c_str(), options_.port,
+                                 ToTimeval(options_.connect_timeout_ms));
+  if (!ctx_) return Unavailable("redis: out of memory creating a connection");
+  if (ctx_->err) return DropWithError("connect failed");
+  if (redisSetTimeout(ctx_, ToTimeval(options_.command_timeout_ms)) != REDIS_OK) {
+    return DropWithError("setting the timeout failed");
+  }
+  if (!options_.password.empty()) {
+    auto* r = static_cast<redisReply*>(redisCommand(ctx_, "AUTH %b", options_.password.data(),
+                                                    options_.password.size()));
+    if (!r) return DropWithError("AUTH failed");
+    bool refused = r->type == REDIS_REPLY_ERROR;
+    std::string err = refused ? std::string(r->str, r->len) : "";
+    freeReplyObject(r);
+    if (refused) {
+      Disconnect();
+      return Unavailable("redis AUTH refused: " + err);
+    }
+  }
+  // Load every script once per connection, so EVALSHA normally hits.
+  for (const ScriptSource& s : EmbeddedScripts()) {
+    const Script& script = GetScript(s.name);
+    auto* r = static_cast<redisReply*>(
+        redisCommand(ctx_, "SCRIPT LOAD %b", script.text.data(), script.text.size()));
+    if (!r) return DropWithError("SCRIPT LOAD failed");
+    bool refused = r->type == REDIS_REPLY_ERROR;
+    std::string err = refused ? std::string(r->str, r->len) : "";
+    freeReplyObject(r);
+    if (refused) {
+      Disconnect();
+      return Internal("redis refused script " + script.name + ": " + err);
+    }
+  }
+  backoff_ms_ = 0;
+  return {};
+}
+
+Result<RedisReply> RedisConnection::Run(const std::vector<std::string>& argv,
+                                        int64_t extra_timeout_ms) {
+  if (auto s = EnsureConnected(); !s) return s.status();
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+  args.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  if (extra_timeout_ms > 0) {
+    redisSetTimeout(ctx_, ToTimeval(options_.command_timeout_ms + extra_timeout_ms));
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lens.data()));
+  if (!r) return DropWithError(argv.empty() ? "command failed" : argv[0] + " failed");
+  RedisReply reply = Convert(r);
+  freeReplyObject(r);
+  if (extra_timeout_ms > 0) redisSetTimeout(ctx_, ToTimeval(options_.command_timeout_ms));
+  return reply;
+}
+
+Result<RedisReply> RedisConnection::Command(const std::vector<std::string>& argv) {
+  return Run(argv, 0);
+}
+
+Result<RedisReply> RedisConnection::BlockingCommand(const std::vector<std::string>& argv,
+                                                    int64_t block_ms) {
+  return Run(argv, std::max<int64_t>(block_ms, 1));
+}
+
+Result<RedisReply> RedisConnection::Eval(const Script& script,
+                                         const std::vector<std::string>& keys,
+                                         const std::vector<std::string>& args) {
+  std::vector<std::string> argv;
+  argv.reserve(3 + keys.size() + args.size());
+  argv.push_back("EVALSHA");
+  argv.push_back(script.sha1);
+  argv.push_back(std::to_string(keys.size()));
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto reply = Command(argv);
+  if (reply && reply->is_error() && reply->str.rfind("NOSCRIPT", 0) == 0) {
+    // The server lost its script cache (restart, SCRIPT FLUSH): load and retry.
+    auto loaded = Command({"SCRIPT", "LOAD", script.text});
+    if (!loaded) return loaded.status();
+    if (loaded->is_error()) {
+      return Internal("redis refused script " + script.name + ": " + loaded->str);
+    }
+    reply = Command(argv);
+  }
+  if (reply && reply->is_error()) {
+    return Internal("script " + script.name + " failed: " + reply->str);
+  }
+  return reply;
+}
+
+}  // namespace conveyor::queue::internal

@@ -1,0 +1,83 @@
+// File: queue/internal/redis_connection.h
+//
+// A small synchronous Redis client over hiredis, private to the queue module.
+// One RedisConnection is one socket; it is NOT thread-safe (callers serialise
+// access, e.g. with a mutex or a pool).
+//
+// Failure model: any I/O error, timeout or protocol error drops the socket
+// (its state is unknown) and the call returns kUnavailable. The next call
+// reconnects, but no sooner than a backoff that doubles from
+// kReconnectBackoffMinMs to kReconnectBackoffMaxMs while Redis stays down;
+// calls inside the backoff window fail fast with kUnavailable. Commands are
+// never resent automatically: a write may have been applied before the reply
+// was lost, so retrying is the caller's decision.
+//
+// A Redis error reply is not a failure of the call: it comes back as a
+// RedisReply of type kError.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "queue/internal/scripts.h"
+#include "queue/queue.h"
+
+struct redisContext;
+
+namespace conveyor::queue::internal {
+
+inline constexpr int64_t kReconnectBackoffMinMs = 50;
+inline constexpr int64_t kReconnectBackoffMaxMs = 2000;
+
+// A parsed reply, owning its data (hiredis replies are freed at once).
+struct RedisReply {
+  enum class Type { kNil, kString, kStatus, kInteger, kArray, kError };
+  Type type = Type::kNil;
+  std::string str;      // kString, kStatus, kError
+  long long integer = 0;  // kInteger
+  std::vector<RedisReply> elements;  // kArray
+
+  bool is_nil() const { return type == Type::kNil; }
+  bool is_error() const { return type == Type::kError; }
+  bool is_array() const { return type == Type::kArray; }
+};
+
+class RedisConnection {
+ public:
+  explicit RedisConnection(RedisOptions options);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Runs one command (binary-safe arguments) with the command timeout.
+  Result<RedisReply> Command(const std::vector<std::string>& argv);
+
+  // Runs a command that blocks in Redis for up to `block_ms` (BZPOPMIN…); the
+  // socket timeout is stretched by that much for this call only.
+  Result<RedisReply> BlockingCommand(const std::vector<std::string>& argv, int64_t block_ms);
+
+  // EVALSHA of `script`; on NOSCRIPT (a restarted or flushed server) loads the
+  // script and runs it once more. An error reply from the script becomes
+  // kInternal; everything else is returned as is.
+  Result<RedisReply> Eval(const Script& script, const std::vector<std::string>& keys,
+                          const std::vector<std::string>& args);
+
+  // Connects now if not connected (respecting the backoff).
+  Result<void> EnsureConnected();
+  bool connected() const { return ctx_ != nullptr; }
+
+ private:
+  Result<RedisReply> Run(const std::vector<std::string>& argv, int64_t extra_timeout_ms);
+  Status DropWithError(const std::string& what);
+  void Disconnect();
+
+  RedisOptions options_;
+  redisContext* ctx_ = nullptr;
+  int64_t backoff_ms_ = 0;  // current reconnect backoff; 0 after a success
+  std::chrono::steady_clock::time_point next_attempt_{};
+};
+
+}  // namespace conveyor::queue::internal

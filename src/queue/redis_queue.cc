@@ -1,0 +1,454 @@
+// Design
+// ------
+// conveyor's queue is a BullMQ queue: every key, hash field, event and state
+// transition is the one bullmq@6 uses (docs/queue-format.md, and the full
+// reference in ../shared/reference/bullmq-wire-format.md). Each transition is
+// one of our own Lua scripts (lua/*.lua, embedded at build time), run with
+// EVALSHA so it is atomic; this file only builds the KEYS/ARGV lists, maps
+// script return codes to Status, and turns replies into ActiveJob values.
+//
+// Clocks: as in BullMQ, every timestamp and score comes from this host's wall
+// clock and is passed to the scripts; scripts never call TIME.
+//
+// Connections: the producer keeps a small pool (one connection per concurrent
+// caller, idle ones kept for reuse). The consumer has two: one for BZPOPMIN
+// (it blocks) and one for everything else, each behind its own mutex, so a
+// heartbeat thread can renew locks while another thread waits for work.
+//
+// Retries: read-only and idempotent producer calls (Add is idempotent by id)
+// are retried once on kUnavailable, which hides a single stale socket after a
+// Redis restart. Consumer transitions are not: a lost reply may hide an
+// applied move, and the caller must decide.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <utility>
+
+#include "queue/internal/job_json.h"
+#include "queue/internal/redis_connection.h"
+#include "queue/internal/scripts.h"
+#include "queue/queue.h"
+
+namespace conveyor::queue {
+namespace {
+
+using internal::GetScript;
+using internal::RedisConnection;
+using internal::RedisReply;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The key names of one BullMQ queue ("<prefix>:<name>:<suffix>").
+class Keys {
+ public:
+  Keys(const std::string& prefix, const std::string& name) : base_(prefix + ":" + name + ":") {}
+  std::string operator()(const char* suffix) const { return base_ + suffix; }
+  const std::string& job_prefix() const { return base_; }  // job key = job_prefix() + id
+  std::string Job(const std::string& id) const { return base_ + id; }
+
+ private:
+  std::string base_;
+};
+
+// Ids BullMQ would refuse or that would collide with a queue key.
+Status ValidateJobId(const std::string& id) {
+  static const char* const kReserved[] = {
+      "id",     "wait",        "paused",  "active",        "prioritized", "pc",
+      "delayed", "completed",  "failed",  "waiting-children", "stalled", "stalled-check",
+      "marker", "events",      "meta",    "limiter",       "repeat",      "priority",
+      "delay",  "metrics"};
+  if (id.empty()) return InvalidArgument("job id is empty");
+  if (id == "0" || id.rfind("0:", 0) == 0) return InvalidArgument("job id 0 is reserved");
+  if (id.find(':') != std::string::npos) return InvalidArgument("job id contains ':'");
+  if (id.find_first_not_of("0123456789") == std::string::npos) {
+    return InvalidArgument("job id looks like an integer (BullMQ reserves those)");
+  }
+  for (const char* r : kReserved) {
+    if (id == r) return InvalidArgument("job id '" + id + "' is a queue key name");
+  }
+  return OkStatus();
+}
+
+// Maps the negative codes shared by the scripts (wire format §4.12).
+Status ScriptCodeToStatus(long long code, const std::string& id, const char* op) {
+  std::string where = std::string(op) + " job " + id + ": ";
+  switch (code) {
+    case -1:
+      return NotFound(where + "no such job");
+    case -2:
+      return FailedPrecondition(where + "lock missing (expired; the job may be recovered as stalled)");
+    case -3:
+      return FailedPrecondition(where + "job is not active");
+    case -6:
+      return FailedPrecondition(where + "lock is held by another worker");
+    default:
+      return Internal(where + "unexpected script result " + std::to_string(code));
+  }
+}
+
+Result<long long> IntegerReply(Result<RedisReply> reply, const char* what) {
+  if (!reply) return reply.status();
+  if (reply->type != RedisReply::Type::kInteger) {
+    return Internal(std::string(what) + ": expected an integer reply");
+  }
+  return reply->integer;
+}
+
+int ToInt(const std::string& s) {
+  char* end = nullptr;
+  long v = std::strtol(s.c_str(), &end, 10);
+  return end == s.c_str() ? 0 : static_cast<int>(v);
+}
+
+int64_t ToInt64(const std::string& s) {
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  return end == s.c_str() ? 0 : static_cast<int64_t>(v);
+}
+
+// ---------------------------------------------------------------------------
+// Producer
+
+class RedisQueue final : public Queue {
+ public:
+  explicit RedisQueue(RedisOptions options)
+      : options_(std::move(options)), keys_(options_.prefix, options_.queue_name) {}
+
+  Result<bool> Add(const std::string& id, const std::string& name, const std::string& data_json,
+                   const JobOptions& opts) override {
+    if (auto s = ValidateJobId(id); !s.ok()) return s;
+    std::vector<std::string> keys = {keys_("wait"),   keys_("meta"),   keys_("id"),
+                                     keys_("delayed"), keys_("events"), keys_("marker"),
+                                     keys_("active")};
+    std::vector<std::string> args = {keys_.job_prefix(),
+                                     id,
+                                     name,
+                                     std::to_string(NowMs()),
+                                     data_json,
+                                     internal::JobOptionsToJson(id, opts),
+                                     std::to_string(std::max<int64_t>(opts.delay_ms, 0))};
+    auto added = WithRetry([&](RedisConnection& c) {
+      return IntegerReply(c.Eval(GetScript("add_job"), keys, args), "add_job");
+    });
+    if (!added) return added.status();
+    return *added == 1;
+  }
+
+  Result<bool> Exists(const std::string& id) override {
+    auto n = WithRetry([&](RedisConnection& c) {
+      return IntegerReply(c.Command({"EXISTS", keys_.Job(id)}), "EXISTS");
+    });
+    if (!n) return n.status();
+    return *n == 1;
+  }
+
+  Result<JobCounts> Counts() override {
+    std::vector<std::string> keys = {keys_("wait"),      keys_("active"), keys_("delayed"),
+                                     keys_("prioritized"), keys_("completed"), keys_("failed"),
+                                     keys_("paused"),    keys_("waiting-children")};
+    auto reply = WithRetry([&](RedisConnection& c) {
+      return c.Eval(GetScript("get_counts"), keys, {});
+    });
+    if (!reply) return reply.status();
+    if (!reply->is_array() || reply->elements.size() != 8) {
+      return Internal("get_counts: malformed reply");
+    }
+    auto at = [&](size_t i) { return static_cast<int64_t>(reply->elements[i].integer); };
+    JobCounts c;
+    c.wait = at(0);
+    c.active = at(1);
+    c.delayed = at(2);
+    c.prioritized = at(3);
+    c.completed = at(4);
+    c.failed = at(5);
+    c.paused = at(6);
+    c.waiting_children = at(7);
+    return c;
+  }
+
+  Result<void> Ping() override {
+    auto reply = WithRetry([&](RedisConnection& c) { return c.Command({"PING"}); });
+    if (!reply) return reply.status();
+    if (reply->is_error()) return Unavailable("redis PING: " + reply->str);
+    return {};
+  }
+
+ private:
+  // At most this many idle connections are kept; busier moments open more.
+  static constexpr size_t kMaxIdleConnections = 4;
+
+  std::unique_ptr<RedisConnection> Acquire() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.empty()) return std::make_unique<RedisConnection>(options_);
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    return c;
+  }
+
+  void Return(std::unique_ptr<RedisConnection> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < kMaxIdleConnections) idle_.push_back(std::move(c));
+  }
+
+  // Runs `op` on a pooled connection; once more on kUnavailable (a stale
+  // socket after a Redis restart fails once, the reconnect then succeeds).
+  template <class Op>
+  auto WithRetry(Op op) -> decltype(op(std::declval<RedisConnection&>())) {
+    auto conn = Acquire();
+    auto result = op(*conn);
+    if (!result && result.code() == Errc::kUnavailable) result = op(*conn);
+    Return(std::move(conn));
+    return result;
+  }
+
+  RedisOptions options_;
+  Keys keys_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<RedisConnection>> idle_;
+};
+
+// ---------------------------------------------------------------------------
+// Consumer
+
+class RedisConsumer final : public Consumer {
+ public:
+  explicit RedisConsumer(RedisOptions options)
+      : options_(std::move(options)),
+        keys_(options_.prefix, options_.queue_name),
+        dlq_keys_(options_.prefix, options_.dead_letter_queue_name),
+        blocking_(options_),
+        commands_(options_) {}
+
+  Result<bool> WaitForWork(int64_t timeout_ms) override {
+    std::lock_guard<std::mutex> lock(blocking_mu_);
+    const int64_t deadline = NowMs() + std::max<int64_t>(timeout_ms, 0);
+    for (;;) {
+      int64_t now = NowMs();
+      int64_t due = next_delayed_due_ms_.load();
+      if (due > 0 && due <= now) {
+        next_delayed_due_ms_ = 0;
+        return true;
+      }
+      if (now >= deadline) return false;
+      int64_t wait_ms = deadline - now;
+      if (due > 0) wait_ms = std::min(wait_ms, due - now);
+      // BZPOPMIN takes seconds; 0 would block forever, so never below 1 ms.
+      char timeout[32];
+      std::snprintf(timeout, sizeof timeout, "%.3f",
+                    static_cast<double>(std::max<int64_t>(wait_ms, 1)) / 1000.0);
+      auto reply = blocking_.BlockingCommand({"BZPOPMIN", keys_("marker"), timeout}, wait_ms);
+      if (!reply) return reply.status();
+      if (reply->is_error()) return Internal("BZPOPMIN: " + reply->str);
+      if (reply->is_nil() || !reply->is_array() || reply->elements.size() < 3) continue;
+      // [key, member, score]: "0" = ready now; "1" = earliest delayed job's due ms.
+      double score = std::strtod(reply->elements[2].str.c_str(), nullptr);
+      if (reply->elements[1].str != "1" || score <= static_cast<double>(NowMs())) return true;
+      NoteDelayedDue(static_cast<int64_t>(std::ceil(score)));
+    }
+  }
+
+  Result<std::optional<ActiveJob>> Fetch(const std::string& token, int64_t lock_ms) override {
+    std::vector<std::string> keys = {keys_("wait"),    keys_("active"), keys_("prioritized"),
+                                     keys_("events"),  keys_("delayed"), keys_("meta"),
+                                     keys_("pc"),      keys_("marker")};
+    std::vector<std::string> args = {keys_.job_prefix(), std::to_string(NowMs()), token,
+                                     std::to_string(lock_ms)};
+    auto reply = Eval("move_to_active", keys, args);
+    if (!reply) return reply.status();
+    const auto& r = *reply;
+    if (!r.is_array() || r.elements.size() < 2) return Internal("move_to_active: malformed reply");
+    if (r.elements[0].integer != 1) {
+      // Nothing ready; remember when the earliest delayed job is due.
+      const std::string& score = r.elements[1].str;
+      if (!score.empty()) {
+        NoteDelayedDue(static_cast<int64_t>(std::ceil(std::strtod(score.c_str(), nullptr) / 4096)));
+      }
+      return std::optional<ActiveJob>();
+    }
+    if (r.elements.size() < 3 || !r.elements[2].is_array()) {
+      return Internal("move_to_active: malformed job reply");
+    }
+    ActiveJob job;
+    job.id = r.elements[1].str;
+    job.token = token;
+    const auto& fields = r.elements[2].elements;
+    for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+      const std::string& k = fields[i].str;
+      const std::string& v = fields[i + 1].str;
+      if (k == "name") job.name = v;
+      else if (k == "data") job.data_json = v;
+      else if (k == "opts") job.opts_json = v;
+      else if (k == "timestamp") job.timestamp_ms = ToInt64(v);
+      else if (k == "atm") job.attempts_made = ToInt(v);
+      else if (k == "attemptsMade" && job.attempts_made == 0) job.attempts_made = ToInt(v);
+      else if (k == "ats") job.attempts_started = ToInt(v);
+      else if (k == "stc") job.stalled_count = ToInt(v);
+      else if (k == "defa") job.deferred_failure = v;
+    }
+    job.options = internal::ParseJobOptions(job.opts_json);
+    return std::optional<ActiveJob>(std::move(job));
+  }
+
+  Result<std::vector<std::string>> ExtendLocks(const std::vector<ActiveJob*>& jobs,
+                                               int64_t lock_ms) override {
+    std::vector<std::string> lost;
+    if (jobs.empty()) return lost;
+    std::vector<std::string> args = {keys_.job_prefix(), std::to_string(lock_ms)};
+    for (const ActiveJob* j : jobs) {
+      args.push_back(j->id);
+      args.push_back(j->token);
+    }
+    auto reply = Eval("extend_locks", {keys_("stalled")}, args);
+    if (!reply) return reply.status();
+    if (!reply->is_array()) return Internal("extend_locks: malformed reply");
+    for (const auto& e : reply->elements) lost.push_back(e.str);
+    return lost;
+  }
+
+  Result<void> Complete(const ActiveJob& job, const std::string& return_json) override {
+    return Finish(job, "returnvalue", return_json, "completed", "", false,
+                  job.options.remove_on_complete);
+  }
+
+  Result<void> Fail(const ActiveJob& job, const std::string& reason, const std::string& stack,
+                    bool retry) override {
+    // A deferred failure (stalled too often) is final whatever the caller says;
+    // so is a transient error with no attempts left.
+    bool will_retry = retry && !job.deferred_failure &&
+                      ShouldRetry(job.attempts_made, job.options.attempts, /*transient=*/true);
+    if (!will_retry) {
+      return Finish(job, "failedReason", reason, "failed", stack, /*dead_letter=*/true,
+                    job.options.remove_on_fail);
+    }
+    int64_t backoff_ms = BackoffDelayMs(job.options.backoff_type, job.options.backoff_delay_ms,
+                                        job.attempts_made + 1);
+    std::vector<std::string> keys = {keys_("wait"),    keys_("active"), keys_("prioritized"),
+                                     keys_("events"),  keys_("stalled"), keys_("meta"),
+                                     keys_("delayed"), keys_("marker"), keys_.Job(job.id),
+                                     keys_("pc")};
+    std::vector<std::string> args = {job.id, std::to_string(NowMs()), job.token,
+                                     std::to_string(backoff_ms), reason, stack};
+    auto code = IntegerReply(Eval("retry_job", keys, args), "retry_job");
+    if (!code) return code.status();
+    if (*code < 0) return ScriptCodeToStatus(*code, job.id, "retry");
+    return {};
+  }
+
+  Result<void> UpdateProgress(const std::string& id, const std::string& progress_json) override {
+    auto code = IntegerReply(Eval("update_progress", {keys_.Job(id), keys_("events"), keys_("meta")},
+                                  {id, progress_json}),
+                             "update_progress");
+    if (!code) return code.status();
+    if (*code < 0) return ScriptCodeToStatus(*code, id, "update progress of");
+    return {};
+  }
+
+  Result<void> AddLog(const std::string& id, const std::string& line) override {
+    auto code = IntegerReply(
+        Eval("add_log", {keys_.Job(id), keys_.Job(id) + ":logs"}, {line}), "add_log");
+    if (!code) return code.status();
+    if (*code < 0) return ScriptCodeToStatus(*code, id, "add log to");
+    return {};
+  }
+
+  Result<std::vector<std::string>> RecoverStalled(int64_t stalled_interval_ms) override {
+    std::vector<std::string> keys = {keys_("stalled"), keys_("wait"),   keys_("active"),
+                                     keys_("stalled-check"), keys_("meta"), keys_("marker"),
+                                     keys_("events")};
+    std::vector<std::string> args = {std::to_string(kMaxStalledCount), keys_.job_prefix(),
+                                     std::to_string(NowMs()),
+                                     std::to_string(std::max<int64_t>(stalled_interval_ms, 1))};
+    auto reply = Eval("move_stalled_jobs_to_wait", keys, args);
+    if (!reply) return reply.status();
+    if (!reply->is_array()) return Internal("move_stalled_jobs_to_wait: malformed reply");
+    std::vector<std::string> ids;
+    for (const auto& e : reply->elements) ids.push_back(e.str);
+    return ids;
+  }
+
+  Result<void> Release(const ActiveJob& job) override {
+    std::vector<std::string> keys = {keys_("wait"), keys_("active"), keys_("events"),
+                                     keys_("stalled"), keys_("meta"), keys_("marker"),
+                                     keys_.Job(job.id)};
+    auto code = IntegerReply(Eval("release_job", keys, {job.id, job.token}), "release_job");
+    if (!code) return code.status();
+    if (*code < 0) return ScriptCodeToStatus(*code, job.id, "release");
+    return {};
+  }
+
+ private:
+  Result<RedisReply> Eval(const char* script, const std::vector<std::string>& keys,
+                          const std::vector<std::string>& args) {
+    std::lock_guard<std::mutex> lock(commands_mu_);
+    return commands_.Eval(GetScript(script), keys, args);
+  }
+
+  // Keeps the earliest known due time of a delayed job, for WaitForWork.
+  void NoteDelayedDue(int64_t due_ms) {
+    int64_t cur = next_delayed_due_ms_.load();
+    while ((cur == 0 || due_ms < cur) &&
+           !next_delayed_due_ms_.compare_exchange_weak(cur, due_ms)) {
+    }
+  }
+
+  Result<void> Finish(const ActiveJob& job, const char* field, const std::string& value,
+                      const char* target, const std::string& stack, bool dead_letter,
+                      int keep) {
+    std::vector<std::string> keys = {
+        keys_("wait"),    keys_("active"),     keys_("prioritized"), keys_("events"),
+        keys_("stalled"), keys_("meta"),       keys_(target),        keys_.Job(job.id),
+        dlq_keys_("id"),  dlq_keys_("failed"), dlq_keys_("events"),  dlq_keys_("meta")};
+    std::vector<std::string> args = {job.id,
+                                     std::to_string(NowMs()),
+                                     field,
+                                     value,
+                                     target,
+                                     keys_.job_prefix(),
+                                     job.token,
+                                     std::to_string(keep),
+                                     std::to_string(job.options.attempts),
+                                     stack,
+                                     dead_letter ? dlq_keys_.job_prefix() : ""};
+    auto code = IntegerReply(Eval("move_to_finished", keys, args), "move_to_finished");
+    if (!code) return code.status();
+    if (*code < 0) return ScriptCodeToStatus(*code, job.id, target);
+    return {};
+  }
+
+  RedisOptions options_;
+  Keys keys_;
+  Keys dlq_keys_;
+  std::mutex blocking_mu_;
+  RedisConnection blocking_;
+  std::mutex commands_mu_;
+  RedisConnection commands_;
+  // Due time (epoch ms) of the earliest delayed job seen; 0 = none known.
+  std::atomic<int64_t> next_delayed_due_ms_{0};
+};
+
+// Connects once so that a wrong host or password is reported at start-up.
+Result<void> Probe(const RedisOptions& options) {
+  RedisConnection c(options);
+  return c.EnsureConnected();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Queue>> OpenRedisQueue(const RedisOptions& options) {
+  if (auto s = Probe(options); !s) return s.status();
+  return std::unique_ptr<Queue>(std::make_unique<RedisQueue>(options));
+}
+
+Result<std::unique_ptr<Consumer>> OpenRedisConsumer(const RedisOptions& options) {
+  if (auto s = Probe(options); !s) return s.status();
+  return std::unique_ptr<Consumer>(std::make_unique<RedisConsumer>(options));
+}
+
+}  // namespace conveyor::queue
