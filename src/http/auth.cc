@@ -12,10 +12,9 @@
 
 #include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace conveyor::http {
 namespace {
@@ -108,11 +107,13 @@ Result<std::string> VerifyBearer(std::string_view authorization, std::string_vie
 
   std::string token_str(token);  // libjwt wants a NUL-terminated string
   jwt_t* raw = nullptr;
-  int rc = jwt_decode(&raw, token_str.c_str(), reinterpret_cast<const unsigned char*>(secret.data()),
-                      static_cast<int>(secret.size()));
+  int rc =
+      jwt_decode(&raw, token_str.c_str(), reinterpret_cast<const unsigned char*>(secret.data()),
+                 static_cast<int>(secret.size()));
   JwtPtr jwt(raw);
   if (rc != 0 || !jwt) return Unauthenticated("invalid token or signature");
-  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) return Unauthenticated("token algorithm is not HS256");
+  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256)
+    return Unauthenticated("token algorithm is not HS256");
 
   CStringPtr grants(jwt_get_grants_json(jwt.get(), nullptr));
   if (!grants) return Unauthenticated("token without claims");

@@ -1,12 +1,11 @@
 #include "http/auth.h"
 
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace conveyor::http {
 namespace {
@@ -50,8 +49,8 @@ std::string Craft(std::string_view header, std::string_view payload, const EVP_M
 }
 
 std::string Payload(std::string_view sub = "user-1", int64_t exp = kNow + 3600) {
-  return R"({"sub":")" + std::string(sub) + R"(","iat":)" + std::to_string(kNow) +
-         R"(,"exp":)" + std::to_string(exp) + "}";
+  return R"({"sub":")" + std::string(sub) + R"(","iat":)" + std::to_string(kNow) + R"(,"exp":)" +
+         std::to_string(exp) + "}";
 }
 
 Errc Verify(const std::string& token, std::string_view secret = kSecret) {
@@ -71,8 +70,8 @@ TEST(Auth, MintedTokenVerifiesToItsSubject) {
 }
 
 TEST(Auth, HandCraftedHs256TokenVerifies) {
-  auto user = VerifyBearer("Bearer " + Craft(R"({"alg":"HS256","typ":"JWT"})", Payload(), EVP_sha256()),
-                           kSecret, kNow);
+  auto user = VerifyBearer(
+      "Bearer " + Craft(R"({"alg":"HS256","typ":"JWT"})", Payload(), EVP_sha256()), kSecret, kNow);
   ASSERT_TRUE(user.ok()) << user.status().ToString();
   EXPECT_EQ(*user, "user-1");
   // exp is optional.
@@ -135,9 +134,9 @@ TEST(Auth, RejectsTokenWithoutSubject) {
 }
 
 TEST(Auth, RejectsGarbage) {
-  for (std::string t : std::vector<std::string>{"", "x", "a.b", "a.b.c", "...", "eyJhbGciOiJIUzI1NiJ9..", "\xff\xfe.\x01.x",
-                        "eyJhbGciOiJIUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiJ9.!!!.abc",
-                        std::string(20000, 'a')}) {
+  for (std::string t : std::vector<std::string>{
+           "", "x", "a.b", "a.b.c", "...", "eyJhbGciOiJIUzI1NiJ9..", "\xff\xfe.\x01.x",
+           "eyJhbGciOiJIUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiJ9.!!!.abc", std::string(20000, 'a')}) {
     SCOPED_TRACE(t.substr(0, 40));
     EXPECT_EQ(Verify(t), Errc::kUnauthenticated);
   }
@@ -162,8 +161,8 @@ TEST(Auth, RejectsTamperedPayload) {
   ASSERT_TRUE(token.ok());
   size_t first = token->find('.');
   size_t second = token->find('.', first + 1);
-  std::string forged = token->substr(0, first + 1) + Base64Url(Payload("admin")) +
-                       token->substr(second);
+  std::string forged =
+      token->substr(0, first + 1) + Base64Url(Payload("admin")) + token->substr(second);
   EXPECT_EQ(Verify(forged), Errc::kUnauthenticated);
   // Flipping one signature character fails too.
   std::string flipped = *token;

@@ -157,6 +157,7 @@ Result<PartHeaders> ParsePartHeaders(std::string_view block) {
     std::string_view line = block.substr(0, eol);
     block = eol == std::string_view::npos ? std::string_view() : block.substr(eol + 2);
     if (!IsValidHeaderLine(line)) return InvalidArgument("control character in part header");
+    if (line.empty()) return InvalidArgument("empty part header line");  // unreachable
     if (IsOws(line.front())) {
       // Obsolete line folding (RFC 5322 §2.2.3): continues the previous field.
       if (fields.empty()) return InvalidArgument("part header starts with whitespace");
@@ -424,7 +425,8 @@ Result<std::string> BoundaryFromContentType(std::string_view content_type) {
   if (!EqualsIgnoreCase(media_type, "multipart/form-data")) {
     return InvalidArgument("Content-Type is not multipart/form-data");
   }
-  if (semi == std::string_view::npos) return InvalidArgument("multipart Content-Type without boundary");
+  if (semi == std::string_view::npos)
+    return InvalidArgument("multipart Content-Type without boundary");
   auto params = ParseParams(content_type.substr(semi));
   if (!params) return params.status();
   std::optional<std::string> boundary;

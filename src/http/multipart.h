@@ -65,7 +65,7 @@ class MultipartParser {
   // Call at end of input: an error when the closing delimiter was not seen.
   Status Finish();
 
-  bool done() const;     // closing delimiter seen
+  bool done() const;  // closing delimiter seen
   const Status& status() const { return status_; }
 
  private:

@@ -1,13 +1,13 @@
 #include "http/multipart.h"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace conveyor::http {
 namespace {
@@ -159,10 +159,11 @@ TEST(MultipartParser, ParsesFileWithFilenameAndContentType) {
 }
 
 TEST(MultipartParser, ParsesMultipleFieldsInOrder) {
-  std::string body = FieldPart("a", "1") + FieldPart("b", "two") + FieldPart("c", "") +
-                     "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n"
-                     "Content-Type: text/plain\r\n\r\nhello\r\nworld\r\n" +
-                     std::string(kClose);
+  std::string body =
+      FieldPart("a", "1") + FieldPart("b", "two") + FieldPart("c", "") +
+      "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n"
+      "Content-Type: text/plain\r\n\r\nhello\r\nworld\r\n" +
+      std::string(kClose);
   Outcome o = ParseAllSplits(body);
   EXPECT_EQ(o.finish_code, Errc::kOk);
   ASSERT_EQ(o.parts.size(), 4u);
@@ -193,7 +194,8 @@ TEST(MultipartParser, PreservesBinaryDataWithNulsAndControlBytes) {
 }
 
 TEST(MultipartParser, IgnoresPreamble) {
-  std::string body = "This is the preamble.\r\n-XyZ\r\n--Xy\r\n" + FieldPart("a", "1") + std::string(kClose);
+  std::string body =
+      "This is the preamble.\r\n-XyZ\r\n--Xy\r\n" + FieldPart("a", "1") + std::string(kClose);
   Outcome o = ParseAllSplits(body);
   EXPECT_EQ(o.finish_code, Errc::kOk);
   ASSERT_EQ(o.parts.size(), 1u);
@@ -250,8 +252,20 @@ TEST(MultipartParser, BoundaryNotPrecededByCrlfIsData) {
 
 TEST(MultipartParser, PartialDelimiterFollowedByOtherBytesIsData) {
   const std::vector<std::string> datas = {
-      "a\r\n--XyQ", "a\r\n--Xy", "a\r\n--X\r\n--Xy!", "\r", "\r\n", "\r\n-", "\r\n--",
-      "\r\r", "\r\r\n", "abc\r", "abc\r\n", "\r\n\r\n--X", "\r\n-\r\n--XY", "--XyZ",
+      "a\r\n--XyQ",
+      "a\r\n--Xy",
+      "a\r\n--X\r\n--Xy!",
+      "\r",
+      "\r\n",
+      "\r\n-",
+      "\r\n--",
+      "\r\r",
+      "\r\r\n",
+      "abc\r",
+      "abc\r\n",
+      "\r\n\r\n--X",
+      "\r\n-\r\n--XY",
+      "--XyZ",
   };
   for (const std::string& d : datas) {
     SCOPED_TRACE(testing::PrintToString(d));
@@ -264,8 +278,9 @@ TEST(MultipartParser, PartialDelimiterFollowedByOtherBytesIsData) {
 
 TEST(MultipartParser, LoneLfBeforeBoundaryIsData) {
   // "\n--XyZ\r\n" inside the data: not a delimiter (no CR).
-  std::string body = "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nline\n--XyZ\nmore"
-                     "\r\n--XyZ--\r\n";
+  std::string body =
+      "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nline\n--XyZ\nmore"
+      "\r\n--XyZ--\r\n";
   Outcome o = ParseAllSplits(body);
   EXPECT_EQ(o.finish_code, Errc::kOk);
   ASSERT_EQ(o.parts.size(), 1u);
@@ -282,7 +297,8 @@ TEST(MultipartParser, DelimiterFollowedByGarbageIsRejected) {
 }
 
 TEST(MultipartParser, BoundaryLineEndedByLoneLfIsRejected) {
-  Outcome o = ParseAllSplits("--XyZ\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ--");
+  Outcome o =
+      ParseAllSplits("--XyZ\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ--");
   EXPECT_EQ(o.finish_code, Errc::kInvalidArgument);
   o = ParseAllSplits("--XyZ\r\rContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ--");
   EXPECT_EQ(o.finish_code, Errc::kInvalidArgument);
@@ -323,8 +339,10 @@ TEST(MultipartParser, UnescapesQuotesInQuotedStrings) {
 
 TEST(MultipartParser, KeepsRawUtf8AndEmptyFilename) {
   std::string body =
-      "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"r\xc3\xa9sum\xc3\xa9.pdf\"\r\n"
-      "\r\nx\r\n--XyZ\r\nContent-Disposition: form-data; name=\"g\"; filename=\"\"\r\n\r\n\r\n--XyZ--";
+      "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; "
+      "filename=\"r\xc3\xa9sum\xc3\xa9.pdf\"\r\n"
+      "\r\nx\r\n--XyZ\r\nContent-Disposition: form-data; name=\"g\"; "
+      "filename=\"\"\r\n\r\n\r\n--XyZ--";
   Outcome o = ParseAllSplits(body);
   EXPECT_EQ(o.finish_code, Errc::kOk);
   ASSERT_EQ(o.parts.size(), 2u);
@@ -374,27 +392,28 @@ TEST(MultipartParser, RejectsDispositionOtherThanFormData) {
 TEST(MultipartParser, RejectsPartWithoutName) {
   EXPECT_EQ(ParseCode("--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--"),
             Errc::kInvalidArgument);
-  EXPECT_EQ(ParseCode("--XyZ\r\nContent-Disposition: form-data; filename=\"a\"\r\n\r\nx\r\n--XyZ--"),
-            Errc::kInvalidArgument);
+  EXPECT_EQ(
+      ParseCode("--XyZ\r\nContent-Disposition: form-data; filename=\"a\"\r\n\r\nx\r\n--XyZ--"),
+      Errc::kInvalidArgument);
   EXPECT_EQ(ParseCode("--XyZ\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nx\r\n--XyZ--"),
             Errc::kInvalidArgument);
 }
 
 TEST(MultipartParser, RejectsMalformedHeaderLines) {
   const std::vector<std::string> headers = {
-      "Content-Disposition form-data; name=\"a\"",                   // no colon
-      "Content-Disposition: form-data; name=\"a\"\r\nbogus",         // no colon
-      ": form-data",                                                 // empty name
-      "Content Disposition: form-data; name=\"a\"",                  // space in name
-      " Content-Disposition: form-data; name=\"a\"",                 // fold first
-      "Content-Disposition: form-data; name=\"a",                    // open quote
-      "Content-Disposition: form-data; name",                        // no '='
-      "Content-Disposition: form-data; name=\"a\" junk",             // junk
-      "Content-Disposition: form-data; name=\"a\"; name=\"b\"",      // duplicate
-      "Content-Disposition: form-data; name=\"a\x01\"",              // control char
-      "Content-Disposition: form-data; name=\"a\nb\"",               // lone LF
-      "Content-Disposition: form-data; name=\"a\rb\"",               // lone CR
-      "Content-Disposition: form-data; name=a\"b",                   // stray quote
+      "Content-Disposition form-data; name=\"a\"",               // no colon
+      "Content-Disposition: form-data; name=\"a\"\r\nbogus",     // no colon
+      ": form-data",                                             // empty name
+      "Content Disposition: form-data; name=\"a\"",              // space in name
+      " Content-Disposition: form-data; name=\"a\"",             // fold first
+      "Content-Disposition: form-data; name=\"a",                // open quote
+      "Content-Disposition: form-data; name",                    // no '='
+      "Content-Disposition: form-data; name=\"a\" junk",         // junk
+      "Content-Disposition: form-data; name=\"a\"; name=\"b\"",  // duplicate
+      "Content-Disposition: form-data; name=\"a\x01\"",          // control char
+      "Content-Disposition: form-data; name=\"a\nb\"",           // lone LF
+      "Content-Disposition: form-data; name=\"a\rb\"",           // lone CR
+      "Content-Disposition: form-data; name=a\"b",               // stray quote
       "Content-Disposition: form-data; name=\"a\"\r\n"
       "Content-Disposition: form-data; name=\"b\"",  // duplicate header
   };
@@ -432,8 +451,8 @@ TEST(MultipartParser, HeaderBlockOverLimitIsResourceExhausted) {
   std::string block = ok_header + pad + "\r\n";
   ASSERT_EQ(block.size(), 64u);
   EXPECT_EQ(ParseCode("--XyZ\r\n" + block + "x\r\n--XyZ--", limits), Errc::kOk);
-  std::string over = ok_header + "X: " + std::string(64 - ok_header.size() - 2 - 4, 'p') +
-                     "\r\n\r\n";
+  std::string over =
+      ok_header + "X: " + std::string(64 - ok_header.size() - 2 - 4, 'p') + "\r\n\r\n";
   ASSERT_EQ(over.size(), 65u);
   EXPECT_EQ(ParseCode("--XyZ\r\n" + over + "x\r\n--XyZ--", limits), Errc::kResourceExhausted);
   // A block that never ends is cut off at the limit, not buffered.
@@ -544,8 +563,8 @@ TEST(MultipartParser, EmitsALargeChunkInOneCallback) {
 // chunks: the data must round-trip exactly.
 TEST(MultipartParser, RandomBodiesRoundTripUnderRandomSplits) {
   std::mt19937 rng(7);
-  const std::vector<std::string> noise = {"\r", "\n", "\r\n", "\r\n-", "\r\n--", "\r\n--Xy",
-                                          "--XyZ", "\r\r\n--X", "a", "\0"s};
+  const std::vector<std::string> noise = {"\r",       "\n",    "\r\n",      "\r\n-", "\r\n--",
+                                          "\r\n--Xy", "--XyZ", "\r\r\n--X", "a",     "\0"s};
   for (int round = 0; round < 200; ++round) {
     std::vector<std::string> values;
     std::string body = (rng() % 2) ? "preamble\r\n" : "";
@@ -582,8 +601,10 @@ TEST(MultipartParser, StreamsLargeBodyQuickly) {
     uint64_t v = rng();
     std::memcpy(&data[i], &v, 8);
   }
-  std::string body = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big\"\r\n"
-                     "\r\n" + data + "\r\n--XyZ--\r\n";
+  std::string body =
+      "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big\"\r\n"
+      "\r\n" +
+      data + "\r\n--XyZ--\r\n";
   size_t received = 0;
   MultipartCallbacks cb;
   cb.on_part_data = [&](std::string_view d) {
@@ -613,8 +634,7 @@ TEST(BoundaryFromContentType, ParsesQuotedAndUnquotedBoundaries) {
             "x");
   EXPECT_EQ(*BoundaryFromContentType("multipart/form-data; boundary=" + std::string(70, 'b')),
             std::string(70, 'b'));
-  EXPECT_EQ(*BoundaryFromContentType("multipart/form-data; boundary='()+_,-./:=?"),
-            "'()+_,-./:=?");
+  EXPECT_EQ(*BoundaryFromContentType("multipart/form-data; boundary='()+_,-./:=?"), "'()+_,-./:=?");
 }
 
 TEST(BoundaryFromContentType, RejectsWrongTypeAndBadBoundaries) {
