@@ -1,0 +1,39 @@
+// File: processing/internal/sniff.h
+//
+// The pieces of Sniff, shared with Run (which reads the file once and
+// classifies the bytes it already holds).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/error.h"
+#include "processing/processing.h"
+
+namespace conveyor::processing::internal {
+
+// Bytes of a file's head the classifiers look at: enough for a markdown or
+// CSV verdict and to parse most JSON documents whole.
+constexpr size_t kSniffBytes = 1 << 20;
+
+struct Classification {
+  FileKind kind = FileKind::kUnknown;
+  std::string mime;         // libmagic's MIME type of the head ("" if unavailable)
+  char csv_delimiter = 0;   // for kCsv
+};
+
+// Classifies `head`, the first bytes of a file; `truncated` when the file
+// goes on past them.
+Classification Classify(std::string_view head, bool truncated, const std::string& name_hint);
+
+// libmagic's MIME type for `bytes` (MAGIC_MIME_TYPE), "" when libmagic cannot
+// be loaded. Thread-safe (one handle per thread).
+std::string MagicMime(std::string_view bytes);
+
+// Up to `max_bytes` from the start of `path`; `file_size` gets the whole
+// size. kFailedPrecondition for a missing file, kUnavailable for I/O errors.
+Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t* file_size);
+
+}  // namespace conveyor::processing::internal

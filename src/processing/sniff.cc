@@ -1,0 +1,240 @@
+// Sniff: a file's kind from its content.
+//
+// Two gates, then our own classifiers. libmagic recognises binary formats by
+// their signatures (PDF, PNG, ZIP...) that may happen to be valid UTF-8 at the
+// start; our text check refuses what libmagic calls text but is not UTF-8
+// (Latin-1, UTF-16) or holds NULs. Among text, JSON is decided by parsing,
+// markdown by its markers, CSV by consistent field counts; the client's file
+// name only breaks the tie between plain text and markdown (and lets a short
+// table count as CSV).
+#include <fcntl.h>
+#include <magic.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "processing/internal/sniff.h"
+#include "processing/internal/text_util.h"
+#include "processing/processing.h"
+
+namespace conveyor::processing {
+namespace internal {
+namespace {
+
+// libmagic only needs the head of a file; its own default is 1 MiB but the
+// signatures we care about sit in the first bytes.
+constexpr size_t kMagicBytes = 64 << 10;
+
+// Mime types libmagic gives to text and to things it cannot name; anything
+// else is a format it recognised and we do not support.
+bool MimeMayBeText(std::string_view mime) {
+  return mime.starts_with("text/") || mime == "application/json" || mime == "application/csv" ||
+         mime == "application/x-ndjson" || mime == "application/octet-stream" ||
+         mime == "application/javascript" || mime == "application/x-empty" ||
+         mime == "inode/x-empty";
+}
+
+// One magic_t per thread: libmagic handles are not thread-safe, and loading
+// the database once per thread is cheaper than a lock on every sniff.
+class MagicHandle {
+ public:
+  MagicHandle() {
+    cookie_ = magic_open(MAGIC_MIME_TYPE | MAGIC_ERROR);
+    if (cookie_ != nullptr && magic_load(cookie_, nullptr) != 0) {
+      magic_close(cookie_);
+      cookie_ = nullptr;
+    }
+  }
+  ~MagicHandle() {
+    if (cookie_ != nullptr) magic_close(cookie_);
+  }
+  MagicHandle(const MagicHandle&) = delete;
+  MagicHandle& operator=(const MagicHandle&) = delete;
+
+  // The MIME type, or empty when libmagic is unavailable.
+  std::string MimeType(std::string_view bytes) {
+    if (cookie_ == nullptr) return {};
+    const char* m = magic_buffer(cookie_, bytes.data(), bytes.size());
+    return m != nullptr ? std::string(m) : std::string();
+  }
+
+ private:
+  magic_t cookie_ = nullptr;
+};
+
+std::string LowerExtension(const std::string& name) {
+  size_t dot = name.find_last_of('.');
+  if (dot == std::string::npos || name.find('/', dot) != std::string::npos) return {};
+  std::string ext = name.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+// True when `s` (after leading whitespace) is JSON, or is evidently meant to
+// be JSON and broken. The second case makes Run report "Invalid JSON: ..."
+// rather than summarising a broken document as text.
+bool LooksLikeJson(std::string_view s, bool truncated, bool name_says_json) {
+  size_t start = s.find_first_not_of(" \t\r\n");
+  if (start == std::string_view::npos) return false;
+  s.remove_prefix(start);
+  char first = s[0];
+  if (first != '{' && first != '[') return false;
+  try {
+    auto doc = nlohmann::json::parse(s.begin(), s.end());
+    (void)doc;
+    return true;
+  } catch (const nlohmann::json::parse_error& e) {
+    // A window cut from a longer file fails only at its end when what came
+    // before was well-formed.
+    if (truncated && e.byte >= s.size()) return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+  if (name_says_json || first == '{') return true;
+  // '[' also opens markdown links and "[1] footnotes"; call it JSON only when
+  // what follows is a JSON value's start.
+  size_t next = s.find_first_not_of(" \t\r\n", 1);
+  if (next == std::string_view::npos) return true;
+  char c = s[next];
+  return c == '{' || c == '[' || c == '"' || c == ']';
+}
+
+struct MarkdownSignals {
+  int headings = 0;
+  int list_items = 0;
+  int links = 0;
+  int fences = 0;
+  int emphasis = 0;
+  int quotes = 0;
+  int table_rules = 0;
+
+  int Kinds() const {
+    return (headings > 0) + (list_items > 0) + (links > 0) + (fences > 0) + (emphasis > 0) +
+           (quotes > 0) + (table_rules > 0);
+  }
+  // Enough to call it markdown whatever the name says.
+  bool Strong() const {
+    return table_rules > 0 || fences >= 2 || headings >= 2 || Kinds() >= 2 ||
+           (headings >= 1 && list_items >= 1);
+  }
+};
+
+MarkdownSignals ScanMarkdown(std::string_view s) {
+  static const std::regex kHeading(R"(^#{1,6} \S)");
+  static const std::regex kListItem(R"(^\s{0,3}([-*+]|\d{1,3}[.)]) \S)");
+  static const std::regex kLink(R"(\[[^\]\n]+\]\([^)\s]+\))");
+  static const std::regex kEmphasis(R"((\*\*|__)[^*_\n]+(\*\*|__))");
+  static const std::regex kTableRule(R"(^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$)");
+  MarkdownSignals m;
+  size_t pos = 0;
+  int lines = 0;
+  // Enough lines to judge; regexes over a whole megabyte would be slow.
+  constexpr int kMaxLines = 400;
+  while (pos < s.size() && lines < kMaxLines) {
+    size_t end = s.find('\n', pos);
+    if (end == std::string_view::npos) end = s.size();
+    std::string line(s.substr(pos, end - pos));
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    pos = end + 1;
+    ++lines;
+    if (line.size() > 2000) continue;
+    if (line.starts_with("```") || line.starts_with("~~~")) ++m.fences;
+    if (line.starts_with("> ")) ++m.quotes;
+    if (std::regex_search(line, kHeading)) ++m.headings;
+    if (std::regex_search(line, kListItem)) ++m.list_items;
+    if (std::regex_search(line, kLink)) ++m.links;
+    if (std::regex_search(line, kEmphasis)) ++m.emphasis;
+    if (std::regex_search(line, kTableRule)) ++m.table_rules;
+  }
+  return m;
+}
+
+}  // namespace
+
+Classification Classify(std::string_view head, bool truncated, const std::string& name_hint) {
+  Classification c;
+  if (head.empty()) return c;
+  c.mime = MagicMime(head.substr(0, std::min(head.size(), kMagicBytes)));
+  if (!c.mime.empty() && !MimeMayBeText(c.mime)) return c;
+  std::string_view text = StripBom(head);
+  if (!LooksLikeText(text, truncated)) return c;
+  if (text.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos) {
+    c.kind = FileKind::kText;  // whitespace only: text, with nothing to say
+    return c;
+  }
+  std::string ext = LowerExtension(name_hint);
+  if (LooksLikeJson(text, truncated, ext == "json" || ext == "jsonl" || ext == "ndjson")) {
+    c.kind = FileKind::kJson;
+    return c;
+  }
+  MarkdownSignals md = ScanMarkdown(text);
+  bool name_says_markdown = ext == "md" || ext == "markdown" || ext == "mdown";
+  if (md.Strong()) {
+    c.kind = FileKind::kMarkdown;
+    return c;
+  }
+  char delimiter = DetectCsvDelimiter(text, truncated, ext == "csv" || ext == "tsv");
+  if (delimiter != '\0') {
+    c.kind = FileKind::kCsv;
+    c.csv_delimiter = delimiter;
+    return c;
+  }
+  // Plain text is valid markdown: the name decides between the two.
+  c.kind = name_says_markdown ? FileKind::kMarkdown : FileKind::kText;
+  return c;
+}
+
+std::string MagicMime(std::string_view bytes) {
+  thread_local MagicHandle handle;
+  return handle.MimeType(bytes);
+}
+
+Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t* file_size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    std::string msg = "open " + path + ": " + std::strerror(err);
+    // A missing upload will not appear by retrying.
+    if (err == ENOENT || err == ENOTDIR || err == EISDIR) return FailedPrecondition(msg);
+    return Unavailable(msg);
+  }
+  std::string out;
+  out.resize(max_bytes);
+  size_t got = 0;
+  while (got < max_bytes) {
+    ssize_t n = ::read(fd, out.data() + got, max_bytes - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      if (err == EISDIR) return FailedPrecondition("read " + path + ": is a directory");
+      return Unavailable("read " + path + ": " + std::strerror(err));
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  if (file_size != nullptr) {
+    off_t end = ::lseek(fd, 0, SEEK_END);
+    *file_size = end >= 0 ? static_cast<int64_t>(end) : static_cast<int64_t>(got);
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace internal
+
+Result<FileKind> Sniff(const std::string& path, const std::string& name_hint) {
+  int64_t size = 0;
+  auto head = internal::ReadHead(path, internal::kSniffBytes, &size);
+  if (!head) return head.status();
+  bool truncated = size > static_cast<int64_t>(head->size());
+  return internal::Classify(*head, truncated, name_hint).kind;
+}
+
+}  // namespace conveyor::processing
