@@ -214,6 +214,16 @@ std::string internal::SummarizeFocused(const std::string& text, int max_sentence
       // Sentences about what the user asked for rank higher.
       if (!focus_vec.empty()) score[i] += 0.5 * focus_dot / norm / std::sqrt(focus_vec.size());
       if (lengths[i] < kShortSentenceWords) score[i] *= 0.5;
+      // Table rows are dense with keywords but read badly as a summary; so
+      // do run-ons far past a sentence's usual length.
+      if (sentences[i].find(" | ") != std::string::npos) score[i] *= 0.3;
+      if (sentences[i].size() > kMaxSummarySentenceBytes) score[i] *= 0.7;
+      // Code and markup (braces, semicolons, operators) is not prose.
+      size_t symbols = std::count_if(sentences[i].begin(), sentences[i].end(), [](char c) {
+        return c == '{' || c == '}' || c == ';' || c == '=' || c == '(' || c == ')' || c == '<' ||
+               c == '>' || c == '/' || c == '\\' || c == '$' || c == '#';
+      });
+      if (symbols * 25 > sentences[i].size()) score[i] *= 0.3;
       // A slight lead bias: openings tend to state the topic.
       score[i] += 0.05 * (1.0 - static_cast<double>(i) / static_cast<double>(count));
     }
@@ -229,8 +239,7 @@ std::string internal::SummarizeFocused(const std::string& text, int max_sentence
     if (!out.empty()) out += ' ';
     out += s;
     // Headings and table rows have no stop; give them one so the summary reads.
-    unsigned char last = static_cast<unsigned char>(out.back());
-    if (std::isalnum(last) || last >= 0x80) out += '.';
+    if (std::isalnum(static_cast<unsigned char>(out.back()))) out += '.';
   }
   return out;
 }

@@ -104,8 +104,6 @@ Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& p
     }
     case FileKind::kUnknown: return InvalidArgument(kInvalidFormat);
   }
-  raw.clear();
-  raw.shrink_to_fit();
   if (static_cast<int64_t>(out.text.size()) > limits.max_text_bytes) {
     out.text.resize(internal::Utf8Prefix(out.text, static_cast<size_t>(limits.max_text_bytes)));
   }
@@ -119,9 +117,18 @@ Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& p
     // show the first records as they are.
     out.summary = stats + "\n" + FirstLines(out.text, std::max(limits.summary_sentences, 1));
   } else {
+    // Markdown's summary is drawn from its prose, not its code blocks.
+    std::string prose;
+    if (out.kind == FileKind::kMarkdown) {
+      prose = internal::ExtractMarkdown(body, false);
+      if (static_cast<int64_t>(prose.size()) > limits.max_text_bytes) {
+        prose.resize(internal::Utf8Prefix(prose, static_cast<size_t>(limits.max_text_bytes)));
+      }
+    }
+    const std::string& source = prose.empty() ? out.text : prose;
     out.summary = KindLabel(out.kind) + ", " + std::to_string(out.words) +
                   (out.words == 1 ? " word" : " words") + ".\n" +
-                  internal::SummarizeFocused(out.text, limits.summary_sentences, input.message);
+                  internal::SummarizeFocused(source, limits.summary_sentences, input.message);
   }
 
   report("chunk", kChunkPercent);

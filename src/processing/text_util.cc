@@ -270,7 +270,7 @@ std::string ExtractPlainText(std::string_view raw) {
   return out;
 }
 
-std::string ExtractMarkdown(std::string_view raw) {
+std::string ExtractMarkdown(std::string_view raw, bool keep_code) {
   // Line by line: block markers (headings, quotes, fences, table rules) go,
   // inline markup (emphasis, code ticks, links, images) keeps only its text.
   std::string out;
@@ -283,6 +283,7 @@ std::string ExtractMarkdown(std::string_view raw) {
       continue;
     }
     if (in_fence) {
+      if (!keep_code) continue;
       out.append(line);
       out += '\n';
       continue;
@@ -341,11 +342,13 @@ std::string ExtractMarkdown(std::string_view raw) {
       text = "- " + std::string(TrimView(text));
     }
     std::string_view cleaned = TrimView(text);
-    if (cleaned.starts_with("|")) cleaned = TrimView(cleaned.substr(1));
+    bool table_row = cleaned.starts_with("|");
+    if (table_row) cleaned = TrimView(cleaned.substr(1));
     if (cleaned.ends_with("|")) cleaned = TrimView(cleaned.substr(0, cleaned.size() - 1));
     out.append(cleaned);
-    // A heading is its own sentence, not the start of the next paragraph's.
-    out += heading ? "\n\n" : "\n";
+    // Headings and table rows stand alone, never run into the next line's
+    // sentence.
+    out += heading || table_row ? "\n\n" : "\n";
   }
   return out;
 }

@@ -48,7 +48,9 @@ std::vector<std::vector<std::string>> ParseCsv(std::string_view text, char delim
 
 // Extractors: the text a person would read, from the raw (BOM-stripped) file.
 std::string ExtractPlainText(std::string_view raw);
-std::string ExtractMarkdown(std::string_view raw);
+// Without `keep_code`, fenced code blocks are left out (the prose a summary
+// is drawn from); with it they stay (search should find identifiers).
+std::string ExtractMarkdown(std::string_view raw, bool keep_code = true);
 // kInvalidArgument "Invalid JSON: <reason>" when it does not parse. `stats`
 // receives a one-sentence description ("JSON object with 3 keys: a, b, c.").
 Result<std::string> ExtractJson(std::string_view raw, std::string* stats);
