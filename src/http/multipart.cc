@@ -5,9 +5,10 @@
 // boundary characters never include CR, the delimiter holds exactly one CR (its
 // first byte): a failed partial match can never hide the start of another one,
 // so held-back bytes are always a prefix of delimiter_ and are re-emitted from
-// it instead of being copied. Body bytes are found with memchr('\r') and handed
-// to on_part_data as one slice per chunk (between delimiter candidates), which
-// keeps a 1 GiB upload at memory-bandwidth speed.
+// it instead of being copied. The delimiter is found with
+// memchr (Horspool where CR is dense), and the body bytes before it go to
+// on_part_data as one slice per chunk, which keeps a 1 GiB upload near
+// memory-bandwidth speed.
 //
 // The stream is parsed as if it began with "\r\n", so a body that opens with
 // "--boundary" (no preamble, the usual case) matches the same delimiter as any
@@ -222,7 +223,15 @@ MultipartParser::MultipartParser(std::string boundary, MultipartLimits limits,
       cb_(std::move(callbacks)),
       state_(State::kPreamble),
       match_(2) {  // the virtual "\r\n" before the first byte; see the top
-  if (!IsValidBoundary(boundary)) Fail(InvalidArgument("invalid multipart boundary"));
+  if (!IsValidBoundary(boundary)) {
+    Fail(InvalidArgument("invalid multipart boundary"));
+    delimiter_ = "\r\n--x";  // keeps FindDelimiter's invariants; never used
+  }
+  const size_t dlen = delimiter_.size();
+  skip_.fill(static_cast<uint8_t>(dlen));
+  for (size_t i = 0; i + 1 < dlen; ++i) {
+    skip_[static_cast<unsigned char>(delimiter_[i])] = static_cast<uint8_t>(dlen - 1 - i);
+  }
 }
 
 bool MultipartParser::done() const { return state_ == State::kEpilogue; }
@@ -265,27 +274,69 @@ bool MultipartParser::ScanForDelimiter(std::string_view bytes, size_t* pos, bool
     if (emit && !EmitData(std::string_view(delimiter_).substr(0, held))) return false;
   }
 
-  size_t data_start = p;
-  while (p < n) {
-    const void* hit = std::memchr(base + p, '\r', n - p);
-    if (hit == nullptr) break;
-    size_t q = static_cast<size_t>(static_cast<const char*>(hit) - base);
-    size_t avail = std::min(dlen, n - q);
-    if (std::memcmp(base + q, delimiter_.data(), avail) == 0) {
-      if (emit && !EmitData(bytes.substr(data_start, q - data_start))) return false;
-      if (avail == dlen) {
-        *pos = q + dlen;
-        return true;
-      }
-      match_ = avail;  // a delimiter may continue in the next chunk
-      *pos = n;
-      return false;
-    }
-    p = q + 1;
+  size_t q = FindDelimiter(bytes, p);
+  if (emit && !EmitData(bytes.substr(p, q - p))) return false;
+  if (q == n) {
+    *pos = n;
+    return false;
   }
-  if (emit) EmitData(bytes.substr(data_start));
+  if (n - q >= dlen) {
+    *pos = q + dlen;
+    return true;
+  }
+  match_ = n - q;  // a delimiter may continue in the next chunk
   *pos = n;
   return false;
+}
+
+size_t MultipartParser::FindDelimiter(std::string_view bytes, size_t from) const {
+  // Fast path: memchr for the delimiter's CR, then compare. On ordinary data
+  // (binary: one CR in 256 bytes; text: one a line) that runs at memchr's
+  // vector speed. Data dense in CR would cost a call per CR, so once false
+  // candidates average under one per kDenseGap bytes the rest of the chunk
+  // is searched with Horspool, whose speed does not depend on the data.
+  constexpr size_t kDenseGap = 32;
+  constexpr size_t kMinFalseHits = 16;
+  const char* base = bytes.data();
+  const size_t n = bytes.size();
+  const size_t dlen = delimiter_.size();
+  size_t p = from;
+  size_t false_hits = 0;
+  while (p < n) {
+    const void* hit = std::memchr(base + p, '\r', n - p);
+    if (hit == nullptr) return n;
+    size_t q = static_cast<size_t>(static_cast<const char*>(hit) - base);
+    // A full match, or a prefix cut by the end of the chunk.
+    if (std::memcmp(base + q, delimiter_.data(), std::min(dlen, n - q)) == 0) return q;
+    p = q + 1;
+    if (++false_hits >= kMinFalseHits && p - from < false_hits * kDenseGap) {
+      return FindDelimiterHorspool(bytes, p);
+    }
+  }
+  return n;
+}
+
+size_t MultipartParser::FindDelimiterHorspool(std::string_view bytes, size_t from) const {
+  const auto* base = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto* delim = reinterpret_cast<const unsigned char*>(delimiter_.data());
+  const size_t n = bytes.size();
+  const size_t dlen = delimiter_.size();
+  const unsigned char last = delim[dlen - 1];
+  size_t s = from;
+  while (s + dlen <= n) {
+    unsigned char c = base[s + dlen - 1];
+    if (c == last && std::memcmp(base + s, delim, dlen - 1) == 0) return s;
+    s += skip_[c];
+  }
+  // A delimiter cut by the chunk's end starts at the last CR of the final
+  // dlen - 1 bytes: CR occurs only at the delimiter's start.
+  const size_t tail = std::max(from, n >= dlen ? n - dlen + 1 : 0);
+  for (size_t q = n; q > tail; --q) {
+    if (base[q - 1] == '\r') {
+      return std::memcmp(base + q - 1, delim, n - (q - 1)) == 0 ? q - 1 : n;
+    }
+  }
+  return n;
 }
 
 Status MultipartParser::BeginPart() {

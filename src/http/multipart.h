@@ -27,7 +27,9 @@
 // non-OK Status stops the parser with that Status.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -77,6 +79,10 @@ class MultipartParser {
   // current section; false when `bytes` ran out first (a partial match is
   // remembered in match_).
   bool ScanForDelimiter(std::string_view bytes, size_t* pos, bool emit);
+  // Offset in `bytes` of the first full delimiter at or after `from`, else of
+  // a delimiter prefix ending the chunk, else bytes.size().
+  size_t FindDelimiter(std::string_view bytes, size_t from) const;
+  size_t FindDelimiterHorspool(std::string_view bytes, size_t from) const;
   bool EmitData(std::string_view data);
   // Accumulates a header block from `*pos`; true once it was parsed and the
   // part began (state_ moved to the body).
@@ -84,6 +90,8 @@ class MultipartParser {
   Status BeginPart();
 
   std::string delimiter_;  // "\r\n--" + boundary
+  // Boyer-Moore-Horspool shift per byte value for delimiter_ (<= 74 bytes).
+  std::array<uint8_t, 256> skip_;
   MultipartLimits limits_;
   MultipartCallbacks cb_;
   Status status_;
