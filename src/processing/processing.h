@@ -6,8 +6,9 @@
 // Errors: kInvalidArgument with message "Invalid file format" for a file in
 // no supported format (or a more specific, true message such as "Invalid
 // JSON: ..."); these are permanent. kResourceExhausted when a limit was hit
-// (also permanent). kUnavailable / kDeadlineExceeded for transient trouble
-// (an analysis provider down), which the queue retries.
+// (also permanent). kFailedPrecondition when the input file is missing
+// (permanent too). kUnavailable / kDeadlineExceeded for transient trouble (an
+// I/O error, an analysis provider down), which the queue retries.
 //
 // Threads: every function is blocking and thread-safe.
 #pragma once
@@ -29,8 +30,8 @@ std::string_view FileKindName(FileKind k);  // "text", "markdown", "csv", "json"
 struct Limits {
   int64_t max_input_bytes = 64LL << 20;   // larger inputs are refused
   int64_t max_text_bytes = 16LL << 20;    // extracted text is cut here
-  int chunk_chars = 1000;                 // target memory chunk size
-  int chunk_overlap_chars = 100;          // overlap between consecutive chunks
+  int chunk_chars = 1000;                 // max memory chunk size, in UTF-8 bytes
+  int chunk_overlap_chars = 100;          // overlap between consecutive chunks (bytes, <= half a chunk)
   int summary_sentences = 3;              // sentences in the extractive summary
 };
 
@@ -48,7 +49,10 @@ struct Input {
 struct Output {
   FileKind kind = FileKind::kUnknown;
   std::string text;                 // extracted text (UTF-8)
-  std::string summary;              // aiResponse.text
+  std::string summary;              // aiResponse.text: a line describing the file
+                                    // ("Plain text, 532 words." / "CSV table with 10
+                                    // rows and 3 columns: ...") then the key sentences
+                                    // (or the first records, for CSV and JSON)
   std::vector<std::string> chunks;  // memory chunks, in order
   int64_t words = 0;
 };
@@ -56,12 +60,24 @@ struct Output {
 // Stage callback: (stage name, percent 0..100). Called from the calling thread.
 using ProgressFn = std::function<void(const std::string& stage, int percent)>;
 
-// Sniff -> extract -> analyse -> chunk.
+// Sniff -> extract -> analyse -> chunk. Progress is reported at the start of
+// each stage: detect 5, extract 20, analyse 50, chunk 75 (callers own 76..100).
+// Text: as is, BOM stripped, newlines normalised. Markdown: markup stripped.
+// CSV: one "column: value, column: value." line per row. JSON (and JSON Lines):
+// one "path.to.key: value" line per leaf. The user's message, when given,
+// steers which sentences the summary keeps.
 Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& progress);
 
 // Building blocks, exposed for tests.
+// Sentences with whitespace collapsed; a blank line or a line not continuing
+// in lower case also ends one.
 std::vector<std::string> SplitSentences(const std::string& text);
+// The `max_sentences` sentences closest to the text's TF-IDF centroid, in
+// their original order, joined by spaces.
 std::string Summarize(const std::string& text, int max_sentences);
+// Pieces of at most `chunk_chars` bytes, cut preferably at paragraph, line,
+// sentence, then word boundaries and never inside a UTF-8 code point; each
+// starts up to `overlap_chars` bytes before the previous one ended.
 std::vector<std::string> Chunk(const std::string& text, int chunk_chars, int overlap_chars);
 
 }  // namespace conveyor::processing

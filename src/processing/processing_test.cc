@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "processing/internal/text_util.h"
 #include "test_support.h"
@@ -300,6 +302,33 @@ TEST(Utf8, ValidatesAndCuts) {
   EXPECT_FALSE(internal::IsValidUtf8("\xF0\x9F\x98", false));      // cut
   EXPECT_TRUE(internal::IsValidUtf8("ok\xF0\x9F\x98", true));      // cut at a window end
   EXPECT_EQ(internal::Utf8Prefix("a\xC3\xA9", 2), 1u);
+}
+
+}  // namespace
+}  // namespace conveyor::processing
+
+namespace conveyor::processing {
+namespace {
+
+TEST(ProcessingThreads, SniffAndRunFromManyThreadsAtOnce) {
+  conveyor::testing::TempDir dir;
+  std::string json_path = dir / "a.txt", png_path = dir / "b.txt";
+  std::ofstream(json_path) << R"({"k": [1, 2, 3]})";
+  std::ofstream(png_path, std::ios::binary) << std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        auto a = Sniff(json_path, "a.txt");
+        auto b = Sniff(png_path, "b.txt");
+        if (!a.ok() || *a != FileKind::kJson || !b.ok() || *b != FileKind::kUnknown) ++wrong;
+        if (!processing::Run({json_path, "a.txt", ""}, Limits(), nullptr).ok()) ++wrong;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 }  // namespace
