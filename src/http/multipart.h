@@ -22,9 +22,11 @@
 // concatenated data and every other callback are the same.
 //
 // Errors (Status codes): kInvalidArgument for malformed input (bad header
-// line, missing boundary, truncated body at Finish), kResourceExhausted for a
-// limit (header block too long, too many parts). A callback that returns a
-// non-OK Status stops the parser with that Status.
+// line, missing boundary, a delimiter followed by anything but "--", padding
+// or CRLF, truncated body at Finish, an invalid `boundary` given to the
+// constructor), kResourceExhausted for a limit (header block too long, too
+// many parts). A callback that returns a non-OK Status stops the parser with
+// that Status. Not thread-safe; one parser per request body.
 #pragma once
 
 #include <array>
@@ -40,7 +42,7 @@
 namespace conveyor::http {
 
 struct MultipartLimits {
-  size_t max_header_bytes = 8 * 1024;  // one part's header block
+  size_t max_header_bytes = 8 * 1024;  // one part's header block, blank line included
   size_t max_parts = 16;               // parts per body
 };
 
