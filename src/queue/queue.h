@@ -78,12 +78,16 @@ class Consumer {
   virtual ~Consumer() = default;
 
   // Blocks up to `timeout_ms` for the wake-up marker (BZPOPMIN on the marker
-  // zset). Returns true when a job may be ready now. Spurious wake-ups are fine.
+  // zset). Returns true when a job may be ready now, including when a delayed
+  // job (learnt from the marker or from an empty Fetch) falls due; false on
+  // timeout (fetching anyway then is cheap and covers a lost marker).
+  // Spurious wake-ups are fine. One caller at a time (others wait for it).
   virtual Result<bool> WaitForWork(int64_t timeout_ms) = 0;
 
   // Promotes due delayed jobs, then leases the next ready job with `token`
   // for `lock_ms` (BullMQ's moveToActive). nullopt when none is ready or the
-  // queue is paused.
+  // queue is paused (meta `paused`). A job whose deferred_failure is set must
+  // be failed at once without processing it.
   virtual Result<std::optional<ActiveJob>> Fetch(const std::string& token, int64_t lock_ms) = 0;
 
   // Renews the lock of each held job; returns the ids whose lock was lost.
@@ -94,22 +98,31 @@ class Consumer {
   // removeOnComplete retention.
   virtual Result<void> Complete(const ActiveJob& job, const std::string& return_json) = 0;
 
-  // Records a failed attempt. When `retry` the job goes to delayed (or straight
-  // back to wait for a 0 delay) after BackoffDelayMs; otherwise it fails for
-  // good, removeOnFail applies, and (if attempts are exhausted or the failure
-  // is permanent) it is copied to the dead-letter queue.
+  // Records a failed attempt. `reason` is plain text (failedReason); `stack`
+  // is appended to the job's stacktrace array ("" appends nothing). When
+  // `retry` and ShouldRetry(job.attempts_made, job.options.attempts) and the
+  // job carries no deferred_failure, the job goes to delayed after
+  // BackoffDelayMs(.., attempts_made + 1), or straight back to wait for a 0
+  // delay (no `failed` event). Otherwise it fails for good: it enters
+  // `failed` (removeOnFail applies), emits `failed` (+ `retries-exhausted`
+  // when attempts ran out) and, in the same atomic step, is copied to the
+  // dead-letter queue's `failed` set.
   virtual Result<void> Fail(const ActiveJob& job, const std::string& reason,
                             const std::string& stack, bool retry) = 0;
 
   // Progress as JSON (a number 0..100 or an object); writes the hash field and
-  // the `progress` event.
+  // the `progress` event. No lock check (as in BullMQ); kNotFound if the job
+  // hash is gone.
   virtual Result<void> UpdateProgress(const std::string& id, const std::string& progress_json) = 0;
 
-  // Appends a line to the job's log list.
+  // Appends a line to the job's log list. kNotFound if the job is gone.
   virtual Result<void> AddLog(const std::string& id, const std::string& line) = 0;
 
   // BullMQ's stalled check (throttled by `<Q>:stalled-check` for
-  // `stalled_interval_ms`). Returns the ids put back in wait.
+  // `stalled_interval_ms`; a throttled call returns nothing). Two passes: a
+  // call recovers the jobs marked by the previous one whose lock has lapsed
+  // (stc+1, back at the front of wait, `defa` past kMaxStalledCount), then
+  // marks every active job. Returns the ids put back in wait.
   virtual Result<std::vector<std::string>> RecoverStalled(int64_t stalled_interval_ms) = 0;
 
   // Gives a held job back at once (graceful shutdown): releases the lock and
@@ -117,12 +130,16 @@ class Consumer {
   virtual Result<void> Release(const ActiveJob& job) = 0;
 };
 
-// A Queue over Redis with a small internal connection pool.
+// A Queue over Redis with a small internal connection pool. Connects once
+// (AUTH, script load) to report a bad address or password at start-up:
+// kUnavailable if that fails. Later calls reconnect by themselves.
 Result<std::unique_ptr<Queue>> OpenRedisQueue(const RedisOptions& options);
 
 // A Consumer over its own Redis connections (one blocking, one for commands).
-// Reconnects with backoff when Redis goes away; calls made while it is down
-// return kUnavailable.
+// Reconnects with backoff (50 ms doubling to 2 s) when Redis goes away; calls
+// made while it is down return kUnavailable and are not resent (a lost reply
+// may hide an applied move; retry at the worker level). kUnavailable from
+// Open if Redis cannot be reached now.
 Result<std::unique_ptr<Consumer>> OpenRedisConsumer(const RedisOptions& options);
 
 }  // namespace conveyor::queue
