@@ -1,0 +1,65 @@
+// File: http/internal/server_context.h
+//
+// State shared by the listener (server.cc) and the connections (session.cc):
+// settings, dependencies, the io_context and the blocking pool, metrics, the
+// rate limiter, and the registry of open sessions that Shutdown() walks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "http/internal/metrics.h"
+#include "http/internal/rate_limiter.h"
+#include "http/server.h"
+
+namespace conveyor::http {
+
+class Session;
+
+struct ServerContext {
+  ServerContext(ServerSettings s, ServerDeps d)
+      : settings(std::move(s)),
+        deps(d),
+        limiter(settings.rate_limit_per_minute),
+        pool(static_cast<size_t>(settings.blocking_threads < 1 ? 1 : settings.blocking_threads)),
+        ioc(settings.threads < 1 ? 1 : settings.threads) {}
+
+  const ServerSettings settings;
+  const ServerDeps deps;
+  Metrics metrics;
+  RateLimiter limiter;
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> next_request_id{1};
+
+  // Open sessions, so Shutdown() can close idle ones at once and the rest
+  // after the grace period. Entries are removed by the session's destructor.
+  std::mutex sessions_mu;
+  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
+  uint64_t next_session_id = 1;
+  std::atomic<int64_t> open_sessions{0};
+  // Called (from any thread) when the last session ends after Shutdown().
+  std::function<void()> on_drained;
+
+  boost::asio::thread_pool pool;  // blocking calls: store, queue, file I/O
+  // Last member: destroyed first, so handlers (and the sessions they own)
+  // are destroyed while everything above is still alive.
+  boost::asio::io_context ioc;
+};
+
+// Starts serving an accepted connection on its own strand (session.cc).
+void StartSession(ServerContext& ctx, boost::asio::ip::tcp::socket socket);
+
+// Closes sessions: with `hard` false only those waiting for a request
+// header (idle keep-alive connections); with `hard` true all of them, which
+// cancels in-flight uploads (their temp files are deleted as they unwind).
+void CloseSessions(ServerContext& ctx, bool hard);
+
+}  // namespace conveyor::http

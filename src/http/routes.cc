@@ -1,0 +1,219 @@
+// The route table: one row per endpoint (method, path, handler, auth, body
+// limit), and the handlers of the ordinary (non-streaming) routes. Handlers
+// are thin: parse and validate, call the store, format. The upload route is
+// streamed by session.cc; its row only carries its flags and limit.
+#include <optional>
+#include <string>
+#include <nlohmann/json.hpp>
+
+#include "core/ids.h"
+#include "http/internal/error_response.h"
+#include "http/internal/metrics.h"
+#include "http/internal/routing.h"
+#include "http/server.h"
+#include "queue/queue.h"
+#include "storage/job_record.h"
+#include "storage/metadata_store.h"
+
+namespace conveyor::http {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kSearchDefaultLimit = 10;
+constexpr int kSearchMaxLimit = 50;
+
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding ('+' is a space). False for a
+// broken %-escape.
+bool FormDecode(std::string_view in, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '+') {
+      out->push_back(' ');
+    } else if (c == '%') {
+      int hi = i + 1 < in.size() ? HexDigit(in[i + 1]) : -1;
+      int lo = i + 2 < in.size() ? HexDigit(in[i + 2]) : -1;
+      if (hi < 0 || lo < 0) return false;
+      out->push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out->push_back(c);
+    }
+  }
+  return true;
+}
+
+// Calls `fn(key, value)` for each decoded pair of a query string.
+template <class Fn>
+bool ParseQuery(std::string_view query, Fn fn) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string key, value;
+    if (!FormDecode(pair.substr(0, eq), &key)) return false;
+    if (eq != std::string_view::npos && !FormDecode(pair.substr(eq + 1), &value)) return false;
+    fn(key, value);
+  }
+  return true;
+}
+
+Response Healthz(const Request&, HandlerEnv&) {
+  Response r;
+  r.body = R"({"status":"ok"})";
+  return r;
+}
+
+// Runs on the blocking pool: both pings block.
+Response Readyz(const Request&, HandlerEnv& env) {
+  auto db = env.store->Ping();
+  auto q = env.queue->Ping();
+  Response r;
+  r.status = db.ok() && q.ok() ? 200 : 503;
+  json j = {{"status", r.status == 200 ? "ok" : "unavailable"},
+            {"database", db.ok() ? "ok" : db.status().message()},
+            {"queue", q.ok() ? "ok" : q.status().message()}};
+  r.body = Dump(j);
+  return r;
+}
+
+Response MetricsText(const Request&, HandlerEnv& env) {
+  Response r;
+  r.body = env.metrics->Render();
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  return r;
+}
+
+Response UploadStatus(const Request& req, HandlerEnv& env) {
+  const std::string& id = req.params.at(0);
+  // Anything that is not a job id shape cannot be a job: same answer as unknown.
+  if (!IsUuid(id)) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
+  auto row = env.store->GetJobForUser(id, req.user_id);
+  if (!row) return ErrorResponse(row.status(), {}, req.request_id);
+  if (!row->has_value()) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
+  const storage::JobRecord& job = **row;
+  json data = {{"jobId", job.id}, {"status", storage::JobStatusName(job.status)}};
+  switch (job.status) {
+    case storage::JobStatus::kProcessing:
+      data["progress"] = job.progress;
+      break;
+    case storage::JobStatus::kCompleted: {
+      // The stored result is JSON text; clients get it as an object.
+      json result = json::parse(job.result_json.value_or("null"), nullptr, false);
+      data["result"] = result.is_discarded() ? json(job.result_json.value_or("")) : result;
+      break;
+    }
+    case storage::JobStatus::kFailed:
+      data["error"] = job.error.value_or("");
+      break;
+    case storage::JobStatus::kPending:
+      break;
+  }
+  return SuccessResponse(200, Dump(data));
+}
+
+Response MemorySearch(const Request& req, HandlerEnv& env) {
+  std::string session_id, q;
+  std::string limit_text;
+  bool has_limit = false;
+  if (!ParseQuery(req.query, [&](std::string& key, std::string& value) {
+        if (key == "session_id") session_id.swap(value);
+        else if (key == "q") q.swap(value);
+        else if (key == "limit") limit_text.swap(value), has_limit = true;
+      })) {
+    return ErrorResponse(InvalidArgument("malformed query string"), {}, req.request_id);
+  }
+  if (session_id.empty()) {
+    return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
+                         req.request_id);
+  }
+  if (q.empty()) return ErrorResponse(InvalidArgument("q is required"), "missing_query", req.request_id);
+  int limit = kSearchDefaultLimit;
+  if (has_limit) {
+    char* end = nullptr;
+    long v = std::strtol(limit_text.c_str(), &end, 10);
+    if (limit_text.empty() || *end != '\0' || v < 1) {
+      return ErrorResponse(InvalidArgument("limit must be a positive integer"), {}, req.request_id);
+    }
+    limit = static_cast<int>(std::min<long>(v, kSearchMaxLimit));
+  }
+  auto hits = env.store->SearchMemory(req.user_id, session_id, q, limit);
+  if (!hits) return ErrorResponse(hits.status(), {}, req.request_id);
+  json results = json::array();
+  for (const auto& h : *hits) {
+    results.push_back({{"fileId", h.file_id},
+                       {"jobId", h.job_id},
+                       {"chunkIndex", h.chunk_index},
+                       {"snippet", h.snippet},
+                       {"score", h.score}});
+  }
+  return SuccessResponse(200, Dump(json{{"results", std::move(results)}}));
+}
+
+// Splits "/a/b/c" into segments without allocating.
+bool MatchPattern(std::string_view pattern, std::string_view path, std::vector<std::string>* params) {
+  params->clear();
+  while (true) {
+    if (pattern.empty() || path.empty()) return pattern.empty() && path.empty();
+    if (pattern[0] != '/' || path[0] != '/') return false;
+    pattern.remove_prefix(1);
+    path.remove_prefix(1);
+    size_t pe = pattern.find('/');
+    size_t se = path.find('/');
+    std::string_view pseg = pattern.substr(0, pe);
+    std::string_view sseg = path.substr(0, se);
+    if (!pseg.empty() && pseg[0] == ':') {
+      if (sseg.empty()) return false;
+      params->emplace_back(sseg);
+    } else if (pseg != sseg) {
+      return false;
+    }
+    pattern = pe == std::string_view::npos ? std::string_view() : pattern.substr(pe);
+    path = se == std::string_view::npos ? std::string_view() : path.substr(se);
+  }
+}
+
+}  // namespace
+
+const std::vector<Route>& Routes() {
+  static const std::vector<Route> kRoutes = {
+      // method  pattern                              kind                handler       auth   blocking body_limit       metrics name
+      {"POST", "/api/chat/upload/async",          RouteKind::kUpload, nullptr,      true,  true,  kUploadBodyLimit, "upload"},
+      {"GET",  "/api/chat/upload/status/:jobId",  RouteKind::kSimple, UploadStatus, true,  true,  0,                "upload_status"},
+      {"GET",  "/api/chat/memory/search",         RouteKind::kSimple, MemorySearch, true,  true,  0,                "memory_search"},
+      {"GET",  "/healthz",                        RouteKind::kSimple, Healthz,      false, false, 0,                "healthz"},
+      {"GET",  "/readyz",                         RouteKind::kSimple, Readyz,       false, true,  0,                "readyz"},
+      {"GET",  "/metrics",                        RouteKind::kSimple, MetricsText,  false, false, 0,                "metrics"},
+  };
+  return kRoutes;
+}
+
+RouteMatch MatchRoute(std::string_view method, std::string_view path) {
+  RouteMatch m;
+  std::vector<std::string> params;
+  for (const Route& r : Routes()) {
+    if (!MatchPattern(r.pattern, path, &params)) continue;
+    if (r.method == method) {
+      m.route = &r;
+      m.method_mismatch = false;
+      m.params = std::move(params);
+      return m;
+    }
+    m.method_mismatch = true;
+  }
+  return m;
+}
+
+}  // namespace conveyor::http

@@ -1,0 +1,137 @@
+// File: uploads/uploads.h
+//
+// Accepting an upload, without any HTTP: the bytes of the file part are
+// streamed into a BlobWriter through a FileSink (SHA-256 and size on the way),
+// then Accept() makes the upload durable and visible in the order DESIGN.md
+// promises:
+//
+//   Commit(fsync) -> MetadataStore::InsertJob (pending) -> Queue::Add
+//
+// The row is the source of truth. If Queue::Add still fails after a couple of
+// quick retries the upload is accepted anyway: the row is committed and the
+// reconciler (worker side) re-adds every pending row that has no job, which is
+// idempotent because the job id is the row id. If InsertJob fails the blob is
+// removed and the error (kUnavailable) is returned: nothing was accepted.
+//
+// Threads: everything here blocks (file I/O, fsync, SQL, Redis). Call it on a
+// blocking pool, never on a socket-serving thread. A FileSink is used by one
+// thread at a time.
+//
+//   uploads::FileSink sink(blobs, job_id, max_bytes);
+//   sink.Append(bytes) ...                 // any number of times
+//   uploads::AcceptedUpload up{...};       // fields from the form
+//   Result<AcceptOutcome> r = uploads::Accept(std::move(up), sink, store, queue, opts);
+#pragma once
+
+#include <openssl/evp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/error.h"
+#include "storage/blob_store.h"
+#include "storage/job_record.h"
+
+namespace conveyor::storage {
+class MetadataStore;
+}
+namespace conveyor::queue {
+class Queue;
+}
+
+namespace conveyor::uploads {
+
+// Longest session_id accepted (characters of the form field).
+inline constexpr size_t kMaxSessionIdBytes = 256;
+// Longest `message` field accepted.
+inline constexpr size_t kMaxMessageBytes = 64 * 1024;
+// The client's file name is kept (display only) up to this many bytes.
+inline constexpr size_t kMaxOriginalNameBytes = 255;
+
+// Streams one file into a new blob named `job_id`, computing SHA-256 and the
+// size. The blob is created on the first Append. Small pieces are coalesced
+// in a 64 KiB staging buffer so a parser that hands over many small slices
+// does not cost one write() each. Destroying an uncommitted sink deletes the
+// temp file.
+class FileSink {
+ public:
+  FileSink(storage::BlobStore& blobs, std::string job_id, int64_t max_bytes);
+  ~FileSink();
+  FileSink(const FileSink&) = delete;
+  FileSink& operator=(const FileSink&) = delete;
+
+  // Hashes and stores `bytes`. kResourceExhausted once the total passes
+  // max_bytes (nothing more is stored), kUnavailable for an I/O error.
+  Status Append(std::string_view bytes);
+
+  int64_t size() const { return size_; }
+  const std::string& job_id() const { return job_id_; }
+  storage::BlobStore& blobs() { return blobs_; }
+  bool created() const { return writer_ != nullptr; }
+
+  // Flushes, finalises the hash and commits the blob (fsync when asked);
+  // returns the final path. Called by Accept().
+  Result<std::string> Commit(bool fsync);
+  const std::string& sha256_hex() const { return sha256_hex_; }
+
+  // Deletes the temp file (idempotent).
+  void Abort();
+
+ private:
+  Status Flush();
+  Status EnsureWriter();
+
+  storage::BlobStore& blobs_;
+  std::string job_id_;
+  int64_t max_bytes_;
+  int64_t size_ = 0;
+  std::unique_ptr<storage::BlobWriter> writer_;
+  EVP_MD_CTX* sha_ = nullptr;
+  std::unique_ptr<char[]> staging_;
+  size_t staged_ = 0;
+  std::string sha256_hex_;
+  bool finished_ = false;
+};
+
+// What the form said about the upload (everything except the bytes).
+struct AcceptedUpload {
+  std::string user_id;        // JWT `sub`
+  std::string session_id;     // 1..kMaxSessionIdBytes
+  std::string original_name;  // as sent; cleaned by Accept (see CleanFileName)
+  std::string mime_type;      // the part's Content-Type, a hint only
+  std::string message;        // optional, <= kMaxMessageBytes
+};
+
+struct AcceptOptions {
+  bool fsync = true;              // fsync the blob before the row is written
+  int queue_add_attempts = 3;     // Queue::Add tries on kUnavailable
+  int64_t queue_retry_delay_ms = 20;  // wait between those tries
+};
+
+struct AcceptOutcome {
+  std::string job_id;
+  std::string storage_path;
+  bool enqueued = false;  // false: left to the reconciler (row is pending)
+};
+
+// Validates the fields (kInvalidArgument: empty/too long session_id, message
+// too long, empty file), commits the blob, inserts the row and adds the job
+// `queue::kJobName` with data {"jobId","userId","sessionId","storagePath",
+// "originalName","mimeType","size","message"}.
+// Errors: kInvalidArgument (nothing stored), kUnavailable/kInternal from the
+// blob commit or InsertJob (the blob is deleted). Queue failures are logged
+// and reported through `enqueued == false`, not as errors.
+Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::MetadataStore& store,
+                             queue::Queue& queue, const AcceptOptions& options);
+
+// The display name kept for a client's file name: the part after the last
+// '/' or '\\', control characters replaced by '_', cut to
+// kMaxOriginalNameBytes on a UTF-8 boundary. Never used as a path.
+std::string CleanFileName(std::string_view name);
+
+// The job's `data` JSON (DESIGN.md §1 "Queue").
+std::string JobDataJson(const storage::NewJob& job);
+
+}  // namespace conveyor::uploads

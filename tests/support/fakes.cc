@@ -1,0 +1,311 @@
+#include "fakes.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/ids.h"
+
+namespace conveyor::testing {
+namespace fs = std::filesystem;
+
+// ---- FakeMetadataStore ----
+
+Result<void> FakeMetadataStore::InsertJob(const storage::NewJob& job) {
+  if (Errc e = fail_insert.load(); e != Errc::kOk) return Status(e, "injected insert failure");
+  std::lock_guard lock(mu_);
+  if (rows_.count(job.id)) return AlreadyExists("job " + job.id);
+  storage::JobRecord r;
+  r.id = job.id;
+  r.user_id = job.user_id;
+  r.session_id = job.session_id;
+  r.status = storage::JobStatus::kPending;
+  r.created_at_ms = r.updated_at_ms = NowMs();
+  r.original_name = job.original_name;
+  r.mime_type = job.mime_type;
+  r.size_bytes = job.size_bytes;
+  r.sha256_hex = job.sha256_hex;
+  r.storage_path = job.storage_path;
+  r.message = job.message;
+  rows_[job.id] = std::move(r);
+  return {};
+}
+
+Result<std::optional<storage::JobRecord>> FakeMetadataStore::GetJob(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return std::optional<storage::JobRecord>();
+  return std::optional<storage::JobRecord>(it->second);
+}
+
+Result<std::optional<storage::JobRecord>> FakeMetadataStore::GetJobForUser(
+    const std::string& id, const std::string& user_id) {
+  std::lock_guard lock(mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end() || it->second.user_id != user_id) {
+    return std::optional<storage::JobRecord>();
+  }
+  return std::optional<storage::JobRecord>(it->second);
+}
+
+Result<void> FakeMetadataStore::MarkProcessing(const std::string& id, int attempts) {
+  std::lock_guard lock(mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return NotFound(id);
+  auto& r = it->second;
+  if (r.status == storage::JobStatus::kCompleted || r.status == storage::JobStatus::kFailed) {
+    return FailedPrecondition("job already finished");
+  }
+  r.status = storage::JobStatus::kProcessing;
+  r.progress = 0;
+  r.attempts = attempts;
+  r.updated_at_ms = NowMs();
+  return {};
+}
+
+Result<void> FakeMetadataStore::SetProgress(const std::string& id, int percent) {
+  std::lock_guard lock(mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return NotFound(id);
+  if (it->second.status == storage::JobStatus::kProcessing) it->second.progress = percent;
+  return {};
+}
+
+Result<void> FakeMetadataStore::MarkCompleted(const std::string& id, const std::string& file_id,
+                                              const std::string& result_json) {
+  std::lock_guard lock(mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return NotFound(id);
+  it->second.status = storage::JobStatus::kCompleted;
+  it->second.file_id = file_id;
+  it->second.result_json = result_json;
+  it->second.progress = 100;
+  it->second.updated_at_ms = NowMs();
+  return {};
+}
+
+Result<void> FakeMetadataStore::MarkFailed(const std::string& id, const std::string& error) {
+  std::lock_guard lock(mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return NotFound(id);
+  it->second.status = storage::JobStatus::kFailed;
+  it->second.error = error;
+  it->second.updated_at_ms = NowMs();
+  return {};
+}
+
+Result<void> FakeMetadataStore::MarkPending(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return NotFound(id);
+  it->second.status = storage::JobStatus::kPending;
+  it->second.updated_at_ms = NowMs();
+  return {};
+}
+
+Result<std::vector<storage::JobRecord>> FakeMetadataStore::ListPending(int64_t older_than_ms,
+                                                                       int limit) {
+  std::lock_guard lock(mu_);
+  std::vector<storage::JobRecord> out;
+  for (const auto& [id, r] : rows_) {
+    if (r.status == storage::JobStatus::kPending && r.created_at_ms < older_than_ms) {
+      out.push_back(r);
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.created_at_ms < b.created_at_ms; });
+  if (static_cast<int>(out.size()) > limit) out.resize(limit);
+  return out;
+}
+
+Result<void> FakeMetadataStore::StoreMemory(const std::string& user_id,
+                                            const std::string& session_id,
+                                            const std::string& job_id, const std::string& file_id,
+                                            const std::vector<storage::MemoryChunk>& chunks) {
+  std::lock_guard lock(mu_);
+  std::erase_if(chunks_, [&](const Chunk& c) { return c.file_id == file_id; });
+  for (const auto& c : chunks) chunks_.push_back({user_id, session_id, job_id, file_id, c});
+  return {};
+}
+
+Result<std::vector<storage::MemoryHit>> FakeMetadataStore::SearchMemory(
+    const std::string& user_id, const std::string& session_id, const std::string& query,
+    int limit) {
+  std::lock_guard lock(mu_);
+  std::vector<storage::MemoryHit> out;
+  for (const auto& c : chunks_) {
+    if (c.user_id != user_id || c.session_id != session_id) continue;
+    auto pos = c.chunk.text.find(query);
+    if (pos == std::string::npos) continue;
+    storage::MemoryHit h;
+    h.file_id = c.file_id;
+    h.job_id = c.job_id;
+    h.chunk_index = c.chunk.index;
+    h.snippet = c.chunk.text.substr(pos > 20 ? pos - 20 : 0, 80);
+    h.score = 1.0;
+    out.push_back(std::move(h));
+    if (static_cast<int>(out.size()) >= limit) break;
+  }
+  return out;
+}
+
+Result<void> FakeMetadataStore::Ping() {
+  if (Errc e = fail_ping.load(); e != Errc::kOk) return Status(e, "injected ping failure");
+  return {};
+}
+
+size_t FakeMetadataStore::size() const {
+  std::lock_guard lock(mu_);
+  return rows_.size();
+}
+
+std::vector<storage::JobRecord> FakeMetadataStore::All() const {
+  std::lock_guard lock(mu_);
+  std::vector<storage::JobRecord> out;
+  for (const auto& [id, r] : rows_) out.push_back(r);
+  return out;
+}
+
+// ---- FakeQueue ----
+
+Result<bool> FakeQueue::Add(const std::string& id, const std::string& name,
+                            const std::string& data_json, const queue::JobOptions&) {
+  ++add_calls;
+  if (Errc e = fail_add.load(); e != Errc::kOk) return Status(e, "injected add failure");
+  std::lock_guard lock(mu_);
+  return jobs_.emplace(id, Added{name, data_json}).second;
+}
+
+Result<bool> FakeQueue::Exists(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return jobs_.count(id) > 0;
+}
+
+Result<queue::JobCounts> FakeQueue::Counts() {
+  std::lock_guard lock(mu_);
+  queue::JobCounts c;
+  c.wait = static_cast<int64_t>(jobs_.size());
+  return c;
+}
+
+Result<void> FakeQueue::Ping() {
+  if (Errc e = fail_ping.load(); e != Errc::kOk) return Status(e, "injected ping failure");
+  return {};
+}
+
+size_t FakeQueue::size() const {
+  std::lock_guard lock(mu_);
+  return jobs_.size();
+}
+
+std::optional<FakeQueue::Added> FakeQueue::Get(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second;
+}
+
+// ---- DirBlobStore ----
+
+namespace {
+
+class DirBlobWriter : public storage::BlobWriter {
+ public:
+  DirBlobWriter(int fd, std::string temp, std::string final_path)
+      : fd_(fd), temp_(std::move(temp)), final_(std::move(final_path)) {}
+  ~DirBlobWriter() override { Abort(); }
+
+  Result<void> Append(std::string_view bytes) override {
+    if (fd_ < 0) return Internal("writer closed");
+    while (!bytes.empty()) {
+      ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Unavailable("write failed");
+      }
+      bytes.remove_prefix(static_cast<size_t>(n));
+      size_ += n;
+    }
+    return {};
+  }
+  int64_t size() const override { return size_; }
+  Result<std::string> Commit(bool fsync) override {
+    if (fd_ < 0) return Internal("writer closed");
+    if (fsync && ::fsync(fd_) != 0) return Unavailable("fsync failed");
+    ::close(fd_);
+    fd_ = -1;
+    if (::rename(temp_.c_str(), final_.c_str()) != 0) {
+      ::unlink(temp_.c_str());
+      return Unavailable("rename failed");
+    }
+    committed_ = true;
+    return final_;
+  }
+  void Abort() override {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    if (!committed_ && !temp_.empty()) {
+      ::unlink(temp_.c_str());
+      temp_.clear();
+    }
+  }
+
+ private:
+  int fd_;
+  std::string temp_, final_;
+  int64_t size_ = 0;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+DirBlobStore::DirBlobStore(std::string dir) : dir_(std::move(dir)) {
+  fs::create_directories(dir_ + "/tmp");
+}
+
+Result<std::unique_ptr<storage::BlobWriter>> DirBlobStore::Create(const std::string& id) {
+  if (!IsUuid(id)) return InvalidArgument("blob id is not a UUID");
+  std::string temp = dir_ + "/tmp/" + id + ".part";
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Unavailable("cannot create " + temp);
+  return std::unique_ptr<storage::BlobWriter>(new DirBlobWriter(fd, temp, PathFor(id)));
+}
+
+std::string DirBlobStore::PathFor(const std::string& id) const { return dir_ + "/" + id; }
+
+bool DirBlobStore::Owns(const std::string& path) const {
+  return path.rfind(dir_ + "/", 0) == 0 && IsUuid(path.substr(dir_.size() + 1));
+}
+
+Result<void> DirBlobStore::Remove(const std::string& path) {
+  if (!Owns(path)) return InvalidArgument("not a blob of this store");
+  ::unlink(path.c_str());
+  return {};
+}
+
+int DirBlobStore::RemoveStaleTemps(int64_t) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/tmp")) {
+    std::error_code ec;
+    if (fs::remove(e.path(), ec)) ++n;
+  }
+  return n;
+}
+
+std::vector<std::string> DirBlobStore::ListFiles(const std::string& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (ec) break;
+    if (it->is_regular_file()) out.push_back(it->path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace conveyor::testing
