@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -764,6 +765,82 @@ TEST_F(Routing, MemorySearchValidatesAndReturnsOwnChunks) {
   EXPECT_EQ(results[0]["chunkIndex"], 0);
   EXPECT_TRUE(results[0].contains("snippet"));
   EXPECT_TRUE(results[0].contains("score"));
+}
+
+}  // namespace
+}  // namespace conveyor::http
+
+namespace conveyor::http {
+namespace {
+
+// Throughput checks, run by hand (fsync off, fakes for store and queue):
+//   http_server_test --gtest_also_run_disabled_tests --gtest_filter='UploadThroughput.*'
+using UploadThroughput = ServerTest;
+
+int64_t PeakRssKiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+TEST_F(UploadThroughput, DISABLED_OneGiBUpload) {
+  settings_.max_upload_bytes = int64_t{2} << 30;
+  StartServer();
+  const size_t file_size = size_t{1} << 30;
+  const std::string head_part = Multipart({{"session_id", "s1", std::nullopt, ""}}, false) +
+                                "--" + kBoundary +
+                                "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
+                                "Content-Type: application/octet-stream\r\n\r\n";
+  const std::string tail = std::string("\r\n--") + kBoundary + "--\r\n";
+  const std::string block = RandomBytes(1 << 20, 3);
+  Client c(port_);
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(c.Send(UploadHeader(Token("alice"), head_part.size() + file_size + tail.size()) + head_part));
+  for (size_t sent = 0; sent < file_size; sent += block.size()) ASSERT_TRUE(c.Send(block));
+  ASSERT_TRUE(c.Send(tail));
+  auto r = c.Read(60000ms);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  std::printf("1 GiB upload: %.2f s, %.0f MB/s, peak RSS (client+server) %lld KiB\n", secs,
+              file_size / secs / 1e6, static_cast<long long>(PeakRssKiB()));
+  for (const auto& row : store_.All()) std::filesystem::remove(row.storage_path);
+}
+
+TEST_F(UploadThroughput, DISABLED_SmallUploadsAt16Connections) {
+  StartServer();
+  const std::string token = Token("alice");
+  const std::string body = UploadBody(RandomBytes(64 * 1024, 5));
+  const std::string request = UploadHeader(token, body.size()) + body;
+  constexpr int kConnections = 16;
+  constexpr int kPerConnection = 1000;
+  std::vector<std::vector<double>> lat(kConnections);
+  std::vector<std::thread> threads;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kConnections; ++i) {
+    threads.emplace_back([&, i] {
+      Client c(port_);
+      for (int n = 0; n < kPerConnection; ++n) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (!c.Send(request)) return;
+        auto r = c.Read();
+        if (!r || r->status != 202) return;
+        lat[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  ASSERT_EQ(all.size(), size_t{kConnections * kPerConnection});
+  std::sort(all.begin(), all.end());
+  std::printf("64 KiB uploads: %.0f/s, p50 %.2f ms, p99 %.2f ms\n", all.size() / secs,
+              all[all.size() / 2], all[all.size() * 99 / 100]);
+  for (const auto& row : store_.All()) std::filesystem::remove(row.storage_path);
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ using namespace net::experimental::awaitable_operators;
 namespace {
 
 // Each of an upload's two read buffers.
-constexpr size_t kUploadBufferBytes = 256 * 1024;
+constexpr size_t kUploadBufferBytes = 512 * 1024;
 // Content-Length may exceed max_upload_bytes by this much before the header
 // alone earns a 413: room for the multipart framing, part headers, the
 // session_id and a message of up to uploads::kMaxMessageBytes (64 KiB). The
