@@ -326,3 +326,59 @@ TEST(Service, SigtermStopsTheApiCleanly) {
 
 }  // namespace
 }  // namespace conveyor::testing
+
+namespace conveyor::testing {
+namespace {
+
+// `conveyor dev` with no REDIS_HOST: starts its own redis-server, prints a
+// working token, processes an upload, and stops redis-server on SIGTERM.
+TEST(Dev, RunsEverythingOnTheEmbeddedDefaults) {
+  TempDir data;
+  int port = FreePort();
+  std::map<std::string, std::string> env = {{"PORT", std::to_string(port)},
+                                            {"DATA_DIR", data.path()},
+                                            {"BIND_ADDRESS", "127.0.0.1"},
+                                            {"UPLOAD_FSYNC", "false"}};
+  Process dev({ConveyorBinary(), "dev"}, env, data.path() + "/dev.log");
+  // The real environment may carry these; dev must not depend on them.
+  ASSERT_TRUE(WaitForPort(port, std::chrono::seconds(30))) << dev.Log();
+  std::string token;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::string log = dev.Log();
+        auto at = log.find("token: ");
+        if (at == std::string::npos) return false;
+        auto end = log.find('\n', at);
+        if (end == std::string::npos) return false;
+        token = log.substr(at + 7, end - at - 7);
+        return true;
+      },
+      std::chrono::seconds(10)))
+      << dev.Log();
+  auto r = Upload(port, token, "s1", {"file", "a.txt", "text/plain", kText});
+  ASSERT_EQ(r.status, 202) << r.body;
+  std::string id = Service::Json(r)["data"]["jobId"];
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto s = Request(port, "GET", "/api/chat/upload/status/" + id,
+                         {{"Authorization", "Bearer " + token}});
+        return Service::Json(s).value("/data/status"_json_pointer, std::string()) == "completed";
+      },
+      std::chrono::seconds(30)))
+      << dev.Log();
+  EXPECT_TRUE(std::filesystem::exists(data.path() + "/redis/appendonlydir") ||
+              std::filesystem::exists(data.path() + "/redis/appendonly.aof"));
+  dev.Signal(SIGTERM);
+  int st = dev.Wait(std::chrono::seconds(30));
+  ASSERT_NE(st, -1) << "dev did not exit\n" << dev.Log();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << dev.Log();
+  // Its redis-server is gone: nothing answers on the port it printed.
+  auto log = dev.Log();
+  auto at = log.find("started redis-server on port ");
+  ASSERT_NE(at, std::string::npos) << log;
+  int redis_port = std::atoi(log.c_str() + at + 29);
+  EXPECT_FALSE(WaitForPort(redis_port, std::chrono::milliseconds(200)));
+}
+
+}  // namespace
+}  // namespace conveyor::testing
