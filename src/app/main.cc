@@ -9,14 +9,17 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "app/config.h"
+#include "app/queue_command.h"
 #include "app/redis_child.h"
 #include "core/ids.h"
 #include "http/auth.h"
@@ -238,6 +241,7 @@ int main(int argc, char** argv) {
   token->add_option("--ttl", ttl_s, "lifetime in seconds")->capture_default_str();
   cli.add_subcommand("migrate", "apply the database schema");
   auto* env = cli.add_subcommand("env", "list the environment settings and their defaults");
+  auto queue_cmd = AddQueueCommand(cli);
   CLI11_PARSE(cli, argc, argv);
 
   if (env->parsed()) {
@@ -257,5 +261,6 @@ int main(int argc, char** argv) {
   if (cmd == "dev") return RunDev(*cfg);
   if (cmd == "token") return RunToken(*cfg, user, ttl_s);
   if (cmd == "migrate") return RunMigrate(*cfg);
+  if (queue_cmd->parsed()) return queue_cmd->Run(*cfg);
   return 2;
 }
