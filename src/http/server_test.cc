@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -777,6 +778,12 @@ namespace {
 //   http_server_test --gtest_also_run_disabled_tests --gtest_filter='UploadThroughput.*'
 using UploadThroughput = ServerTest;
 
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 int64_t PeakRssKiB() {
   std::ifstream in("/proc/self/status");
   std::string line;
@@ -798,6 +805,7 @@ TEST_F(UploadThroughput, DISABLED_OneGiBUpload) {
   const std::string block = RandomBytes(1 << 20, 3);
   Client c(port_);
   auto start = std::chrono::steady_clock::now();
+  double cpu0 = CpuSeconds();
   ASSERT_TRUE(c.Send(UploadHeader(Token("alice"), head_part.size() + file_size + tail.size()) + head_part));
   for (size_t sent = 0; sent < file_size; sent += block.size()) ASSERT_TRUE(c.Send(block));
   ASSERT_TRUE(c.Send(tail));
@@ -805,8 +813,8 @@ TEST_F(UploadThroughput, DISABLED_OneGiBUpload) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 202) << r->body;
-  std::printf("1 GiB upload: %.2f s, %.0f MB/s, peak RSS (client+server) %lld KiB\n", secs,
-              file_size / secs / 1e6, static_cast<long long>(PeakRssKiB()));
+  std::printf("1 GiB upload: %.2f s, %.0f MB/s, CPU (client+server) %.2f s, peak RSS %lld KiB\n",
+              secs, file_size / secs / 1e6, CpuSeconds() - cpu0, static_cast<long long>(PeakRssKiB()));
   for (const auto& row : store_.All()) std::filesystem::remove(row.storage_path);
 }
 

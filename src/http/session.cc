@@ -8,16 +8,18 @@
 // their handler runs on the blocking pool when it touches the store.
 //
 // The upload body is streamed, never buffered whole. A Content-Length body is
-// read straight from the socket into fixed 256 KiB buffers (bytes the header
+// read straight from the socket into fixed 512 KiB buffers (bytes the header
 // read already pulled in are taken first), bypassing Beast's body parser: its
 // buffer_body path tops out far below what raw reads reach. A chunked body goes
 // through Beast's parser with buffer_body, which does the de-chunking. Each
-// filled buffer is handed to the blocking pool, where the multipart parser runs
-// and the file part is hashed (SHA-256) and written to a blob; meanwhile the
-// coroutine reads the next buffer (two buffers, alternating), so socket reads
-// overlap hashing and writing. Memory per upload is two buffers whatever the
-// file size. A small body fits one buffer and costs one pool hop in total:
-// parse, write, commit, insert the row and enqueue happen in that one task.
+// filled buffer is scanned by the multipart parser on the strand (a memchr
+// scan, cheap), which collects the file part's pieces; then two pool tasks
+// hash them (SHA-256, the slowest stage) and write them to the blob at once,
+// while the coroutine reads the next buffer (two buffers, alternating). So
+// socket reads, hashing and writing overlap. Memory per upload is two buffers
+// whatever the file size. A small body fits one buffer and costs one pool hop
+// in total: parse, hash, write, commit, insert the row and enqueue happen in
+// that one task.
 //
 // Every read has a deadline (header_timeout_ms for a header, body_idle_timeout_ms
 // per body read), and a connection whose deadline passes is closed; an
@@ -188,6 +190,31 @@ class UploadForm {
     return SuccessResponse(202, data);
   }
 
+  // Feeds body bytes, collecting the file part's pieces instead of storing
+  // them (cheap: the parser's delimiter scan; limits are checked here). The
+  // pieces point into `bytes` or the parser's delimiter, so they stay valid
+  // until `bytes` is reused. An error response when the body is refused.
+  std::optional<Response> Parse(std::string_view bytes, uint64_t request_id) {
+    collect_ = true;
+    std::optional<Response> refused = Feed(bytes, request_id);
+    collect_ = false;
+    return refused;
+  }
+  // Hash and write the collected pieces; the two may run at once.
+  Status HashPieces() {
+    for (std::string_view p : pieces_) {
+      if (Status s = sink_.Hash(p); !s.ok()) return s;
+    }
+    return OkStatus();
+  }
+  Status WritePieces() {
+    for (std::string_view p : pieces_) {
+      if (Status s = sink_.Write(p); !s.ok()) return s;
+    }
+    return OkStatus();
+  }
+  void ClearPieces() { pieces_.clear(); }
+
   bool too_large() const { return too_large_; }
 
  private:
@@ -215,7 +242,8 @@ class UploadForm {
   Status OnData(std::string_view d) {
     switch (part_) {
       case Part::kFile: {
-        Status s = sink_.Append(d);
+        Status s = collect_ ? sink_.Count(d.size()) : sink_.Append(d);
+        if (s.ok() && collect_) pieces_.push_back(d);
         if (s.code() == Errc::kResourceExhausted) {
           too_large_ = true;
           return Reject(std::move(s), "payload_too_large");
@@ -272,6 +300,8 @@ class UploadForm {
   Part part_ = Part::kNone;
   bool file_seen_ = false;
   bool too_large_ = false;
+  bool collect_ = false;                  // Parse(): gather file pieces
+  std::vector<std::string_view> pieces_;  // file bytes gathered by Parse()
   size_t ignored_bytes_ = 0;
   std::string session_id_, message_, filename_, mime_type_;
   std::string_view reject_code_;
@@ -469,12 +499,20 @@ class Session : public std::enable_shared_from_this<Session> {
         co_return co_await SendOut(route.name, keep_alive);
       }
       if (bufs[1 - cur] == nullptr) bufs[1 - cur] = Buffer(1 - cur);
-      // Parse + hash + write this buffer on the pool while the next one fills.
-      auto [refused, next] = co_await (
-          OnPool(ctx_, [&form, chunk, id = r.request_id] { return form.Feed(chunk, id); }) &&
-          FillBuffer(bufs[1 - cur], chunked));
-      if (refused) {
+      // Parse here (a delimiter scan: cheap), then hash and write this
+      // buffer's file bytes on two pool threads while the next buffer fills:
+      // SHA-256 is the slowest stage, so it gets a core of its own.
+      if (auto refused = form.Parse(chunk, r.request_id)) {
         out_ = std::move(*refused);
+        co_return co_await SendOut(route.name, false);
+      }
+      auto [hashed, written, next] = co_await (
+          OnPool(ctx_, [&form] { return form.HashPieces(); }) &&
+          OnPool(ctx_, [&form] { return form.WritePieces(); }) &&
+          FillBuffer(bufs[1 - cur], chunked));
+      form.ClearPieces();
+      if (!hashed.ok() || !written.ok()) {
+        out_ = ErrorResponse(written.ok() ? hashed : written, {}, r.request_id);
         co_return co_await SendOut(route.name, false);
       }
       f = next;

@@ -50,16 +50,24 @@ Status FileSink::Flush() {
   return r.status();
 }
 
-Status FileSink::Append(std::string_view bytes) {
+Status FileSink::Count(size_t n) {
   if (finished_) return Internal("append after commit or abort");
-  if (bytes.empty()) return OkStatus();
-  if (static_cast<int64_t>(bytes.size()) > max_bytes_ - size_) {
+  if (static_cast<int64_t>(n) > max_bytes_ - size_) {
     return ResourceExhausted("file exceeds " + std::to_string(max_bytes_) + " bytes");
   }
+  size_ += static_cast<int64_t>(n);
+  return OkStatus();
+}
+
+Status FileSink::Hash(std::string_view bytes) {
   if (sha_ == nullptr || EVP_DigestUpdate(sha_, bytes.data(), bytes.size()) != 1) {
     return Internal("SHA-256 update failed");
   }
-  size_ += static_cast<int64_t>(bytes.size());
+  return OkStatus();
+}
+
+Status FileSink::Write(std::string_view bytes) {
+  if (bytes.empty()) return OkStatus();
   if (bytes.size() < kDirectWriteBytes) {
     if (!staging_) staging_ = std::make_unique<char[]>(kStagingBytes);
     if (staged_ + bytes.size() > kStagingBytes) {
@@ -72,6 +80,13 @@ Status FileSink::Append(std::string_view bytes) {
   if (Status s = Flush(); !s.ok()) return s;
   if (Status s = EnsureWriter(); !s.ok()) return s;
   return writer_->Append(bytes).status();
+}
+
+Status FileSink::Append(std::string_view bytes) {
+  if (bytes.empty()) return OkStatus();
+  if (Status s = Count(bytes.size()); !s.ok()) return s;
+  if (Status s = Hash(bytes); !s.ok()) return s;
+  return Write(bytes);
 }
 
 Result<std::string> FileSink::Commit(bool fsync) {

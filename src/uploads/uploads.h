@@ -64,7 +64,16 @@ class FileSink {
 
   // Hashes and stores `bytes`. kResourceExhausted once the total passes
   // max_bytes (nothing more is stored), kUnavailable for an I/O error.
+  // Equivalent to Count + Hash + Write.
   Status Append(std::string_view bytes);
+
+  // The three steps of Append, for callers that hash and write the same
+  // pieces on two threads at once (big uploads). Count (limit check and size)
+  // comes first for each piece; then Hash and Write may run concurrently with
+  // each other (they share no state), each seeing the pieces in order.
+  Status Count(size_t n);
+  Status Hash(std::string_view bytes);
+  Status Write(std::string_view bytes);
 
   int64_t size() const { return size_; }
   const std::string& job_id() const { return job_id_; }
