@@ -32,6 +32,8 @@
 #include "core/ids.h"
 #include "fakes.h"
 #include "http/auth.h"
+#include "storage/blob_store.h"
+#include "storage/metadata_store.h"
 #include "test_support.h"
 
 namespace conveyor::http {
@@ -849,6 +851,59 @@ TEST_F(UploadThroughput, DISABLED_SmallUploadsAt16Connections) {
   std::printf("64 KiB uploads: %.0f/s, p50 %.2f ms, p99 %.2f ms\n", all.size() / secs,
               all[all.size() / 2], all[all.size() * 99 / 100]);
   for (const auto& row : store_.All()) std::filesystem::remove(row.storage_path);
+}
+
+}  // namespace
+}  // namespace conveyor::http
+
+namespace conveyor::http {
+namespace {
+
+// The same path over the real SQLite store and local blob store.
+TEST(UploadHandlerRealStorage, AcceptsFileWithSqliteStoreAndLocalBlobStore) {
+  TempDir dir;
+  auto store = storage::OpenMetadataStore("sqlite://" + dir.path() + "/db.sqlite", true);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto blobs = storage::OpenLocalBlobStore(dir.path() + "/blobs");
+  ASSERT_TRUE(blobs.ok()) << blobs.status().ToString();
+  FakeQueue queue;
+  ServerSettings settings;
+  settings.bind_address = "127.0.0.1";
+  settings.port = 0;
+  settings.jwt_secret = kSecret;
+  settings.upload_fsync = true;
+  Server server(settings, ServerDeps{store->get(), blobs->get(), &queue});
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok());
+  std::thread runner([&] { server.Run(); });
+
+  const std::string file = RandomBytes(700 * 1024, 11);  // spans two buffers
+  const std::string body = UploadBody(file, "s9", "../../x.bin");
+  Client c(*port);
+  ASSERT_TRUE(c.Send(UploadHeader(Token("carol"), body.size()) + body));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  std::string id = r->Json()["data"]["jobId"];
+
+  auto row = (*store)->GetJobForUser(id, "carol");
+  ASSERT_TRUE(row.ok() && row->has_value());
+  EXPECT_EQ((*row)->sha256_hex, Sha256Hex(file));
+  EXPECT_EQ((*row)->size_bytes, static_cast<int64_t>(file.size()));
+  EXPECT_EQ((*row)->original_name, "x.bin");
+  EXPECT_TRUE((*blobs)->Owns((*row)->storage_path));
+  std::ifstream in((*row)->storage_path, std::ios::binary);
+  EXPECT_TRUE(std::string(std::istreambuf_iterator<char>(in), {}) == file);
+
+  ASSERT_TRUE(c.Send("GET /api/chat/upload/status/" + id + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " +
+                     Token("carol") + "\r\n\r\n"));
+  auto s = c.Read();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, 200);
+  EXPECT_EQ(s->Json()["data"]["status"], "pending");
+
+  server.Shutdown();
+  runner.join();
 }
 
 }  // namespace
