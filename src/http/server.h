@@ -7,6 +7,21 @@
 // Threads: construct, Start() and Run() from one thread; Shutdown() from any
 // thread (e.g. a signal handler's strand). Store, blob store and queue are
 // called only on the server's blocking pool, never on socket threads.
+//
+//   http::Server server(settings, {store, blobs, queue});
+//   Result<int> port = server.Start();     // bound; port 0 picks one
+//   std::thread stopper(...);              // later: server.Shutdown()
+//   server.Run();                          // returns after Shutdown() drained
+//
+// Limits, all decided from the request header before any body byte is read:
+// 401 without a valid bearer token on /api routes; 413 when Content-Length
+// exceeds max_upload_bytes + 128 KiB (the allowance for multipart framing, the
+// session_id and a message of up to 64 KiB; the file part itself is held to
+// max_upload_bytes exactly while it streams, which also bounds chunked
+// bodies); 429 with Retry-After past rate_limit_per_minute; 431 for a header
+// block over max_header_bytes. An error answered before the body was read
+// closes the connection. Implementation: server.cc (listener, lifecycle),
+// session.cc (connections, the upload stream), routes.cc (the route table).
 #pragma once
 
 #include <cstdint>

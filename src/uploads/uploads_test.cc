@@ -1,0 +1,139 @@
+#include "uploads/uploads.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/ids.h"
+#include "fakes.h"
+#include "test_support.h"
+
+namespace conveyor::uploads {
+namespace {
+
+using conveyor::testing::DirBlobStore;
+using conveyor::testing::FakeMetadataStore;
+using conveyor::testing::FakeQueue;
+using conveyor::testing::TempDir;
+
+AcceptedUpload Form() {
+  AcceptedUpload up;
+  up.user_id = "u1";
+  up.session_id = "s1";
+  up.original_name = "dir/report.pdf";
+  up.mime_type = "application/pdf";
+  up.message = "please summarise";
+  return up;
+}
+
+TEST(CleanFileName, KeepsOnlyADisplayName) {
+  EXPECT_EQ(CleanFileName("../../etc/passwd"), "passwd");
+  EXPECT_EQ(CleanFileName("C:\\Users\\x\\a.txt"), "a.txt");
+  EXPECT_EQ(CleanFileName("a\x01" "b\nc"), "a_b_c");
+  EXPECT_EQ(CleanFileName(".."), "_");
+  EXPECT_EQ(CleanFileName(std::string(1000, 'x')).size(), kMaxOriginalNameBytes);
+  // A multi-byte code point at the cut is dropped whole, never split.
+  std::string name = std::string(kMaxOriginalNameBytes - 1, 'x') + "\xC3\xA9";
+  EXPECT_EQ(CleanFileName(name), std::string(kMaxOriginalNameBytes - 1, 'x'));
+}
+
+TEST(FileSink, RefusesBytesPastTheLimitAndDeletesTheTempFileWhenDropped) {
+  TempDir dir;
+  DirBlobStore blobs(dir / "b");
+  {
+    FileSink sink(blobs, NewUuid(), 100000);
+    ASSERT_TRUE(sink.Append(std::string(60000, 'a')).ok());
+    EXPECT_EQ(sink.Append(std::string(60000, 'a')).code(), Errc::kResourceExhausted);
+    EXPECT_EQ(sink.size(), 60000);
+    EXPECT_EQ(DirBlobStore::ListFiles(blobs.dir() + "/tmp").size(), 1u);
+  }
+  EXPECT_TRUE(DirBlobStore::ListFiles(dir.path()).empty());
+}
+
+TEST(Accept, CommitsRecordsAndEnqueuesInOrder) {
+  TempDir dir;
+  DirBlobStore blobs(dir / "b");
+  FakeMetadataStore store;
+  FakeQueue queue;
+  FileSink sink(blobs, NewUuid(), 1 << 20);
+  // Many small pieces and one large one: the staging buffer keeps the order.
+  std::string expected;
+  for (int i = 0; i < 1000; ++i) {
+    std::string piece = std::to_string(i) + ",";
+    expected += piece;
+    ASSERT_TRUE(sink.Append(piece).ok());
+  }
+  std::string big(100000, 'z');
+  expected += big;
+  ASSERT_TRUE(sink.Append(big).ok());
+  auto out = Accept(Form(), sink, store, queue, AcceptOptions{false});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_TRUE(out->enqueued);
+  auto rows = store.All();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].original_name, "report.pdf");
+  EXPECT_EQ(rows[0].size_bytes, static_cast<int64_t>(expected.size()));
+  EXPECT_EQ(rows[0].storage_path, out->storage_path);
+  auto job = queue.Get(out->job_id);
+  ASSERT_TRUE(job);
+  auto data = nlohmann::json::parse(job->data_json);
+  EXPECT_EQ(data["jobId"], out->job_id);
+  EXPECT_EQ(data["storagePath"], out->storage_path);
+  EXPECT_EQ(data["size"], expected.size());
+  EXPECT_EQ(data["message"], "please summarise");
+  EXPECT_EQ(data["mimeType"], "application/pdf");
+}
+
+TEST(Accept, InsertFailureRemovesTheBlob) {
+  TempDir dir;
+  DirBlobStore blobs(dir / "b");
+  FakeMetadataStore store;
+  FakeQueue queue;
+  store.fail_insert = Errc::kUnavailable;
+  FileSink sink(blobs, NewUuid(), 1 << 20);
+  ASSERT_TRUE(sink.Append("data").ok());
+  auto out = Accept(Form(), sink, store, queue, AcceptOptions{false});
+  EXPECT_EQ(out.code(), Errc::kUnavailable);
+  EXPECT_TRUE(DirBlobStore::ListFiles(dir.path()).empty());
+  EXPECT_EQ(queue.add_calls.load(), 0);
+}
+
+TEST(Accept, QueueOutageLeavesThePendingRowForTheReconciler) {
+  TempDir dir;
+  DirBlobStore blobs(dir / "b");
+  FakeMetadataStore store;
+  FakeQueue queue;
+  queue.fail_add = Errc::kUnavailable;
+  FileSink sink(blobs, NewUuid(), 1 << 20);
+  ASSERT_TRUE(sink.Append("data").ok());
+  AcceptOptions opts;
+  opts.fsync = false;
+  opts.queue_retry_delay_ms = 1;
+  auto out = Accept(Form(), sink, store, queue, opts);
+  ASSERT_TRUE(out.ok());
+  EXPECT_FALSE(out->enqueued);
+  EXPECT_EQ(queue.add_calls.load(), opts.queue_add_attempts);
+  EXPECT_EQ(store.size(), 1u);
+}
+
+TEST(Accept, RefusesAnEmptyFileOrBadFields) {
+  TempDir dir;
+  DirBlobStore blobs(dir / "b");
+  FakeMetadataStore store;
+  FakeQueue queue;
+  {
+    FileSink sink(blobs, NewUuid(), 1 << 20);
+    EXPECT_EQ(Accept(Form(), sink, store, queue, {}).code(), Errc::kInvalidArgument);
+  }
+  {
+    FileSink sink(blobs, NewUuid(), 1 << 20);
+    ASSERT_TRUE(sink.Append("x").ok());
+    AcceptedUpload up = Form();
+    up.session_id = std::string(kMaxSessionIdBytes + 1, 's');
+    EXPECT_EQ(Accept(up, sink, store, queue, {}).code(), Errc::kInvalidArgument);
+  }
+  EXPECT_EQ(store.size(), 0u);
+  EXPECT_TRUE(DirBlobStore::ListFiles(dir.path()).empty());
+}
+
+}  // namespace
+}  // namespace conveyor::uploads
