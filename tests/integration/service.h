@@ -19,6 +19,8 @@
 
 namespace conveyor::testing {
 
+using Env = std::map<std::string, std::string>;
+
 class Service {
  public:
   static constexpr const char* kSecret = "integration-secret";

@@ -139,7 +139,7 @@ TEST(Service, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
 }
 
 TEST(Service, OversizedContentLengthGets413BeforeTheBodyIsSent) {
-  Service svc({{"MAX_UPLOAD_BYTES", "1048576"}});
+  Service svc(Env{{"MAX_UPLOAD_BYTES", "1048576"}});
   svc.StartApi();
   HttpConnection c(svc.port());
   ASSERT_TRUE(c.connected());
@@ -153,7 +153,7 @@ TEST(Service, OversizedContentLengthGets413BeforeTheBodyIsSent) {
 }
 
 TEST(Service, ChunkedBodyOverTheLimitGets413WhileStreaming) {
-  Service svc({{"MAX_UPLOAD_BYTES", "1048576"}});
+  Service svc(Env{{"MAX_UPLOAD_BYTES", "1048576"}});
   svc.StartApi();
   HttpConnection c(svc.port());
   ASSERT_TRUE(c.Send("POST /api/chat/upload/async HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
@@ -232,7 +232,7 @@ TEST(Service, HostileFileNamesNeverWriteOutsideStorage) {
 }
 
 TEST(Service, FiftyConcurrentUploadsFromFiveUsersAllComplete) {
-  Service svc({{"WORKER_CONCURRENCY", "4"}});
+  Service svc(Env{{"WORKER_CONCURRENCY", "4"}});
   svc.Start();
   std::vector<std::future<std::pair<std::string, std::string>>> futures;
   for (int i = 0; i < 50; ++i) {
@@ -260,7 +260,7 @@ TEST(Service, FiftyConcurrentUploadsFromFiveUsersAllComplete) {
 
 TEST(Service, WorkerKilledMidJobIsRecoveredAndCompletes) {
   // The first worker pauses 60 s inside each job; it is SIGKILLed while holding one.
-  Service svc({{"JOB_LOCK_MS", "1000"}, {"STALLED_INTERVAL_MS", "500"}});
+  Service svc(Env{{"JOB_LOCK_MS", "1000"}, {"STALLED_INTERVAL_MS", "500"}});
   svc.StartApi();
   auto env = svc.env();
   env["PROCESSING_DELAY_MS"] = "60000";
@@ -282,7 +282,7 @@ TEST(Service, WorkerKilledMidJobIsRecoveredAndCompletes) {
 }
 
 TEST(Service, AcceptedJobsSurviveARedisCrash) {
-  Service svc({{"RECONCILE_INTERVAL_MS", "500"}});
+  Service svc(Env{{"RECONCILE_INTERVAL_MS", "500"}});
   svc.StartApi();
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) {
@@ -301,8 +301,30 @@ TEST(Service, AcceptedJobsSurviveARedisCrash) {
   }
 }
 
+TEST(Service, JobsLostByRedisAreReaddedFromTheirRows) {
+  // Redis loses everything (a failover to an empty replica, a lost AOF): the
+  // rows are the source of truth and the reconciler adds their jobs again.
+  Service svc(Env{{"RECONCILE_INTERVAL_MS", "500"}});
+  svc.StartApi();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    std::string id = svc.UploadOk("kate", "s1", {"file", "a.txt", "text/plain", kText});
+    ASSERT_FALSE(id.empty());
+    ids.push_back(id);
+  }
+  ASSERT_EQ(svc.redis().Cli({"FLUSHALL"}), "OK\n");
+  ASSERT_EQ(svc.redis().Cli({"EXISTS", "bull:file-upload:" + ids[0]}), "0\n");
+  svc.StartWorker();
+  for (const auto& id : ids) {
+    auto final = svc.WaitFinal("kate", id, 30s);
+    ASSERT_TRUE(final) << id << "\n" << svc.worker().Log();
+    EXPECT_EQ((*final)["status"], "completed");
+  }
+  EXPECT_NE(svc.worker().Log().find("re-added"), std::string::npos);
+}
+
 TEST(Service, ApiKeepsAcceptingWhileRedisIsDownAndJobsCompleteLater) {
-  Service svc({{"RECONCILE_INTERVAL_MS", "500"}});
+  Service svc(Env{{"RECONCILE_INTERVAL_MS", "500"}});
   svc.Start();
   svc.redis().Stop();
   auto r = Upload(svc.port(), Service::Token("jack"), "s1", {"file", "a.txt", "text/plain", kText});
