@@ -1,8 +1,9 @@
 // Errc -> HTTP status and JSON error body. The only such mapping in conveyor.
 #include "http/internal/error_response.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
 
 namespace conveyor::http {
 namespace {
@@ -14,7 +15,9 @@ struct CodeStatus {
 
 // Specific codes whose HTTP status is not the one of their Errc.
 constexpr CodeStatus kSpecificStatus[] = {
-    {"payload_too_large", 413}, {"rate_limited", 429}, {"header_too_large", 431},
+    {"payload_too_large", 413},
+    {"rate_limited", 429},
+    {"header_too_large", 431},
     {"method_not_allowed", 405},
 };
 
@@ -25,21 +28,29 @@ struct ErrcMapping {
 
 ErrcMapping MapErrc(Errc e) {
   switch (e) {
-    case Errc::kInvalidArgument: return {400, "invalid_request"};
-    case Errc::kUnauthenticated: return {401, "unauthorized"};
+    case Errc::kInvalidArgument:
+      return {400, "invalid_request"};
+    case Errc::kUnauthenticated:
+      return {401, "unauthorized"};
     // Another user's job is "not found", never "forbidden": ids are not confirmed.
     case Errc::kNotFound:
-    case Errc::kPermissionDenied: return {404, "not_found"};
-    case Errc::kResourceExhausted: return {413, "payload_too_large"};
+    case Errc::kPermissionDenied:
+      return {404, "not_found"};
+    case Errc::kResourceExhausted:
+      return {413, "payload_too_large"};
     case Errc::kAlreadyExists:
     case Errc::kFailedPrecondition:
-    case Errc::kAborted: return {409, "conflict"};
+    case Errc::kAborted:
+      return {409, "conflict"};
     case Errc::kUnavailable:
-    case Errc::kCancelled: return {503, "service_unavailable"};
-    case Errc::kDeadlineExceeded: return {503, "timeout"};
+    case Errc::kCancelled:
+      return {503, "service_unavailable"};
+    case Errc::kDeadlineExceeded:
+      return {503, "timeout"};
     case Errc::kOk:  // an OK status here is a bug; answer as one
     case Errc::kDataLoss:
-    case Errc::kInternal: return {500, "internal_error"};
+    case Errc::kInternal:
+      return {500, "internal_error"};
   }
   return {500, "internal_error"};
 }
@@ -58,8 +69,7 @@ Response ErrorResponse(const Status& status, std::string_view code, uint64_t req
   if (m.status >= 500) {
     // Internal detail stays in the log; the client learns only the class.
     spdlog::error("request {}: {} ({})", request_id, status.ToString(), m.code);
-    message = m.status == 503 ? "service temporarily unavailable, retry later"
-                              : "internal error";
+    message = m.status == 503 ? "service temporarily unavailable, retry later" : "internal error";
   }
   nlohmann::json body = {{"success", false},
                          {"error", {{"code", m.code}, {"message", std::move(message)}}}};

@@ -1,6 +1,7 @@
 #include "http/internal/error_response.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace conveyor::http {
@@ -47,7 +48,8 @@ TEST(ErrorResponse, InternalDetailNeverReachesTheClient) {
 TEST(SuccessResponse, WrapsData) {
   Response r = SuccessResponse(202, R"({"jobId":"a","status":"pending"})");
   EXPECT_EQ(r.status, 202);
-  EXPECT_EQ(json::parse(r.body), json::parse(R"({"success":true,"data":{"jobId":"a","status":"pending"}})"));
+  EXPECT_EQ(json::parse(r.body),
+            json::parse(R"({"success":true,"data":{"jobId":"a","status":"pending"}})"));
 }
 
 }  // namespace

@@ -28,14 +28,15 @@ std::string Metrics::Render() const {
   {
     std::lock_guard lock(mu_);
     for (const auto& [key, n] : requests_) {
-      std::snprintf(line, sizeof line, "conveyor_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+      std::snprintf(line, sizeof line,
+                    "conveyor_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                     key.first.c_str(), key.second, static_cast<unsigned long long>(n));
       out += line;
     }
   }
   auto gauge = [&](const char* name, const char* type, const char* help, long long v) {
-    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type,
-                  name, v);
+    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name,
+                  type, name, v);
     out += line;
   };
   gauge("conveyor_uploads_accepted_total", "counter", "Uploads answered 202.",

@@ -2,10 +2,11 @@
 // limit), and the handlers of the ordinary (non-streaming) routes. Handlers
 // are thin: parse and validate, call the store, format. The upload route is
 // streamed by session.cc; its row only carries its flags and limit.
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "core/ids.h"
 #include "http/internal/error_response.h"
@@ -133,9 +134,12 @@ Response MemorySearch(const Request& req, HandlerEnv& env) {
   std::string limit_text;
   bool has_limit = false;
   if (!ParseQuery(req.query, [&](std::string& key, std::string& value) {
-        if (key == "session_id") session_id.swap(value);
-        else if (key == "q") q.swap(value);
-        else if (key == "limit") limit_text.swap(value), has_limit = true;
+        if (key == "session_id")
+          session_id.swap(value);
+        else if (key == "q")
+          q.swap(value);
+        else if (key == "limit")
+          limit_text.swap(value), has_limit = true;
       })) {
     return ErrorResponse(InvalidArgument("malformed query string"), {}, req.request_id);
   }
@@ -143,7 +147,8 @@ Response MemorySearch(const Request& req, HandlerEnv& env) {
     return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
                          req.request_id);
   }
-  if (q.empty()) return ErrorResponse(InvalidArgument("q is required"), "missing_query", req.request_id);
+  if (q.empty())
+    return ErrorResponse(InvalidArgument("q is required"), "missing_query", req.request_id);
   int limit = kSearchDefaultLimit;
   if (has_limit) {
     char* end = nullptr;
@@ -167,7 +172,8 @@ Response MemorySearch(const Request& req, HandlerEnv& env) {
 }
 
 // Splits "/a/b/c" into segments without allocating.
-bool MatchPattern(std::string_view pattern, std::string_view path, std::vector<std::string>* params) {
+bool MatchPattern(std::string_view pattern, std::string_view path,
+                  std::vector<std::string>* params) {
   params->clear();
   while (true) {
     if (pattern.empty() || path.empty()) return pattern.empty() && path.empty();
@@ -192,15 +198,17 @@ bool MatchPattern(std::string_view pattern, std::string_view path, std::vector<s
 }  // namespace
 
 const std::vector<Route>& Routes() {
+  // clang-format off
   static const std::vector<Route> kRoutes = {
-      // method  pattern                              kind                handler       auth   blocking body_limit       metrics name
-      {"POST", "/api/chat/upload/async",          RouteKind::kUpload, nullptr,      true,  true,  kUploadBodyLimit, "upload"},
-      {"GET",  "/api/chat/upload/status/:jobId",  RouteKind::kSimple, UploadStatus, true,  true,  0,                "upload_status"},
-      {"GET",  "/api/chat/memory/search",         RouteKind::kSimple, MemorySearch, true,  true,  0,                "memory_search"},
-      {"GET",  "/healthz",                        RouteKind::kSimple, Healthz,      false, false, 0,                "healthz"},
-      {"GET",  "/readyz",                         RouteKind::kSimple, Readyz,       false, true,  0,                "readyz"},
-      {"GET",  "/metrics",                        RouteKind::kSimple, MetricsText,  false, false, 0,                "metrics"},
+    // method  path pattern                        kind                handler       auth   pool   body limit        metrics label
+    {"POST",   "/api/chat/upload/async",          RouteKind::kUpload, nullptr,      true,  true,  kUploadBodyLimit, "upload"},
+    {"GET",    "/api/chat/upload/status/:jobId",  RouteKind::kSimple, UploadStatus, true,  true,  0,                "upload_status"},
+    {"GET",    "/api/chat/memory/search",         RouteKind::kSimple, MemorySearch, true,  true,  0,                "memory_search"},
+    {"GET",    "/healthz",                        RouteKind::kSimple, Healthz,      false, false, 0,                "healthz"},
+    {"GET",    "/readyz",                         RouteKind::kSimple, Readyz,       false, true,  0,                "readyz"},
+    {"GET",    "/metrics",                        RouteKind::kSimple, MetricsText,  false, false, 0,                "metrics"},
   };
+  // clang-format on
   return kRoutes;
 }
 

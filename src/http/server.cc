@@ -2,9 +2,7 @@
 // `threads` threads), Shutdown (stop accepting, drain, cancel, return).
 #include "http/server.h"
 
-#include <chrono>
-#include <thread>
-#include <vector>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -15,7 +13,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
+#include <chrono>
+#include <thread>
+#include <vector>
 
 #include "http/internal/server_context.h"
 
@@ -139,7 +139,8 @@ class Server::Impl {
       // A named executor, not a temporary inside the co_await expression
       // (GCC 12 relocates those bitwise; see session.cc SendOut).
       auto strand = net::make_strand(ctx_.ioc);
-      auto [ec, socket] = co_await acceptor_.async_accept(strand, net::as_tuple(net::use_awaitable));
+      auto [ec, socket] =
+          co_await acceptor_.async_accept(strand, net::as_tuple(net::use_awaitable));
       if (ec) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) co_return;
         spdlog::warn("http: accept failed: {}", ec.message());

@@ -5,6 +5,7 @@
 #include "http/server.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
@@ -20,14 +21,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "core/ids.h"
 #include "fakes.h"
@@ -163,7 +162,8 @@ class Client {
     size_t pos = head.find("\r\n");
     while (pos != std::string::npos) {
       size_t next = head.find("\r\n", pos + 2);
-      std::string line = head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+      std::string line =
+          head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
       size_t colon = line.find(':');
       if (colon != std::string::npos) {
         std::string name = line.substr(0, colon);
@@ -348,7 +348,8 @@ TEST_F(UploadHandler, ChunkedUploadIsStoredIntact) {
   const std::string file = RandomBytes(3 * 1024 * 1024 + 777, 9);
   const std::string body = UploadBody(file);
   std::string raw = "POST /api/chat/upload/async HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " +
-                    Token("alice") + "\r\nContent-Type: multipart/form-data; boundary=" + kBoundary +
+                    Token("alice") +
+                    "\r\nContent-Type: multipart/form-data; boundary=" + kBoundary +
                     "\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (size_t off = 0; off < body.size(); off += 100000) {
     size_t n = std::min<size_t>(100000, body.size() - off);
@@ -423,7 +424,8 @@ TEST_F(UploadHandler, MalformedBodyReturns400) {
   EXPECT_EQ(ErrorCode(r), "malformed_body");
   // Not multipart/form-data at all.
   std::string raw = "POST /api/chat/upload/async HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " +
-                    Token("alice") + "\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+                    Token("alice") +
+                    "\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
   r = Request(raw);
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(ErrorCode(r), "malformed_body");
@@ -432,9 +434,9 @@ TEST_F(UploadHandler, MalformedBodyReturns400) {
 
 TEST_F(UploadHandler, TruncatedBodyReturns400AndConnectionStaysUsable) {
   StartServer();
-  std::string body = Multipart({{"session_id", "s1", std::nullopt, ""},
-                                {"file", "abc", "a.txt", "text/plain"}},
-                               /*close=*/false);
+  std::string body =
+      Multipart({{"session_id", "s1", std::nullopt, ""}, {"file", "abc", "a.txt", "text/plain"}},
+                /*close=*/false);
   body.resize(body.size() - 3);
   Client c(port_);
   ASSERT_TRUE(c.Send(UploadHeader(Token("alice"), body.size()) + body));
@@ -466,8 +468,7 @@ TEST_F(UploadHandler, BodyEndingBeforeContentLengthReturns400) {
 
 TEST_F(UploadHandler, NoTokenReturns401WithoutReadingBody) {
   StartServer();
-  for (const std::string& token : {std::string(), std::string("not-a-jwt"),
-                                   Token("alice") + "x"}) {
+  for (const std::string& token : {std::string(), std::string("not-a-jwt"), Token("alice") + "x"}) {
     Client c(port_);
     // Only the header: the answer must come without any body byte.
     ASSERT_TRUE(c.Send(UploadHeader(token, 5000)));
@@ -511,8 +512,9 @@ TEST_F(UploadHandler, ChunkedBodyOverLimitReturns413AndCloses) {
   StartServer();
   Client c(port_);
   std::string head = "POST /api/chat/upload/async HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " +
-                     Token("alice") + "\r\nContent-Type: multipart/form-data; boundary=" +
-                     kBoundary + "\r\nTransfer-Encoding: chunked\r\n\r\n";
+                     Token("alice") +
+                     "\r\nContent-Type: multipart/form-data; boundary=" + kBoundary +
+                     "\r\nTransfer-Encoding: chunked\r\n\r\n";
   ASSERT_TRUE(c.Send(head));
   std::string body = UploadBody(RandomBytes(8 * 1024 * 1024));
   std::atomic<bool> send_failed{false};
@@ -541,9 +543,15 @@ TEST_F(UploadHandler, ChunkedBodyOverLimitReturns413AndCloses) {
 
 TEST_F(UploadHandler, HostileFilenamesNeverLeaveTheStorageDir) {
   StartServer();
-  const std::vector<std::string> names = {
-      "../../etc/passwd", "/etc/passwd", "..\\..\\windows\\system32", std::string(10000, 'A'),
-      "r\xC3\xA9sum\xC3\xA9 \xF0\x9F\x93\x84.txt", "nul\x01" "byte\x7f.txt", "..", "."};
+  const std::vector<std::string> names = {"../../etc/passwd",
+                                          "/etc/passwd",
+                                          "..\\..\\windows\\system32",
+                                          std::string(10000, 'A'),
+                                          "r\xC3\xA9sum\xC3\xA9 \xF0\x9F\x93\x84.txt",
+                                          "nul\x01"
+                                          "byte\x7f.txt",
+                                          "..",
+                                          "."};
   const std::string token = Token("alice");
   size_t accepted = 0;
   for (const auto& name : names) {
@@ -621,8 +629,8 @@ TEST_F(UploadHandler, HeaderTooLargeReturns431) {
   settings_.max_header_bytes = 2048;
   StartServer();
   Client c(port_);
-  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(4096, 'a') +
-                     "\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(4096, 'a') + "\r\n\r\n"));
   auto r = c.Read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 431);
@@ -700,7 +708,8 @@ TEST_F(StatusHandler, ReportsEachStateAndHidesOtherUsersJobs) {
   EXPECT_EQ(r.Json()["data"]["status"], "processing");
   EXPECT_EQ(r.Json()["data"]["progress"], 40);
 
-  ASSERT_TRUE(store_.MarkCompleted(id, "file_x", R"({"aiResponse":{"text":"hi"},"fileId":"file_x"})").ok());
+  ASSERT_TRUE(
+      store_.MarkCompleted(id, "file_x", R"({"aiResponse":{"text":"hi"},"fileId":"file_x"})").ok());
   r = Get(path, Token("alice"));
   EXPECT_EQ(r.Json()["data"]["status"], "completed");
   EXPECT_EQ(r.Json()["data"]["result"]["aiResponse"]["text"], "hi");  // an object, not a string
@@ -799,16 +808,17 @@ TEST_F(UploadThroughput, DISABLED_OneGiBUpload) {
   settings_.max_upload_bytes = int64_t{2} << 30;
   StartServer();
   const size_t file_size = size_t{1} << 30;
-  const std::string head_part = Multipart({{"session_id", "s1", std::nullopt, ""}}, false) +
-                                "--" + kBoundary +
-                                "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
-                                "Content-Type: application/octet-stream\r\n\r\n";
+  const std::string head_part =
+      Multipart({{"session_id", "s1", std::nullopt, ""}}, false) + "--" + kBoundary +
+      "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
+      "Content-Type: application/octet-stream\r\n\r\n";
   const std::string tail = std::string("\r\n--") + kBoundary + "--\r\n";
   const std::string block = RandomBytes(1 << 20, 3);
   Client c(port_);
   auto start = std::chrono::steady_clock::now();
   double cpu0 = CpuSeconds();
-  ASSERT_TRUE(c.Send(UploadHeader(Token("alice"), head_part.size() + file_size + tail.size()) + head_part));
+  ASSERT_TRUE(
+      c.Send(UploadHeader(Token("alice"), head_part.size() + file_size + tail.size()) + head_part));
   for (size_t sent = 0; sent < file_size; sent += block.size()) ASSERT_TRUE(c.Send(block));
   ASSERT_TRUE(c.Send(tail));
   auto r = c.Read(60000ms);
@@ -816,7 +826,8 @@ TEST_F(UploadThroughput, DISABLED_OneGiBUpload) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 202) << r->body;
   std::printf("1 GiB upload: %.2f s, %.0f MB/s, CPU (client+server) %.2f s, peak RSS %lld KiB\n",
-              secs, file_size / secs / 1e6, CpuSeconds() - cpu0, static_cast<long long>(PeakRssKiB()));
+              secs, file_size / secs / 1e6, CpuSeconds() - cpu0,
+              static_cast<long long>(PeakRssKiB()));
   for (const auto& row : store_.All()) std::filesystem::remove(row.storage_path);
 }
 
@@ -838,7 +849,9 @@ TEST_F(UploadThroughput, DISABLED_SmallUploadsAt16Connections) {
         if (!c.Send(request)) return;
         auto r = c.Read();
         if (!r || r->status != 202) return;
-        lat[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        lat[i].push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
       }
     });
   }
@@ -895,8 +908,9 @@ TEST(UploadHandlerRealStorage, AcceptsFileWithSqliteStoreAndLocalBlobStore) {
   std::ifstream in((*row)->storage_path, std::ios::binary);
   EXPECT_TRUE(std::string(std::istreambuf_iterator<char>(in), {}) == file);
 
-  ASSERT_TRUE(c.Send("GET /api/chat/upload/status/" + id + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " +
-                     Token("carol") + "\r\n\r\n"));
+  ASSERT_TRUE(c.Send("GET /api/chat/upload/status/" + id +
+                     " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + Token("carol") +
+                     "\r\n\r\n"));
   auto s = c.Read();
   ASSERT_TRUE(s);
   EXPECT_EQ(s->status, 200);

@@ -27,11 +27,7 @@
 // After an error response with unread body bytes the connection is closed
 // (Connection: close): after a short, bounded lingering read so the client sees
 // the response instead of a reset.
-#include <chrono>
-#include <cstring>
-#include <memory>
-#include <optional>
-#include <string>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -42,8 +38,12 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <optional>
+#include <string>
 
 #include "core/ids.h"
 #include "http/auth.h"
@@ -117,7 +117,8 @@ net::awaitable<std::invoke_result_t<F&>> OnPool(ServerContext& ctx, F fn) {
 std::string_view ToView(beast::string_view s) { return {s.data(), s.size()}; }
 
 bool IEquals(std::string_view a, std::string_view b) {
-  return beast::iequals(beast::string_view(a.data(), a.size()), beast::string_view(b.data(), b.size()));
+  return beast::iequals(beast::string_view(a.data(), a.size()),
+                        beast::string_view(b.data(), b.size()));
 }
 
 // Part header blocks up to 16 KiB: room for a long (10 KB) file name, which is
@@ -139,7 +140,10 @@ class UploadForm {
         parser_(std::move(boundary), FormLimits(),
                 MultipartCallbacks{[this](const PartHeaders& h) { return OnBegin(h); },
                                    [this](std::string_view d) { return OnData(d); },
-                                   [this] { part_ = Part::kNone; return OkStatus(); }}) {}
+                                   [this] {
+                                     part_ = Part::kNone;
+                                     return OkStatus();
+                                   }}) {}
 
   // Feeds body bytes. An error response when the body is refused.
   std::optional<Response> Feed(std::string_view bytes, uint64_t request_id) {
@@ -155,7 +159,8 @@ class UploadForm {
                            "malformed_body", request_id);
     }
     if (!file_seen_) {
-      return ErrorResponse(InvalidArgument("the form has no `file` part"), "missing_file", request_id);
+      return ErrorResponse(InvalidArgument("the form has no `file` part"), "missing_file",
+                           request_id);
     }
     if (session_id_.empty()) {
       return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
@@ -357,8 +362,7 @@ class Session : public std::enable_shared_from_this<Session> {
       idle_ = false;
       if (ec) {
         if (ec == bhttp::error::header_limit) {
-          out_ = ErrorResponse(InvalidArgument("request header too large"),
-                                        "header_too_large");
+          out_ = ErrorResponse(InvalidArgument("request header too large"), "header_too_large");
           co_await SendOut("unmatched", false);
         } else if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
                    ec == beast::error::timeout || ec == net::error::operation_aborted ||
@@ -401,9 +405,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
     RouteMatch m = MatchRoute(r.method, r.path);
     if (m.route == nullptr) {
-      Response resp = m.method_mismatch
-                          ? ErrorResponse(InvalidArgument("method not allowed"), "method_not_allowed")
-                          : ErrorResponse(NotFound("no such route"));
+      Response resp = m.method_mismatch ? ErrorResponse(InvalidArgument("method not allowed"),
+                                                        "method_not_allowed")
+                                        : ErrorResponse(NotFound("no such route"));
       out_ = std::move(resp);
       co_return co_await SendOut("unmatched", keep_alive && !has_body);
     }
@@ -414,8 +418,7 @@ class Session : public std::enable_shared_from_this<Session> {
       auto user = VerifyBearer(ToView(req[bhttp::field::authorization]), ctx_.settings.jwt_secret,
                                NowMs() / 1000);
       if (!user) {
-        out_ = ErrorResponse(Unauthenticated(user.status().message()), {},
-                                                r.request_id);
+        out_ = ErrorResponse(Unauthenticated(user.status().message()), {}, r.request_id);
         co_return co_await SendOut(route.name, keep_alive && !has_body);
       }
       r.user_id = std::move(*user);
@@ -446,18 +449,19 @@ class Session : public std::enable_shared_from_this<Session> {
 
     if (!chunked && content_length.value_or(0) == 0) {
       out_ = ErrorResponse(InvalidArgument("a multipart/form-data body is required"),
-                                              "malformed_body", r.request_id);
+                           "malformed_body", r.request_id);
       co_return co_await SendOut(route.name, keep_alive);
     }
     if (content_length && *content_length > static_cast<std::uint64_t>(body_limit)) {
-      out_ = ErrorResponse(ResourceExhausted("the upload exceeds " + std::to_string(st.max_upload_bytes) +
-                                          " bytes"),
-                        "payload_too_large", r.request_id);
+      out_ = ErrorResponse(
+          ResourceExhausted("the upload exceeds " + std::to_string(st.max_upload_bytes) + " bytes"),
+          "payload_too_large", r.request_id);
       co_return co_await SendOut(route.name, false);
     }
     auto boundary = BoundaryFromContentType(ToView(req[bhttp::field::content_type]));
     if (!boundary) {
-      out_ = ErrorResponse(InvalidArgument("Content-Type must be multipart/form-data with a boundary"),
+      out_ =
+          ErrorResponse(InvalidArgument("Content-Type must be multipart/form-data with a boundary"),
                         "malformed_body", r.request_id);
       co_return co_await SendOut(route.name, false);
     }
@@ -471,8 +475,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (IEquals(ToView(req[bhttp::field::expect]), "100-continue")) {
       stream_.expires_after(std::chrono::milliseconds(st.body_idle_timeout_ms));
-      auto [ec, n] = co_await net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
-                                               AsTuple());
+      auto [ec, n] = co_await net::async_write(
+          stream_, net::buffer(kContinue.data(), kContinue.size()), AsTuple());
       if (ec) co_return false;
     }
     if (chunked) parser_->body_limit(static_cast<std::uint64_t>(body_limit));
@@ -506,10 +510,10 @@ class Session : public std::enable_shared_from_this<Session> {
         out_ = std::move(*refused);
         co_return co_await SendOut(route.name, false);
       }
-      auto [hashed, written, next] = co_await (
-          OnPool(ctx_, [&form] { return form.HashPieces(); }) &&
-          OnPool(ctx_, [&form] { return form.WritePieces(); }) &&
-          FillBuffer(bufs[1 - cur], chunked));
+      auto [hashed, written, next] =
+          co_await (OnPool(ctx_, [&form] { return form.HashPieces(); }) &&
+                    OnPool(ctx_, [&form] { return form.WritePieces(); }) &&
+                    FillBuffer(bufs[1 - cur], chunked));
       form.ClearPieces();
       if (!hashed.ok() || !written.ok()) {
         out_ = ErrorResponse(written.ok() ? hashed : written, {}, r.request_id);
@@ -525,21 +529,22 @@ class Session : public std::enable_shared_from_this<Session> {
   net::awaitable<bool> BodyReadFailed(const Fill& f, char* buf, UploadForm& form, const Request& r,
                                       const Route& route) {
     if (f.ec == bhttp::error::body_limit) {
-      out_ = ErrorResponse(ResourceExhausted("the upload exceeds " +
-                                          std::to_string(ctx_.settings.max_upload_bytes) + " bytes"),
-                        "payload_too_large", r.request_id);
+      out_ = ErrorResponse(
+          ResourceExhausted("the upload exceeds " + std::to_string(ctx_.settings.max_upload_bytes) +
+                            " bytes"),
+          "payload_too_large", r.request_id);
       co_return co_await SendOut(route.name, false);
     }
     if (f.ec == net::error::eof || f.ec == bhttp::error::partial_message) {
       // The client half-closed before sending the whole body: it may still
       // read an answer.
-      out_ = ErrorResponse(InvalidArgument("the body ended early"),
-                                              "malformed_body", r.request_id);
+      out_ = ErrorResponse(InvalidArgument("the body ended early"), "malformed_body", r.request_id);
       co_return co_await SendOut(route.name, false);
     }
-    if (f.ec.category() == beast::error_code(bhttp::error::bad_chunk).category()) {  // any HTTP parse error
-      out_ = ErrorResponse(InvalidArgument("malformed chunked body"),
-                                              "malformed_body", r.request_id);
+    if (f.ec.category() ==
+        beast::error_code(bhttp::error::bad_chunk).category()) {  // any HTTP parse error
+      out_ =
+          ErrorResponse(InvalidArgument("malformed chunked body"), "malformed_body", r.request_id);
       co_return co_await SendOut(route.name, false);
     }
     spdlog::info("request {}: upload abandoned: {}", r.request_id, f.ec.message());
@@ -581,7 +586,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     while (f.n < want) {
       stream_.expires_after(idle);
-      auto [ec, got] = co_await stream_.async_read_some(net::buffer(buf + f.n, want - f.n), AsTuple());
+      auto [ec, got] =
+          co_await stream_.async_read_some(net::buffer(buf + f.n, want - f.n), AsTuple());
       f.n += got;
       if (ec) {
         f.ec = ec;
@@ -610,7 +616,8 @@ class Session : public std::enable_shared_from_this<Session> {
     res.set(bhttp::field::server, "conveyor");
     res.set(bhttp::field::content_type,
             beast::string_view(resp.content_type.data(), resp.content_type.size()));
-    if (resp.retry_after_s >= 0) res.set(bhttp::field::retry_after, std::to_string(resp.retry_after_s));
+    if (resp.retry_after_s >= 0)
+      res.set(bhttp::field::retry_after, std::to_string(resp.retry_after_s));
     res.keep_alive(keep_alive);
     res.body() = std::move(resp.body);
     res.prepare_payload();

@@ -1,11 +1,11 @@
 #include "uploads/uploads.h"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cstring>
-#include <thread>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <thread>
 
 #include "core/ids.h"
 #include "queue/job.h"
@@ -157,8 +157,7 @@ Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::Met
                            " bytes");
   }
   if (upload.message.size() > kMaxMessageBytes) {
-    return InvalidArgument("message is longer than " + std::to_string(kMaxMessageBytes) +
-                           " bytes");
+    return InvalidArgument("message is longer than " + std::to_string(kMaxMessageBytes) + " bytes");
   }
   if (sink.size() == 0) return InvalidArgument("the file is empty");
 

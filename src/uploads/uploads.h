@@ -114,8 +114,8 @@ struct AcceptedUpload {
 };
 
 struct AcceptOptions {
-  bool fsync = true;              // fsync the blob before the row is written
-  int queue_add_attempts = 3;     // Queue::Add tries on kUnavailable
+  bool fsync = true;                  // fsync the blob before the row is written
+  int queue_add_attempts = 3;         // Queue::Add tries on kUnavailable
   int64_t queue_retry_delay_ms = 20;  // wait between those tries
 };
 

@@ -1,6 +1,7 @@
 #include "uploads/uploads.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/ids.h"
@@ -28,7 +29,9 @@ AcceptedUpload Form() {
 TEST(CleanFileName, KeepsOnlyADisplayName) {
   EXPECT_EQ(CleanFileName("../../etc/passwd"), "passwd");
   EXPECT_EQ(CleanFileName("C:\\Users\\x\\a.txt"), "a.txt");
-  EXPECT_EQ(CleanFileName("a\x01" "b\nc"), "a_b_c");
+  EXPECT_EQ(CleanFileName("a\x01"
+                          "b\nc"),
+            "a_b_c");
   EXPECT_EQ(CleanFileName(".."), "_");
   EXPECT_EQ(CleanFileName(std::string(1000, 'x')).size(), kMaxOriginalNameBytes);
   // A multi-byte code point at the cut is dropped whole, never split.

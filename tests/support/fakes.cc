@@ -299,8 +299,8 @@ int DirBlobStore::RemoveStaleTemps(int64_t) {
 std::vector<std::string> DirBlobStore::ListFiles(const std::string& root) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
     if (it->is_regular_file()) out.push_back(it->path().string());
   }

@@ -25,19 +25,19 @@ struct ServerSettings;
 class Metrics;
 
 struct Request {
-  std::string_view method;           // "GET"
-  std::string_view path;             // target without the query
-  std::string_view query;            // after '?', still percent-encoded
-  std::vector<std::string> params;   // values of the pattern's :params, in order
-  std::string user_id;               // set when the route requires auth
-  uint64_t request_id = 0;           // for logs
+  std::string_view method;          // "GET"
+  std::string_view path;            // target without the query
+  std::string_view query;           // after '?', still percent-encoded
+  std::vector<std::string> params;  // values of the pattern's :params, in order
+  std::string user_id;              // set when the route requires auth
+  uint64_t request_id = 0;          // for logs
 };
 
 struct Response {
   int status = 200;
   std::string body;
   std::string_view content_type = "application/json";
-  int64_t retry_after_s = -1;        // >= 0: send Retry-After
+  int64_t retry_after_s = -1;  // >= 0: send Retry-After
 };
 
 // What handlers may use. Pointers are never null (ServerDeps are required).
@@ -63,11 +63,11 @@ struct Route {
   std::string_view method;   // "GET", "POST"
   std::string_view pattern;  // "/api/chat/upload/status/:jobId"
   RouteKind kind;
-  Handler handler;           // null for kUpload
-  bool auth;                 // Bearer token required (checked before any body)
-  bool blocking;             // run on the blocking pool (store/queue calls)
-  int64_t body_limit;        // bytes; 0 = no body expected; kUploadBodyLimit
-  std::string_view name;     // metrics label
+  Handler handler;        // null for kUpload
+  bool auth;              // Bearer token required (checked before any body)
+  bool blocking;          // run on the blocking pool (store/queue calls)
+  int64_t body_limit;     // bytes; 0 = no body expected; kUploadBodyLimit
+  std::string_view name;  // metrics label
 };
 
 // The table, in routes.cc.
