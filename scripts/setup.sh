@@ -11,7 +11,7 @@ APT_PACKAGES=(
   libhiredis-dev libsqlite3-dev libpq-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
   libssl-dev libjwt-dev libmagic-dev libpoppler-cpp-dev libarchive-dev libxml2-dev
   libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server redis-tools postgresql wrk curl nodejs
+  redis-server redis-tools postgresql wrk curl nodejs chromium
 )
 
 missing=()
