@@ -154,6 +154,39 @@ export function recordEvents(queueEvents, kinds) {
   return seen;
 }
 
+// Every event of the listed kinds a QueueEvents emits, in order, plus any
+// `error` it emits (QueueEvents stops for good on a value that is not JSON).
+// `waitFor(pred)` resolves with the first recorded event, past or future,
+// that satisfies `pred`.
+export class EventLog {
+  constructor(queueEvents, kinds) {
+    this.events = [];
+    this.errors = [];
+    this.waiters = [];
+    for (const k of kinds) {
+      queueEvents.on(k, (args) => this.push({ event: k, ...(typeof args === 'object' ? args : {}) }));
+    }
+    queueEvents.on('error', (e) => this.errors.push(e));
+  }
+  push(e) {
+    this.events.push(e);
+    this.waiters = this.waiters.filter((w) => !(w.pred(e) && (w.resolve(e), true)));
+  }
+  of(jobId) { return this.events.filter((e) => e.jobId === jobId); }
+  waitFor(pred, timeout = 15000, what = 'an event') {
+    const found = this.events.find(pred);
+    if (found) return Promise.resolve(found);
+    let w;
+    const p = new Promise((resolve) => { w = { pred, resolve }; this.waiters.push(w); });
+    return withTimeout(p, timeout, what).finally(() => { this.waiters = this.waiters.filter((x) => x !== w); });
+  }
+  // The event `event` of job `jobId`.
+  waitJob(event, jobId, timeout = 15000) {
+    return this.waitFor((e) => e.event === event && e.jobId === jobId, timeout,
+      `QueueEvents "${event}" of job ${jobId}`);
+  }
+}
+
 // ---------------------------------------------------------------- redis
 
 export async function startRedis(dir) {
