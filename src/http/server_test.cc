@@ -342,6 +342,30 @@ TEST_F(UploadHandler, LargeContentLengthUploadIsStoredIntact) {
   EXPECT_TRUE(ReadFile(rows[0].storage_path) == file);
 }
 
+// The session reads bodies in 512 KiB buffers; a closing delimiter that
+// straddles a buffer edge (at any offset) must still be found, and no
+// delimiter byte may leak into the file.
+TEST_F(UploadHandler, DelimiterAcrossBufferEdgeIsFound) {
+  StartServer();
+  const std::string token = Token("alice");
+  const size_t kEdge = 512 * 1024;
+  const size_t overhead = UploadBody("").size();
+  Client c(port_);
+  for (int shift = -48; shift <= 48; shift += 3) {
+    const size_t file_size = kEdge - overhead + static_cast<size_t>(24 + shift);
+    const std::string file = RandomBytes(file_size, static_cast<uint32_t>(shift + 100));
+    const std::string body = UploadBody(file);
+    ASSERT_TRUE(c.Send(UploadHeader(token, body.size()) + body));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << shift;
+    ASSERT_EQ(r->status, 202) << shift << ": " << r->body;
+    std::string id = r->Json()["data"]["jobId"];
+    auto row = store_.GetJob(id);
+    ASSERT_TRUE(row.ok() && row->has_value());
+    EXPECT_EQ((*row)->sha256_hex, Sha256Hex(file)) << shift;
+  }
+}
+
 TEST_F(UploadHandler, ChunkedUploadIsStoredIntact) {
   settings_.max_upload_bytes = 4 * 1024 * 1024;
   StartServer();
@@ -476,6 +500,7 @@ TEST_F(UploadHandler, NoTokenReturns401WithoutReadingBody) {
     ASSERT_TRUE(r) << "no answer for token '" << token << "'";
     EXPECT_EQ(r->status, 401);
     EXPECT_EQ(ErrorCode(*r), "unauthorized");
+    EXPECT_EQ(r->headers["www-authenticate"], "Bearer");
     EXPECT_TRUE(c.WaitClosed(3000ms));
   }
   EXPECT_EQ(Get("/api/chat/upload/status/" + NewUuid()).status, 401);

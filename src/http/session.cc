@@ -616,6 +616,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res.set(bhttp::field::server, "conveyor");
     res.set(bhttp::field::content_type,
             beast::string_view(resp.content_type.data(), resp.content_type.size()));
+    if (resp.status == 401) res.set(bhttp::field::www_authenticate, "Bearer");
     if (resp.retry_after_s >= 0)
       res.set(bhttp::field::retry_after, std::to_string(resp.retry_after_s));
     res.keep_alive(keep_alive);
