@@ -136,24 +136,6 @@ export async function waitFor(fn, { timeout = 10000, interval = 50, what = 'a co
   }
 }
 
-// Resolves with the first QueueEvents `event` whose args satisfy `pred`
-// (called with the listener's first argument), within `timeout` ms.
-export function nextEvent(queueEvents, event, pred = () => true, timeout = 15000) {
-  let listener;
-  const p = new Promise((resolve) => {
-    listener = (args, id) => { if (pred(args, id)) resolve(args); };
-    queueEvents.on(event, listener);
-  });
-  return withTimeout(p, timeout, `QueueEvents "${event}"`).finally(() => queueEvents.off(event, listener));
-}
-
-// Records every QueueEvents event of the listed kinds, in order.
-export function recordEvents(queueEvents, kinds) {
-  const seen = [];
-  for (const k of kinds) queueEvents.on(k, (args) => seen.push({ event: k, ...args }));
-  return seen;
-}
-
 // Every event of the listed kinds a QueueEvents emits, in order, plus any
 // `error` it emits (QueueEvents stops for good on a value that is not JSON).
 // `waitFor(pred)` resolves with the first recorded event, past or future,
@@ -258,8 +240,8 @@ export class Service {
     return p;
   }
 
-  // Starts a `conveyor worker`; resolves once it has connected to Redis
-  // (one more client in CLIENT LIST) or after it has run for a moment.
+  // Starts a `conveyor worker` (not awaited: jobs wait in the queue until it
+  // runs; its log says "worker running" once it does).
   startWorker(extraEnv = {}) {
     const n = ++this.workerCount;
     const p = new Proc(`conveyor worker ${n}`, CONVEYOR_BINARY, ['worker'], {
