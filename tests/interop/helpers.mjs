@@ -37,11 +37,15 @@ export const CONVEYOR_JOB_OPTS = {
 // ---------------------------------------------------------------- processes
 
 const live = new Map(); // pid -> ChildProcess, everything still running
-process.on('exit', () => {
+function killLive() {
   for (const pid of live.keys()) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
   }
-});
+}
+process.on('exit', killLive);
+for (const [sig, code] of [['SIGTERM', 143], ['SIGINT', 130]]) {
+  process.on(sig, () => { killLive(); process.exit(code); });
+}
 
 export class Proc {
   constructor(name, cmd, args, { env, logFile, cwd } = {}) {
