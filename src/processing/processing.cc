@@ -17,15 +17,37 @@ constexpr int kChunkPercent = 75;
 
 constexpr char kInvalidFormat[] = "Invalid file format";
 
+struct KindInfo {
+  FileKind kind;
+  std::string_view name;   // persisted in job results: never changes
+  std::string_view label;  // opens the summary line
+};
+constexpr KindInfo kKinds[] = {
+    {FileKind::kText, "text", "Plain text"},
+    {FileKind::kMarkdown, "markdown", "Markdown document"},
+    {FileKind::kCsv, "csv", "CSV table"},
+    {FileKind::kJson, "json", "JSON document"},
+    {FileKind::kHtml, "html", "HTML page"},
+    {FileKind::kPdf, "pdf", "PDF document"},
+    {FileKind::kDocx, "docx", "Word document"},
+    {FileKind::kXlsx, "xlsx", "Excel workbook"},
+    {FileKind::kPptx, "pptx", "PowerPoint presentation"},
+    {FileKind::kOdt, "odt", "OpenDocument text"},
+    {FileKind::kOds, "ods", "OpenDocument spreadsheet"},
+    {FileKind::kOdp, "odp", "OpenDocument presentation"},
+    {FileKind::kRtf, "rtf", "RTF document"},
+    {FileKind::kImage, "image", "Image (text by OCR)"},
+};
+
 std::string KindLabel(FileKind k) {
-  switch (k) {
-    case FileKind::kText: return "Plain text";
-    case FileKind::kMarkdown: return "Markdown document";
-    case FileKind::kCsv: return "CSV table";
-    case FileKind::kJson: return "JSON document";
-    case FileKind::kUnknown: break;
+  for (const auto& info : kKinds) {
+    if (info.kind == k) return std::string(info.label);
   }
   return "File";
+}
+
+std::string Count(int64_t n, const char* one) {
+  return std::to_string(n) + " " + one + (n == 1 ? "" : "s");
 }
 
 // The first `n` non-empty lines of `text`, joined by newlines.
@@ -49,12 +71,8 @@ std::string FirstLines(const std::string& text, int n) {
 }  // namespace
 
 std::string_view FileKindName(FileKind k) {
-  switch (k) {
-    case FileKind::kText: return "text";
-    case FileKind::kMarkdown: return "markdown";
-    case FileKind::kCsv: return "csv";
-    case FileKind::kJson: return "json";
-    case FileKind::kUnknown: break;
+  for (const auto& info : kKinds) {
+    if (info.kind == k) return info.name;
   }
   return "unknown";
 }
@@ -67,67 +85,48 @@ Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& p
 
   report("detect", kDetectPercent);
   int64_t size = 0;
-  auto head = internal::ReadHead(input.path, internal::kSniffBytes, &size);
-  if (!head) return head.status();
+  auto cls = internal::ClassifyFile(input.path, input.name_hint, limits, &size);
+  if (!cls) return cls.status();
   if (size > limits.max_input_bytes) {
     return ResourceExhausted("file is " + std::to_string(size) + " bytes, over the " +
                              std::to_string(limits.max_input_bytes) + "-byte processing limit");
   }
-  bool truncated = size > static_cast<int64_t>(head->size());
-  internal::Classification cls = internal::Classify(*head, truncated, input.name_hint);
-  if (cls.kind == FileKind::kUnknown) return InvalidArgument(kInvalidFormat);
-  out.kind = cls.kind;
+  if (cls->kind == FileKind::kUnknown) {
+    return InvalidArgument(cls->reason.empty() ? std::string(kInvalidFormat) : cls->reason);
+  }
+  out.kind = cls->kind;
 
   report("extract", kExtractPercent);
-  std::string raw;
-  if (truncated) {
-    auto whole = internal::ReadHead(input.path, static_cast<size_t>(size), nullptr);
-    if (!whole) return whole.status();
-    raw = std::move(*whole);
-    // The head was text; the rest must be too (a text preamble glued to a
-    // binary body is not a text file).
-    if (!internal::LooksLikeText(raw, false)) return InvalidArgument(kInvalidFormat);
-  } else {
-    raw = std::move(*head);
-  }
-  std::string_view body = internal::StripBom(raw);
-  std::string stats;  // a describing sentence for structured kinds
-  switch (out.kind) {
-    case FileKind::kText: out.text = internal::ExtractPlainText(body); break;
-    case FileKind::kMarkdown: out.text = internal::ExtractMarkdown(body); break;
-    case FileKind::kCsv: out.text = internal::ExtractCsv(body, cls.csv_delimiter, &stats); break;
-    case FileKind::kJson: {
-      auto text = internal::ExtractJson(body, &stats);
-      if (!text) return text.status();
-      out.text = std::move(*text);
-      break;
-    }
-    case FileKind::kUnknown: return InvalidArgument(kInvalidFormat);
-  }
-  if (static_cast<int64_t>(out.text.size()) > limits.max_text_bytes) {
-    out.text.resize(internal::Utf8Prefix(out.text, static_cast<size_t>(limits.max_text_bytes)));
-  }
+  auto extracted = Extract(input.path, out.kind, limits);
+  if (!extracted) return extracted.status();
+  out.text = std::move(extracted->text);
+  out.pages = extracted->pages;
+  out.sheets = extracted->sheets;
+  out.slides = extracted->slides;
+  out.tables = extracted->tables;
+  out.encoding = extracted->encoding;
 
   report("analyse", kAnalysePercent);
   out.words = internal::CountWords(out.text);
+  const bool tabular = out.kind == FileKind::kCsv || out.kind == FileKind::kJson ||
+                       out.kind == FileKind::kXlsx || out.kind == FileKind::kOds;
   if (out.words == 0) {
-    out.summary = "The file contains no text.";
-  } else if (out.kind == FileKind::kCsv || out.kind == FileKind::kJson) {
+    out.summary = out.kind == FileKind::kPdf
+                      ? "PDF document, " + Count(out.pages, "page") +
+                            ", with no text layer (a scan?)."
+                      : "The file contains no text.";
+  } else if (tabular) {
     // Rows and key paths make poor "sentences": describe the shape, then
     // show the first records as they are.
-    out.summary = stats + "\n" + FirstLines(out.text, std::max(limits.summary_sentences, 1));
+    out.summary = extracted->description + "\n" +
+                  FirstLines(out.text, std::max(limits.summary_sentences, 1));
   } else {
-    // Markdown's summary is drawn from its prose, not its code blocks.
-    std::string prose;
-    if (out.kind == FileKind::kMarkdown) {
-      prose = internal::ExtractMarkdown(body, false);
-      if (static_cast<int64_t>(prose.size()) > limits.max_text_bytes) {
-        prose.resize(internal::Utf8Prefix(prose, static_cast<size_t>(limits.max_text_bytes)));
-      }
-    }
-    const std::string& source = prose.empty() ? out.text : prose;
-    out.summary = KindLabel(out.kind) + ", " + std::to_string(out.words) +
-                  (out.words == 1 ? " word" : " words") + ".\n" +
+    std::string counts;
+    if (out.pages > 0) counts += Count(out.pages, "page") + ", ";
+    if (out.slides > 0) counts += Count(out.slides, "slide") + ", ";
+    const std::string& source =
+        extracted->summary_text.empty() ? out.text : extracted->summary_text;
+    out.summary = KindLabel(out.kind) + ", " + counts + Count(out.words, "word") + ".\n" +
                   internal::SummarizeFocused(source, limits.summary_sentences, input.message);
   }
 

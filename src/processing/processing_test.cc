@@ -65,12 +65,15 @@ TEST_F(ProcessingTest, SniffIgnoresLyingNames) {
   std::string random_bytes(4096, '\0');
   for (auto& c : random_bytes) c = static_cast<char>(rng());
   EXPECT_EQ(SniffBytes("x.txt", random_bytes), FileKind::kUnknown);
+  // Binary formats are told by their signatures, whatever the name says.
   std::string png("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10\x08\x06\0\0\0", 33);
-  EXPECT_EQ(SniffBytes("x.txt", png), FileKind::kUnknown);
+  EXPECT_EQ(SniffBytes("x.txt", png), FileKind::kImage);
   EXPECT_EQ(SniffBytes("report.txt", "%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"),
-            FileKind::kUnknown);
-  EXPECT_EQ(SniffBytes("x.txt", std::string("PK\x03\x04\x14\0\0\0\x08\0", 10)), FileKind::kUnknown);
-  EXPECT_EQ(SniffBytes("latin1.txt", "caf\xe9 au lait\n"), FileKind::kUnknown);
+            FileKind::kPdf);
+  // A zip is only an office document when its entries say so.
+  EXPECT_EQ(SniffBytes("x.docx", std::string("PK\x03\x04\x14\0\0\0\x08\0", 10)), FileKind::kUnknown);
+  // Latin-1 is text now (converted to UTF-8); NULs still are not.
+  EXPECT_EQ(SniffBytes("latin1.txt", "caf\xe9 au lait\n"), FileKind::kText);
   EXPECT_EQ(SniffBytes("nul.txt", std::string("hello\0world", 11)), FileKind::kUnknown);
 }
 
@@ -322,7 +325,7 @@ TEST(ProcessingThreads, SniffAndRunFromManyThreadsAtOnce) {
       for (int i = 0; i < 50; ++i) {
         auto a = Sniff(json_path, "a.txt");
         auto b = Sniff(png_path, "b.txt");
-        if (!a.ok() || *a != FileKind::kJson || !b.ok() || *b != FileKind::kUnknown) ++wrong;
+        if (!a.ok() || *a != FileKind::kJson || !b.ok() || *b != FileKind::kImage) ++wrong;
         if (!processing::Run({json_path, "a.txt", ""}, Limits(), nullptr).ok()) ++wrong;
       }
     });

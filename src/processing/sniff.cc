@@ -1,13 +1,16 @@
 // Sniff: a file's kind from its content.
 //
-// Two gates, then our own classifiers. libmagic recognises binary formats by
-// their signatures (PDF, PNG, ZIP...) that may happen to be valid UTF-8 at the
-// start; our text check refuses what libmagic calls text but is not UTF-8
-// (Latin-1, UTF-16) or holds NULs. Among text, JSON is decided by parsing,
+// libmagic recognises binary formats by their signatures: PDF, PNG/JPEG/TIFF
+// and zip (whose entries then tell DOCX/XLSX/PPTX/ODF apart, see office.h);
+// other signatures it knows are formats we do not support. What may be text
+// must decode in one of our encodings (UTF-8, UTF-16, Latin-1) and look like
+// text once decoded; RTF and HTML are told by how they open. Among the rest,
+// JSON is decided by parsing,
 // markdown by its markers, CSV by consistent field counts; the client's file
 // name only breaks the tie between plain text and markdown (and lets a short
 // table count as CSV).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <magic.h>
 #include <unistd.h>
 
@@ -17,6 +20,8 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "processing/internal/html.h"
+#include "processing/internal/office.h"
 #include "processing/internal/sniff.h"
 #include "processing/internal/text_util.h"
 #include "processing/processing.h"
@@ -64,6 +69,21 @@ class MagicHandle {
 
  private:
   magic_t cookie_ = nullptr;
+};
+
+// Binary formats told by libmagic's MIME type or, failing that, their first
+// bytes.
+struct Signature {
+  std::string_view mime;
+  std::string_view magic;
+  FileKind kind;
+};
+constexpr Signature kSignatures[] = {
+    {"application/pdf", "%PDF-", FileKind::kPdf},
+    {"image/png", "\x89PNG\r\n\x1a\n", FileKind::kImage},
+    {"image/jpeg", "\xFF\xD8\xFF", FileKind::kImage},
+    {"image/tiff", std::string_view("II*\0", 4), FileKind::kImage},
+    {"image/tiff", std::string_view("MM\0*", 4), FileKind::kImage},
 };
 
 std::string LowerExtension(const std::string& name) {
@@ -160,9 +180,42 @@ Classification Classify(std::string_view head, bool truncated, const std::string
   Classification c;
   if (head.empty()) return c;
   c.mime = MagicMime(head.substr(0, std::min(head.size(), kMagicBytes)));
+  for (const auto& sig : kSignatures) {
+    if (c.mime == sig.mime || (!sig.magic.empty() && head.starts_with(sig.magic))) {
+      c.kind = sig.kind;
+      return c;
+    }
+  }
+  if (c.mime == "application/zip" || c.mime.starts_with("application/vnd.openxmlformats") ||
+      c.mime.starts_with("application/vnd.oasis.opendocument") ||
+      head.starts_with(std::string_view("PK\x03\x04", 4))) {
+    c.zip = true;
+    return c;
+  }
+  if (c.mime == "application/encrypted") {
+    // Office's password protection wraps the document in an encrypted
+    // compound file.
+    c.reason = "Encrypted documents are not supported";
+    return c;
+  }
+  if (head.starts_with("{\\rtf")) {
+    c.kind = FileKind::kRtf;
+    return c;
+  }
   if (!c.mime.empty() && !MimeMayBeText(c.mime)) return c;
+  auto encoding = DetectEncoding(head, truncated);
+  if (!encoding) return c;
+  c.encoding = *encoding;
+  std::string decoded;
   std::string_view text = StripBom(head);
-  if (!LooksLikeText(text, truncated)) return c;
+  if (*encoding != TextEncoding::kUtf8) {
+    decoded = ToUtf8(head, *encoding);
+    text = decoded;
+  }
+  if (LooksLikeHtml(text)) {
+    c.kind = FileKind::kHtml;
+    return c;
+  }
   if (text.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos) {
     c.kind = FileKind::kText;  // whitespace only: text, with nothing to say
     return c;
@@ -194,6 +247,18 @@ std::string MagicMime(std::string_view bytes) {
   return handle.MimeType(bytes);
 }
 
+Result<Classification> ClassifyFile(const std::string& path, const std::string& name_hint,
+                                    const Limits& limits, int64_t* file_size) {
+  int64_t size = 0;
+  auto head = ReadHead(path, kSniffBytes, &size);
+  if (!head) return head.status();
+  if (file_size != nullptr) *file_size = size;
+  bool truncated = size > static_cast<int64_t>(head->size());
+  Classification c = Classify(*head, truncated, name_hint);
+  if (c.zip) c.kind = OfficeKind(path, limits);
+  return c;
+}
+
 Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t* file_size) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -202,6 +267,12 @@ Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t*
     // A missing upload will not appear by retrying.
     if (err == ENOENT || err == ENOTDIR || err == EISDIR) return FailedPrecondition(msg);
     return Unavailable(msg);
+  }
+  // Size the buffer by the file, not by the cap: callers pass generous caps
+  // (the whole processing limit) for small files.
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < max_bytes) {
+    max_bytes = static_cast<size_t>(st.st_size);
   }
   std::string out;
   out.resize(max_bytes);
@@ -230,11 +301,9 @@ Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t*
 }  // namespace internal
 
 Result<FileKind> Sniff(const std::string& path, const std::string& name_hint) {
-  int64_t size = 0;
-  auto head = internal::ReadHead(path, internal::kSniffBytes, &size);
-  if (!head) return head.status();
-  bool truncated = size > static_cast<int64_t>(head->size());
-  return internal::Classify(*head, truncated, name_hint).kind;
+  auto c = internal::ClassifyFile(path, name_hint, Limits(), nullptr);
+  if (!c) return c.status();
+  return c->kind;
 }
 
 }  // namespace conveyor::processing

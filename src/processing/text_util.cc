@@ -31,15 +31,6 @@ std::string_view TrimView(std::string_view s) {
   return s;
 }
 
-std::string JoinNames(const std::vector<std::string>& names) {
-  std::string out;
-  for (size_t i = 0; i < names.size() && i < kMaxListedNames; ++i) {
-    if (i > 0) out += ", ";
-    out += names[i];
-  }
-  if (names.size() > kMaxListedNames) out += ", …";
-  return out;
-}
 
 // Lines of `raw` without their terminators (LF, CRLF or lone CR).
 std::vector<std::string_view> Lines(std::string_view raw) {
@@ -57,6 +48,16 @@ std::vector<std::string_view> Lines(std::string_view raw) {
 }
 
 }  // namespace
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < kMaxListedNames; ++i) {
+    if (i > 0) out += ", ";
+    out += names[i];
+  }
+  if (names.size() > kMaxListedNames) out += ", …";
+  return out;
+}
 
 size_t Utf8Prefix(std::string_view s, size_t max) {
   if (s.size() <= max) return s.size();
@@ -489,15 +490,22 @@ Result<std::string> ExtractJson(std::string_view raw, std::string* stats) {
   }
 }
 
-std::string ExtractCsv(std::string_view raw, char delimiter, std::string* stats) {
-  auto records = ParseCsv(raw, delimiter, false, SIZE_MAX);
+std::string RecordsToText(const std::vector<std::vector<std::string>>& records,
+                          std::vector<std::string>* header_out) {
   std::string out;
-  if (records.empty()) {
-    if (stats != nullptr) *stats = "Empty CSV table.";
-    return out;
-  }
+  if (records.empty()) return out;
   std::vector<std::string> header;
   for (const auto& h : records[0]) header.emplace_back(TrimView(h));
+  if (records.size() == 1) {
+    // A header alone is the only data there is: show it as a row.
+    std::string line;
+    for (const auto& h : header) {
+      if (h.empty()) continue;
+      if (!line.empty()) line += " | ";
+      line += h;
+    }
+    if (!line.empty()) out += line + "\n";
+  }
   // Each data row becomes one line "col: value, col: value", so a row reads
   // as a sentence and searches find values next to their column names.
   for (size_t r = 1; r < records.size(); ++r) {
@@ -511,6 +519,21 @@ std::string ExtractCsv(std::string_view raw, char delimiter, std::string* stats)
       line += name + ": " + std::string(value);
     }
     if (!line.empty()) out += line + ".\n";
+  }
+  if (header_out != nullptr) *header_out = std::move(header);
+  return out;
+}
+
+std::string ExtractCsv(std::string_view raw, char delimiter, std::string* stats) {
+  auto records = ParseCsv(raw, delimiter, false, SIZE_MAX);
+  if (records.empty()) {
+    if (stats != nullptr) *stats = "Empty CSV table.";
+    return {};
+  }
+  std::vector<std::string> header;
+  std::string out = records.size() > 1 ? RecordsToText(records, &header) : std::string();
+  if (records.size() <= 1) {
+    for (const auto& h : records[0]) header.emplace_back(TrimView(h));
   }
   if (stats != nullptr) {
     size_t rows = records.size() - 1;

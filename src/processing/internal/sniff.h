@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "processing/internal/encoding.h"
 #include "processing/processing.h"
 
 namespace conveyor::processing::internal {
@@ -22,15 +23,25 @@ struct Classification {
   FileKind kind = FileKind::kUnknown;
   std::string mime;         // libmagic's MIME type of the head ("" if unavailable)
   char csv_delimiter = 0;   // for kCsv
+  TextEncoding encoding = TextEncoding::kUtf8;  // for text kinds
+  // A zip: which office format (if any) its entries hold is for OfficeKind.
+  bool zip = false;
+  // Why a kUnknown file is refused when there is something truer to say than
+  // "Invalid file format" (e.g. "Encrypted documents are not supported").
+  std::string reason;
 };
 
 // Classifies `head`, the first bytes of a file; `truncated` when the file
-// goes on past them.
+// goes on past them. Text kinds are decided on the head converted to UTF-8.
 Classification Classify(std::string_view head, bool truncated, const std::string& name_hint);
 
 // libmagic's MIME type for `bytes` (MAGIC_MIME_TYPE), "" when libmagic cannot
 // be loaded. Thread-safe (one handle per thread).
 std::string MagicMime(std::string_view bytes);
+
+// Classify, plus OfficeKind for a zip: the kind Run and Sniff act on.
+Result<Classification> ClassifyFile(const std::string& path, const std::string& name_hint,
+                                    const Limits& limits, int64_t* file_size);
 
 // Up to `max_bytes` from the start of `path`; `file_size` gets the whole
 // size. kFailedPrecondition for a missing file, kUnavailable for I/O errors.

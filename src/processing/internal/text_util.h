@@ -57,6 +57,15 @@ Result<std::string> ExtractJson(std::string_view raw, std::string* stats);
 // `stats` as for ExtractJson ("CSV table with 10 rows and 3 columns: ...").
 std::string ExtractCsv(std::string_view raw, char delimiter, std::string* stats);
 
+// Table rows as text: the first record names the columns, each later one
+// becomes "column: value, column: value." on its own line (a lone header
+// row becomes "a | b | c"). `header` receives the trimmed column names.
+std::string RecordsToText(const std::vector<std::vector<std::string>>& records,
+                          std::vector<std::string>* header);
+
+// Names joined by ", ", the first ten of them ("a, b, …").
+std::string JoinNames(const std::vector<std::string>& names);
+
 // The delimiter of a CSV sample, or '\0' when the sample is not CSV.
 char DetectCsvDelimiter(std::string_view sample, bool truncated, bool name_says_csv);
 
