@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <leptonica/allheaders.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "processing/internal/text_util.h"
 #include "processing/processing.h"
@@ -391,6 +393,30 @@ TEST_F(Extract, TruncatedZipIsInvalid) {
   EXPECT_EQ(r.status().message(), "Invalid file format");
 }
 
+TEST_F(Extract, DocxCutAtAnyLengthFailsCleanly) {
+  std::string path = WriteZip("whole.docx", files::Docx(kDocxBody));
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto start = Clock::now();
+  for (size_t n = 0; n < bytes.size(); n += 3) {
+    std::string cut = Write("cut.docx", bytes.substr(0, n));
+    // Cut inside the central directory, every part is still there and
+    // libarchive reads the entries from their local headers: that may
+    // succeed, but only with the whole text.
+    auto r = processing::Extract(cut, FileKind::kDocx, Limits());
+    if (r.ok()) {
+      EXPECT_TRUE(Has(r->text, "Last line & done.")) << n << ": " << r->text;
+    } else {
+      EXPECT_EQ(r.code(), Errc::kInvalidArgument) << n << ": " << r.status().ToString();
+    }
+    auto run = RunPath(cut);
+    if (!run.ok()) {
+      EXPECT_EQ(run.code(), Errc::kInvalidArgument) << n << ": " << run.status().ToString();
+    }
+  }
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(20));
+}
+
 // --- PDF ------------------------------------------------------------------------
 
 TEST_F(Extract, PdfYieldsTextPageByPage) {
@@ -510,6 +536,32 @@ TEST_F(Extract, RunKeepsItsStagesForEveryFormat) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(stages, (std::vector<std::string>{"detect", "extract", "analyse", "chunk"}));
   EXPECT_FALSE(r->chunks.empty());
+}
+
+TEST_F(Extract, EveryFormatFromManyThreadsAtOnce) {
+  const std::vector<std::pair<std::string, std::string>> inputs = {
+      {WriteZip("t.docx", files::Docx(kDocxBody)), "Project kickoff minutes."},
+      {Write("t.pdf", files::Pdf({"Threads read PDFs too."})), "Threads read PDFs too."},
+      {Corpus("sample.html"), "Quarterly Report"},
+      {Corpus("sample.rtf"), "Meeting notes"},
+      {Corpus("utf16le.txt"), "Hello from UTF-16"},
+      {Write("t.png", files::TextImage("THREADS 42", IFF_PNG)), "THREADS"},
+  };
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 3; ++i) {
+        for (size_t k = 0; k < inputs.size(); ++k) {
+          const auto& [path, expect] = inputs[(k + static_cast<size_t>(t)) % inputs.size()];
+          auto r = processing::Run({path, "", ""}, Limits(), nullptr);
+          if (!r.ok() || r->text.find(expect) == std::string::npos) ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(FileKinds, NamesAreStable) {

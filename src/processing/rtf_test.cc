@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "processing/internal/text_util.h"
@@ -137,6 +138,55 @@ TEST(Rtf, TextLimitIsRespected) {
   auto text = ReadRtf(rtf, 100);
   ASSERT_TRUE(text.ok());
   EXPECT_LE(text->size(), 100u);
+}
+
+}  // namespace
+}  // namespace conveyor::processing::internal
+
+namespace conveyor::processing::internal {
+namespace {
+
+// Random RTF-ish input made of the tokens the reader treats specially.
+std::string RandomRtf(std::mt19937& rng) {
+  static const char* kTokens[] = {"{", "}", "\\", "\\par ", "\\'e9", "\\'", "\\'4", "\\u", "\\u-",
+                                  "\\u233?", "\\u-10179?", "\\uc0 ", "\\uc3 ", "\\*", "\\fonttbl ",
+                                  "\\pict ", "\\bin3 ", "\\bin", "\\ansicpg1251 ", "\\ansicpg99999 ",
+                                  "\\cell ", "\\row ", "\\tab ", "x", "text ", "\xE9", "\x01", "\n",
+                                  "\\~", "\\-", "\\{", "\\}", "\\\\", "\\u99999999999999 ", "\\b0"};
+  std::string s = "{\\rtf1 ";
+  int n = static_cast<int>(rng() % 60);
+  for (int i = 0; i < n; ++i) s += kTokens[rng() % std::size(kTokens)];
+  if (rng() % 2 == 0) s += std::string(rng() % 5, '}');
+  return s;
+}
+
+TEST(Rtf, RandomInputNeverBreaksTheReader) {
+  std::mt19937 rng(7);
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string rtf = RandomRtf(rng);
+    RtfReader whole(1 << 16);
+    Status fed = whole.Feed(rtf);
+    auto text = whole.Finish();
+    if (text.ok()) {
+      EXPECT_TRUE(IsValidUtf8(*text, false)) << rtf;
+    } else {
+      EXPECT_EQ(text.code(), Errc::kInvalidArgument) << rtf;
+    }
+    // Split anywhere: the same outcome and the text only ever grows.
+    size_t split = rng() % (rtf.size() + 1);
+    RtfReader parts(1 << 16);
+    Status a = parts.Feed(std::string_view(rtf).substr(0, split));
+    std::string early = parts.text();
+    Status b = a.ok() ? parts.Feed(std::string_view(rtf).substr(split)) : a;
+    auto text2 = parts.Finish();
+    EXPECT_EQ(text.ok(), text2.ok()) << rtf;
+    if (text.ok() && text2.ok()) {
+      EXPECT_EQ(*text, *text2) << rtf;
+      EXPECT_TRUE(text2->starts_with(early)) << rtf;
+    }
+    (void)fed;
+    (void)b;
+  }
 }
 
 }  // namespace
