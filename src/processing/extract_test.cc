@@ -505,7 +505,19 @@ TEST_F(Extract, CorruptImageIsInvalidFormat) {
   auto r = RunPath(Write("broken.png", png.substr(0, 60)));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.code(), Errc::kInvalidArgument);
-  EXPECT_EQ(r.status().message(), "Invalid file format");
+  EXPECT_EQ(r.status().message(), "Invalid PNG: truncated (no IEND chunk)");
+  // Whole but with its pixel data scrambled: the decoder refuses it.
+  std::string scrambled = png;
+  for (size_t i = 60; i + 12 < scrambled.size(); ++i) scrambled[i] = static_cast<char>(scrambled[i] ^ 0x5A);
+  auto r2 = RunPath(Write("scrambled.png", scrambled));
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.code(), Errc::kInvalidArgument);
+  EXPECT_EQ(r2.status().message(), "Invalid file format");
+  // A JPEG cut short.
+  std::string jpeg = files::TextImage("ABC", IFF_JFIF_JPEG);
+  auto r3 = RunPath(Write("cut.jpg", jpeg.substr(0, 40)));
+  ASSERT_FALSE(r3.ok());
+  EXPECT_EQ(r3.code(), Errc::kInvalidArgument);
 }
 
 // --- the contract ------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <mutex>
+#include <string_view>
 
 #include "processing/internal/sniff.h"
 #include "processing/internal/text_util.h"
@@ -16,6 +17,9 @@ namespace {
 // Resolution Tesseract assumes; images rarely carry a trustworthy one and
 // without it Tesseract guesses (and says so on stderr).
 constexpr char kAssumedDpi[] = "300";
+
+// A PNG's last 12 bytes: the empty IEND chunk and its CRC.
+constexpr std::string_view kPngEnd("\0\0\0\0IEND\xAE\x42\x60\x82", 12);
 
 struct PixFree {
   void operator()(Pix* p) const { pixDestroy(&p); }
@@ -70,6 +74,11 @@ Result<Extracted> ExtractImage(const std::string& path, const Limits& limits) {
     return ResourceExhausted("Image of " + std::to_string(w) + "x" + std::to_string(h) +
                              " pixels is over the " + std::to_string(limits.max_image_pixels) +
                              "-pixel limit");
+  }
+  // libpng reports a cut file on stderr with no way to turn that off: a PNG
+  // must end in its IEND chunk before we hand it over.
+  if (format == IFF_PNG && !std::string_view(*bytes).ends_with(kPngEnd)) {
+    return InvalidArgument("Invalid PNG: truncated (no IEND chunk)");
   }
   std::unique_ptr<Pix, PixFree> pix(pixReadMem(data, bytes->size()));
   if (!pix) return InvalidArgument("Invalid file format");
