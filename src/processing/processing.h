@@ -10,7 +10,16 @@
 // (permanent too). kUnavailable / kDeadlineExceeded for transient trouble (an
 // I/O error, an analysis provider down), which the queue retries.
 //
-// Threads: every function is blocking and thread-safe.
+// Threads: every function is blocking and thread-safe. Library handles are
+// per thread (a libmagic cookie; for images a Tesseract engine holding the
+// English model, ~tens of MB, loaded on a thread's first image). The only
+// process-wide state is the silencing of poppler's and leptonica's stderr
+// messages, set once. (libpng may still print one line for a corrupt PNG.)
+//
+// Formats and limits: see FileKind and Limits. Any encrypted PDF is refused,
+// including those that open without a password; zip-bomb defences apply to
+// office files; images over Limits::max_image_pixels are refused from their
+// header; only the first page of a multi-page TIFF is read.
 #pragma once
 
 #include <cstdint>
