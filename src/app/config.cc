@@ -128,6 +128,39 @@ const std::vector<Setting>& Table() {
       {"PROCESSING_DELAY_MS", "0",
        "fault injection for tests: each job pauses this long (holding its lock) before processing",
        Int("PROCESSING_DELAY_MS", &Config::processing_delay_ms, 0, 3600000)},
+      {"EXTRACT_TIMEOUT_MS", "60000",
+       "wall-clock time the sandboxed parser gets per file; past it the file fails as too slow",
+       Int("EXTRACT_TIMEOUT_MS", &Config::extract_timeout_ms, 100, 3600000)},
+      {"EXTRACT_MEMORY_MB", "1024", "address space of the sandboxed parser (MiB)",
+       Int("EXTRACT_MEMORY_MB", &Config::extract_memory_mb, 64, 1 << 20)},
+      {"EXTRACT_CPU_SECONDS", "60", "CPU time of the sandboxed parser per file (seconds)",
+       Int("EXTRACT_CPU_SECONDS", &Config::extract_cpu_seconds, 1, 86400)},
+      {"EXTRACT_MAX_OUTPUT_BYTES", "33554432",
+       "largest output (text + chunks, JSON) the parser may return; more fails the file",
+       Int("EXTRACT_MAX_OUTPUT_BYTES", &Config::extract_max_output_bytes, 1 << 16,
+           int64_t{1} << 34)},
+      {"AI_PROVIDER", "local",
+       "analysis provider: local (offline, extractive) or openai (any OpenAI-compatible API)",
+       [](const std::string& v, Config& c) -> Status {
+         if (v != "local" && v != "openai") {
+           return InvalidArgument("AI_PROVIDER=\"" + v + "\" must be local or openai");
+         }
+         c.ai_provider = v;
+         return OkStatus();
+       }},
+      {"AI_BASE_URL", "https://api.openai.com/v1",
+       "root of the OpenAI-compatible API (POST <root>/chat/completions)",
+       Str("AI_BASE_URL", &Config::ai_base_url, false)},
+      {"AI_API_KEY", "(none)", "bearer token sent to the analysis provider",
+       Str("AI_API_KEY", &Config::ai_api_key, true)},
+      {"AI_MODEL", "gpt-4o-mini", "model name sent to the analysis provider",
+       Str("AI_MODEL", &Config::ai_model, false)},
+      {"AI_TIMEOUT_MS", "30000",
+       "time one analysis request may take; a timeout is retried by the queue",
+       Int("AI_TIMEOUT_MS", &Config::ai_timeout_ms, 100, 600000)},
+      {"AI_MAX_INPUT_CHARS", "12000",
+       "extracted text sent to the provider is cut to this many bytes (UTF-8 safe)",
+       Int("AI_MAX_INPUT_CHARS", &Config::ai_max_input_chars, 100, 10000000)},
   };
   return table;
 }

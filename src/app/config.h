@@ -50,6 +50,20 @@ struct Config {
   int64_t stalled_interval_ms = 30000;
   int64_t reconcile_interval_ms = 30000;   // re-add pending rows with no job
   int64_t processing_delay_ms = 0;         // fault injection for tests: pause before each job
+
+  // Sandboxed extraction (worker/sandbox.h): limits of the parser child
+  int64_t extract_timeout_ms = 60000;      // wall clock per file; the child is killed past it
+  int64_t extract_memory_mb = 1024;        // child's address space (RLIMIT_AS)
+  int64_t extract_cpu_seconds = 60;        // child's CPU time (RLIMIT_CPU)
+  int64_t extract_max_output_bytes = 32LL << 20;  // child's stdout+stderr; more is "too large"
+
+  // Analysis provider (processing/analyzer.h)
+  std::string ai_provider = "local";       // local | openai
+  std::string ai_base_url = "https://api.openai.com/v1";  // OpenAI-compatible API root
+  std::string ai_api_key;                  // bearer token of the provider (may be empty)
+  std::string ai_model = "gpt-4o-mini";    // model name sent to the provider
+  int64_t ai_timeout_ms = 30000;           // whole request to the provider
+  int64_t ai_max_input_chars = 12000;      // extracted text sent to the provider is cut here
 };
 
 // One row of the settings table, for `conveyor --help-env` and the README.

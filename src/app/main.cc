@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "app/config.h"
+#include "app/extract_command.h"
 #include "app/queue_command.h"
 #include "app/redis_child.h"
 #include "core/ids.h"
@@ -242,6 +243,7 @@ int main(int argc, char** argv) {
   cli.add_subcommand("migrate", "apply the database schema");
   auto* env = cli.add_subcommand("env", "list the environment settings and their defaults");
   auto queue_cmd = AddQueueCommand(cli);
+  auto extract_cmd = AddExtractCommand(cli);
   CLI11_PARSE(cli, argc, argv);
 
   if (env->parsed()) {
@@ -250,6 +252,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (extract_cmd->parsed()) return extract_cmd->Run();  // sandboxed child: reads no config
   auto cfg = LoadConfigFromEnvironment();
   if (!cfg) {
     std::fprintf(stderr, "conveyor: %s\n", cfg.status().message().c_str());

@@ -1,0 +1,47 @@
+#include "app/extract_command.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <string>
+
+#include "worker/sandbox_child.h"
+
+namespace conveyor::app {
+namespace {
+
+// Environment variable naming a fault to inject (see the header).
+constexpr const char* kTestFaultEnv = "CONVEYOR_EXTRACT_TEST_FAULT";
+
+class ExtractCommandImpl : public ExtractCommand {
+ public:
+  explicit ExtractCommandImpl(CLI::App& cli) {
+    cmd_ = cli.add_subcommand("extract", "internal: sandboxed parser child of the worker");
+    cmd_->group("internal");
+    cmd_->add_option("--cpu-seconds", limits_.cpu_seconds, "CPU time limit (s)")
+        ->check(CLI::Range(int64_t{1}, int64_t{86400}));
+    cmd_->add_option("--memory-mb", limits_.memory_mb, "address-space limit (MiB)")
+        ->check(CLI::Range(int64_t{16}, int64_t{1} << 20));
+    cmd_->add_option("--max-open-files", limits_.max_open_files, "open file limit")
+        ->check(CLI::Range(int64_t{8}, int64_t{65536}));
+  }
+
+  bool parsed() const override { return cmd_->parsed(); }
+
+  int Run() override {
+    const char* fault = std::getenv(kTestFaultEnv);
+    return worker::sandbox::RunExtractChild(
+        limits_, worker::sandbox::ParseTestFault(fault ? fault : ""));
+  }
+
+ private:
+  CLI::App* cmd_ = nullptr;
+  worker::sandbox::ChildLimits limits_;
+};
+
+}  // namespace
+
+std::unique_ptr<ExtractCommand> AddExtractCommand(CLI::App& cli) {
+  return std::make_unique<ExtractCommandImpl>(cli);
+}
+
+}  // namespace conveyor::app

@@ -1,0 +1,39 @@
+// File: app/extract_command.h
+//
+// `conveyor extract`: the sandboxed parser child that worker::RunSandboxed
+// (src/worker/sandbox.h) starts for each file. Not meant to be run by hand:
+// it reads one JSON request on stdin and answers in JSON lines on stdout
+// (src/worker/sandbox_protocol.h).
+//
+//   conveyor extract --cpu-seconds N --memory-mb M --max-open-files F
+//
+// Its limits (and network isolation) are applied before anything is read.
+//
+// Fault injection for tests: CONVEYOR_EXTRACT_TEST_FAULT=crash|spin|alloc|flood
+// makes the child abort / busy-loop / allocate until the memory limit / print
+// endless output after reading the request, so tests can check that the
+// parent survives each. Unset (or any other value) in production.
+#pragma once
+
+#include <memory>
+
+namespace CLI {
+class App;
+}
+
+namespace conveyor::app {
+
+class ExtractCommand {
+ public:
+  virtual ~ExtractCommand() = default;
+  // True when the command line selected `extract`.
+  virtual bool parsed() const = 0;
+  // Runs the child; returns the process exit status.
+  virtual int Run() = 0;
+};
+
+// Registers `extract` on `cli` (in the "internal" group, out of --help's
+// main list). The returned object must outlive cli.parse().
+std::unique_ptr<ExtractCommand> AddExtractCommand(CLI::App& cli);
+
+}  // namespace conveyor::app

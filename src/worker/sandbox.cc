@@ -1,0 +1,369 @@
+// Design
+// ------
+// The parent spawns `<binary> extract` with posix_spawn: stdin is one end of
+// a socketpair (so writing the request after the child died is an EPIPE
+// error, not a SIGPIPE that would kill the worker), stdout and stderr are
+// pipes, every other descriptor is closed in the child, the signal mask and
+// dispositions are reset (the worker blocks SIGINT/SIGTERM in all threads),
+// and the child leads its own process group so one kill reaches anything it
+// might start. The child applies its rlimits itself (sandbox_child.cc); the
+// parent sets the same limits again with prlimit() right after the spawn, so
+// a child that skipped them is still bound.
+//
+// One poll() loop then writes the request, reads stdout (complete lines are
+// decoded as they arrive; progress is forwarded) and stderr (kept for the
+// log, tail only), and watches the wall-clock deadline and the output cap.
+// At EOF on stdout the child is reaped; on a deadline or cap it is SIGKILLed
+// first. Every path out of Spawned's scope reaps the child.
+#include "worker/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+#include "worker/sandbox_protocol.h"
+
+extern char** environ;
+
+namespace conveyor::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Child stderr kept for the log (its tail).
+constexpr size_t kMaxStderrLogBytes = 4096;
+// Read size per poll wake-up.
+constexpr size_t kReadChunkBytes = 64 << 10;
+// Variables of the worker's environment a child may see.
+constexpr const char* kPassedEnv[] = {"PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "MAGIC"};
+
+void CloseFd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+// A started child; the destructor kills and reaps it if nobody has.
+class Spawned {
+ public:
+  explicit Spawned(pid_t pid) : pid_(pid) {}
+  ~Spawned() {
+    if (!reaped_) {
+      Kill();
+      (void)Reap();
+    }
+  }
+  Spawned(const Spawned&) = delete;
+  Spawned& operator=(const Spawned&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  void Kill() {
+    if (reaped_) return;
+    killed_ = true;
+    kill(-pid_, SIGKILL);  // its process group
+    kill(pid_, SIGKILL);   // in case setpgid did not happen
+  }
+  bool killed() const { return killed_; }
+
+  // Blocking waitpid; the exit status (as from waitpid).
+  int Reap() {
+    if (reaped_) return status_;
+    for (;;) {
+      pid_t r = wait4(pid_, &status_, 0, &usage_);
+      if (r == pid_) break;
+      if (r < 0 && errno != EINTR) {
+        status_ = 0;
+        break;
+      }
+    }
+    reaped_ = true;
+    return status_;
+  }
+
+  // Non-blocking reap; true when the child has exited.
+  bool TryReap() {
+    if (reaped_) return true;
+    pid_t r = wait4(pid_, &status_, WNOHANG, &usage_);
+    if (r == pid_ || (r < 0 && errno == ECHILD)) reaped_ = true;
+    return reaped_;
+  }
+
+  double cpu_seconds() const {
+    auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+    return s(usage_.ru_utime) + s(usage_.ru_stime);
+  }
+
+ private:
+  pid_t pid_;
+  int status_ = 0;
+  struct rusage usage_ {};
+  bool reaped_ = false;
+  bool killed_ = false;
+};
+
+std::vector<std::string> ChildEnvironment(const SandboxSettings& s) {
+  std::vector<std::string> env;
+  for (const char* name : kPassedEnv) {
+    if (const char* v = std::getenv(name)) env.push_back(std::string(name) + "=" + v);
+  }
+  env.insert(env.end(), s.extra_env.begin(), s.extra_env.end());
+  return env;
+}
+
+// The limits again from outside, in case the child did not set them.
+void LimitFromOutside(pid_t pid, const SandboxSettings& s) {
+  auto set = [&](int resource, rlim_t soft, rlim_t hard) {
+    struct rlimit cur {};
+    if (prlimit(pid, static_cast<__rlimit_resource>(resource), nullptr, &cur) != 0) return;
+    if (cur.rlim_max != RLIM_INFINITY) hard = std::min(hard, cur.rlim_max);
+    soft = std::min(soft, hard);
+    struct rlimit lim {soft, hard};
+    (void)prlimit(pid, static_cast<__rlimit_resource>(resource), &lim, nullptr);
+  };
+  const rlim_t cpu = static_cast<rlim_t>(std::max<int64_t>(s.cpu_seconds, 1));
+  set(RLIMIT_CPU, cpu, cpu + 1);
+  const rlim_t as = static_cast<rlim_t>(std::max<int64_t>(s.memory_mb, 16)) << 20;
+  set(RLIMIT_AS, as, as);
+  set(RLIMIT_FSIZE, 0, 0);
+  set(RLIMIT_CORE, 0, 0);
+}
+
+void LogIsolationOnce(const std::string& isolation) {
+  static std::atomic<bool> logged{false};
+  if (isolation != "none" || logged.exchange(true)) return;
+  spdlog::warn(
+      "sandbox: extract children run WITHOUT network isolation (the kernel refused both "
+      "unshare(CLONE_NEWUSER|CLONE_NEWNET) and a seccomp filter); CPU, memory and time limits "
+      "still apply");
+}
+
+// What the child's exit status and our own actions mean.
+Status ClassifyFailure(const Spawned& child, int status, bool timed_out, bool over_cap,
+                       const SandboxSettings& s) {
+  if (over_cap) return ResourceExhausted(kExtractedTooLargeMessage);
+  if (timed_out) return ResourceExhausted(kParseTooLongMessage);
+  if (WIFEXITED(status)) {
+    if (WEXITSTATUS(status) == sandbox::kExitOutOfMemory) {
+      return ResourceExhausted(kParseTooMuchMemoryMessage);
+    }
+    return Internal("extract child exited with status " + std::to_string(WEXITSTATUS(status)) +
+                    " without an answer");
+  }
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    if (sig == SIGXCPU) return ResourceExhausted(kParseTooLongMessage);
+    if (sig == SIGKILL) {
+      // Not ours: the hard CPU limit, or the kernel's OOM killer.
+      if (child.cpu_seconds() + 0.5 >= static_cast<double>(s.cpu_seconds)) {
+        return ResourceExhausted(kParseTooLongMessage);
+      }
+      return ResourceExhausted(kParseTooMuchMemoryMessage);
+    }
+    return InvalidArgument(kParserCrashedMessage);
+  }
+  return Internal("extract child ended in an unknown way");
+}
+
+}  // namespace
+
+Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
+                                        const processing::Input& input,
+                                        const processing::Limits& limits,
+                                        const processing::ProgressFn& progress) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(settings.timeout_ms);
+
+  // Pipes: O_CLOEXEC so that children other threads spawn meanwhile do not
+  // inherit them (posix_spawn's dup2 clears the flag on 0/1/2).
+  int in_pair[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  auto close_all = [&] {
+    for (int* fd : {&in_pair[0], &in_pair[1], &out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1]}) {
+      CloseFd(*fd);
+    }
+  };
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_pair) != 0 ||
+      pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+    Status s = Unavailable(std::string("sandbox: cannot create pipes: ") + std::strerror(errno));
+    close_all();
+    return s;
+  }
+
+  std::vector<std::string> args = {
+      settings.binary_path, "extract",
+      "--cpu-seconds", std::to_string(settings.cpu_seconds),
+      "--memory-mb", std::to_string(settings.memory_mb),
+      "--max-open-files", std::to_string(settings.max_open_files)};
+  std::vector<std::string> env = ChildEnvironment(settings);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_adddup2(&fa, in_pair[1], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], STDERR_FILENO);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  sigset_t empty, defaults;
+  sigemptyset(&empty);
+  sigemptyset(&defaults);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGXCPU, SIGXFSZ, SIGHUP, SIGCHLD}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, settings.binary_path.c_str(), &fa, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  CloseFd(in_pair[1]);
+  CloseFd(out_pipe[1]);
+  CloseFd(err_pipe[1]);
+  if (rc != 0) {
+    close_all();
+    if (rc == EAGAIN || rc == ENOMEM) {
+      return Unavailable(std::string("sandbox: cannot start a child: ") + std::strerror(rc));
+    }
+    return Internal("sandbox: cannot run " + settings.binary_path + ": " + std::strerror(rc));
+  }
+  Spawned child(pid);
+  LimitFromOutside(pid, settings);
+
+  std::string request = sandbox::EncodeRequest({input, limits});
+  size_t request_sent = 0;
+  int in_fd = in_pair[0];
+  fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
+
+  std::string out_buf;           // stdout bytes not yet decoded (a partial line)
+  std::string err_tail;          // last bytes of stderr
+  int64_t total_bytes = 0;       // stdout + stderr, against max_output_bytes
+  bool timed_out = false, over_cap = false, protocol_error = false;
+  std::optional<sandbox::Message> answer;  // the result or error line
+  Status protocol_status;
+  std::vector<char> buf(kReadChunkBytes);
+
+  while (out_pipe[0] >= 0 || err_pipe[0] >= 0) {
+    auto now = Clock::now();
+    if (now >= deadline) {
+      timed_out = true;
+      break;
+    }
+    int wait_ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1);
+    pollfd fds[3];
+    nfds_t n = 0;
+    int out_i = -1, err_i = -1, in_i = -1;
+    if (out_pipe[0] >= 0) { out_i = static_cast<int>(n); fds[n++] = {out_pipe[0], POLLIN, 0}; }
+    if (err_pipe[0] >= 0) { err_i = static_cast<int>(n); fds[n++] = {err_pipe[0], POLLIN, 0}; }
+    if (in_fd >= 0) { in_i = static_cast<int>(n); fds[n++] = {in_fd, POLLOUT, 0}; }
+    int ready = poll(fds, n, wait_ms);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      protocol_error = true;
+      protocol_status = Internal(std::string("sandbox: poll: ") + std::strerror(errno));
+      break;
+    }
+    if (in_i >= 0 && fds[in_i].revents != 0) {
+      ssize_t w = send(in_fd, request.data() + request_sent, request.size() - request_sent,
+                       MSG_NOSIGNAL);
+      if (w > 0) request_sent += static_cast<size_t>(w);
+      // Done, or the child stopped reading (it died: stdout tells the rest).
+      if (request_sent == request.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {
+        CloseFd(in_pair[0]);
+        in_fd = -1;
+      }
+    }
+    if (err_i >= 0 && fds[err_i].revents != 0) {
+      ssize_t r = read(err_pipe[0], buf.data(), buf.size());
+      if (r > 0) {
+        total_bytes += r;
+        err_tail.append(buf.data(), static_cast<size_t>(r));
+        if (err_tail.size() > kMaxStderrLogBytes) err_tail.erase(0, err_tail.size() - kMaxStderrLogBytes);
+      } else if (r == 0 || errno != EINTR) {
+        CloseFd(err_pipe[0]);
+      }
+    }
+    if (out_i >= 0 && fds[out_i].revents != 0) {
+      ssize_t r = read(out_pipe[0], buf.data(), buf.size());
+      if (r > 0) {
+        total_bytes += r;
+        out_buf.append(buf.data(), static_cast<size_t>(r));
+        size_t start = 0;
+        for (size_t nl; (nl = out_buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+          auto m = sandbox::DecodeLine(std::string_view(out_buf).substr(start, nl - start));
+          if (!m || answer) {
+            protocol_error = true;
+            protocol_status = m ? Internal("extract child wrote after its answer") : m.status();
+            break;
+          }
+          if (m->type == sandbox::Message::Type::kProgress) {
+            if (progress) progress(m->stage, m->percent);
+          } else {
+            answer = std::move(*m);
+          }
+        }
+        out_buf.erase(0, start);
+        if (protocol_error) break;
+      } else if (r == 0 || errno != EINTR) {
+        CloseFd(out_pipe[0]);
+      }
+    }
+    if (total_bytes > settings.max_output_bytes) {
+      over_cap = true;
+      break;
+    }
+  }
+  close_all();
+
+  if (timed_out || over_cap || protocol_error) {
+    child.Kill();
+  } else {
+    // Both streams are closed; the child is exiting. Wait for it up to the
+    // deadline (a child that closed its output and hangs is killed).
+    while (!child.TryReap()) {
+      if (Clock::now() >= deadline) {
+        timed_out = true;
+        child.Kill();
+        break;
+      }
+      usleep(1000);
+    }
+  }
+  int status = child.Reap();
+
+  if (!err_tail.empty() && (!answer || answer->type != sandbox::Message::Type::kResult)) {
+    spdlog::info("sandbox: extract child {} stderr: {}", pid, err_tail);
+  }
+  if (protocol_error) {
+    spdlog::warn("sandbox: extract child {} broke the protocol: {}", pid, protocol_status.ToString());
+    return protocol_status;
+  }
+  if (!timed_out && !over_cap && answer && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    if (answer->type == sandbox::Message::Type::kError) return answer->error;
+    LogIsolationOnce(answer->isolation);
+    return std::move(answer->output);
+  }
+  Status why = ClassifyFailure(child, status, timed_out, over_cap, settings);
+  spdlog::info("sandbox: extract of {} failed: {} (status {:#x}, cpu {:.2f}s)", input.path,
+               why.ToString(), status, child.cpu_seconds());
+  return why;
+}
+
+}  // namespace conveyor::worker

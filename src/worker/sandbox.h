@@ -1,0 +1,85 @@
+// File: worker/sandbox.h
+//
+// Runs processing::Run on an untrusted upload in a child process, so that a
+// malicious or broken file costs one job, never the worker (DESIGN.md §2).
+//
+// The child is `conveyor extract` (src/app/extract_command.cc), started with
+// posix_spawn from `SandboxSettings::binary_path` (/proc/self/exe: the running
+// conveyor binary). Before it reads the request the child applies its limits:
+//   RLIMIT_CPU     cpu_seconds (soft; hard one second later)
+//   RLIMIT_AS      memory_mb
+//   RLIMIT_FSIZE   0 (it writes no files; stdout/stderr are pipes)
+//   RLIMIT_NOFILE  max_open_files
+//   RLIMIT_CORE    0, and the process is made non-dumpable
+//   RLIMIT_NPROC   0 (no fork, where the kernel enforces it for the user)
+// and cuts itself off from the network where the kernel allows it: a new
+// user + network namespace (unshare), and a seccomp filter that makes
+// socket() fail with EACCES. When isolation is not available the child goes
+// on without it and the parent logs that once per process. The child gets a
+// scrubbed environment (no secrets) and no descriptors but 0, 1 and 2.
+//
+// The parent enforces a wall-clock timeout and an output cap: past either it
+// SIGKILLs the child's process group. Every child is reaped before
+// RunSandboxed returns, whatever happened (no zombies).
+//
+// Wire format (sandbox_protocol.h): the request is one JSON object on the
+// child's stdin; the child writes JSON lines on stdout: any number of
+// {"progress":{...}} lines, then exactly one {"result":{...}} or
+// {"error":{"code","message"}} line.
+//
+// Outcomes:
+//   ok                                  the child's processing::Output
+//   the child's own error               passed through with its code and message
+//                                       (e.g. kInvalidArgument "Invalid file format")
+//   child killed by a signal (crash)    kInvalidArgument "File could not be parsed (the parser crashed)"
+//   CPU limit or wall-clock timeout     kResourceExhausted "File took too long to parse"
+//   memory limit                        kResourceExhausted "File needs too much memory to parse"
+//   output over max_output_bytes        kResourceExhausted "Extracted text too large"
+//   the child cannot be started, or     kInternal (a deployment problem, not the file's);
+//   breaks the protocol                 kUnavailable when fork/pipe fail for lack of resources
+// Every file-caused failure is permanent (not retried by the queue).
+//
+// Threads: RunSandboxed is blocking and thread-safe; any number may run at
+// once (one child each). `progress` is called on the calling thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "processing/processing.h"
+
+namespace conveyor::worker {
+
+struct SandboxSettings {
+  // The conveyor binary to run as `<binary_path> extract`.
+  std::string binary_path = "/proc/self/exe";
+  int64_t timeout_ms = 60000;                  // EXTRACT_TIMEOUT_MS: wall clock per file
+  int64_t memory_mb = 1024;                    // EXTRACT_MEMORY_MB: child's address space
+  int64_t cpu_seconds = 60;                    // EXTRACT_CPU_SECONDS: child's CPU time
+  int64_t max_output_bytes = 32LL << 20;       // EXTRACT_MAX_OUTPUT_BYTES: stdout + stderr
+  int64_t max_open_files = 64;                 // child's RLIMIT_NOFILE
+  // Environment of the child, "NAME=value" each, on top of a few harmless
+  // variables passed through (PATH, LANG, LC_ALL, TZ, TMPDIR, MAGIC). Nothing
+  // else of the worker's environment (JWT_SECRET, AI_API_KEY...) reaches it.
+  // Tests put CONVEYOR_EXTRACT_TEST_FAULT=... here.
+  std::vector<std::string> extra_env;
+};
+
+// Runs `processing::Run(input, limits, progress)` in a sandboxed child; see
+// the file comment for the outcomes. The child's progress lines are passed
+// to `progress` (which may be empty) as they arrive.
+Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
+                                        const processing::Input& input,
+                                        const processing::Limits& limits,
+                                        const processing::ProgressFn& progress);
+
+// The messages of the sandbox's own failures (exposed for tests and callers
+// that want to tell them apart).
+inline constexpr char kParserCrashedMessage[] = "File could not be parsed (the parser crashed)";
+inline constexpr char kParseTooLongMessage[] = "File took too long to parse";
+inline constexpr char kParseTooMuchMemoryMessage[] = "File needs too much memory to parse";
+inline constexpr char kExtractedTooLargeMessage[] = "Extracted text too large";
+
+}  // namespace conveyor::worker
