@@ -115,7 +115,7 @@ class Spawned {
 };
 
 std::vector<std::string> ChildEnvironment(const SandboxSettings& s) {
-  std::vector<std::string> env;
+  std::vector<std::string> env = {"OMP_THREAD_LIMIT=1"};
   for (const char* name : kPassedEnv) {
     if (const char* v = std::getenv(name)) env.push_back(std::string(name) + "=" + v);
   }

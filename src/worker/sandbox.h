@@ -11,7 +11,7 @@
 //   RLIMIT_FSIZE   0 (it writes no files; stdout/stderr are pipes)
 //   RLIMIT_NOFILE  max_open_files
 //   RLIMIT_CORE    0, and the process is made non-dumpable
-//   RLIMIT_NPROC   0 (no fork, where the kernel enforces it for the user)
+// (No RLIMIT_NPROC: it counts threads too, and OCR starts threads.)
 // and cuts itself off from the network where the kernel allows it: a new
 // user + network namespace (unshare), and a seccomp filter that makes
 // socket() fail with EACCES. When isolation is not available the child goes
@@ -61,7 +61,8 @@ struct SandboxSettings {
   int64_t max_output_bytes = 32LL << 20;       // EXTRACT_MAX_OUTPUT_BYTES: stdout + stderr
   int64_t max_open_files = 64;                 // child's RLIMIT_NOFILE
   // Environment of the child, "NAME=value" each, on top of a few harmless
-  // variables passed through (PATH, LANG, LC_ALL, TZ, TMPDIR, MAGIC). Nothing
+  // variables passed through (PATH, LANG, LC_ALL, TZ, TMPDIR, MAGIC) and
+  // OMP_THREAD_LIMIT=1 (one OCR thread per child: workers run many). Nothing
   // else of the worker's environment (JWT_SECRET, AI_API_KEY...) reaches it.
   // Tests put CONVEYOR_EXTRACT_TEST_FAULT=... here.
   std::vector<std::string> extra_env;

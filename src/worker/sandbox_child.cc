@@ -7,6 +7,7 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -106,8 +107,10 @@ std::string Confine(const ChildLimits& l) {
   SetLimit(RLIMIT_CORE, 0, 0);
   const rlim_t files = static_cast<rlim_t>(std::max<int64_t>(l.max_open_files, 8));
   SetLimit(RLIMIT_NOFILE, files, files);
-  SetLimit(RLIMIT_NPROC, 0, 0);  // no fork/clone of processes (not enforced for root)
   (void)prctl(PR_SET_DUMPABLE, 0);
+  // Each malloc arena reserves 64 MiB of address space; a parser library
+  // that starts threads would otherwise spend RLIMIT_AS on reservations.
+  (void)mallopt(M_ARENA_MAX, 2);
 
   bool netns = unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0;
   bool seccomp = DenySockets();
