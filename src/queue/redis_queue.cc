@@ -255,45 +255,27 @@ class RedisConsumer final : public Consumer {
   }
 
   Result<std::optional<ActiveJob>> Fetch(const std::string& token, int64_t lock_ms) override {
-    std::vector<std::string> keys = {keys_("wait"),    keys_("active"), keys_("prioritized"),
-                                     keys_("events"),  keys_("delayed"), keys_("meta"),
-                                     keys_("pc"),      keys_("marker")};
-    std::vector<std::string> args = {keys_.job_prefix(), std::to_string(NowMs()), token,
-                                     std::to_string(lock_ms)};
-    auto reply = Eval("move_to_active", keys, args);
+    internal::RedisConnection::EvalCall call = FetchCall(token, lock_ms);
+    Result<RedisReply> reply = Eval("move_to_active", call.keys, call.args);
     if (!reply) return reply.status();
-    const auto& r = *reply;
-    if (!r.is_array() || r.elements.size() < 2) return Internal("move_to_active: malformed reply");
-    if (r.elements[0].integer != 1) {
-      // Nothing ready; remember when the earliest delayed job is due.
-      const std::string& score = r.elements[1].str;
-      if (!score.empty()) {
-        NoteDelayedDue(static_cast<int64_t>(std::ceil(std::strtod(score.c_str(), nullptr) / 4096)));
-      }
-      return std::optional<ActiveJob>();
+    return ParseFetch(*reply, token);
+  }
+
+  CompleteAndFetchResult CompleteAndFetch(const ActiveJob& job, const std::string& return_json,
+                                          const std::string& next_token,
+                                          int64_t lock_ms) override {
+    std::vector<internal::RedisConnection::EvalCall> calls;
+    calls.push_back(FinishCall(job, "returnvalue", return_json, "completed", "", false,
+                               job.options.remove_on_complete));
+    calls.push_back(FetchCall(next_token, lock_ms));
+    std::vector<Result<RedisReply>> replies;
+    {
+      std::lock_guard<std::mutex> lock(commands_mu_);
+      replies = commands_.EvalPipeline(calls);
     }
-    if (r.elements.size() < 3 || !r.elements[2].is_array()) {
-      return Internal("move_to_active: malformed job reply");
-    }
-    ActiveJob job;
-    job.id = r.elements[1].str;
-    job.token = token;
-    const auto& fields = r.elements[2].elements;
-    for (size_t i = 0; i + 1 < fields.size(); i += 2) {
-      const std::string& k = fields[i].str;
-      const std::string& v = fields[i + 1].str;
-      if (k == "name") job.name = v;
-      else if (k == "data") job.data_json = v;
-      else if (k == "opts") job.opts_json = v;
-      else if (k == "timestamp") job.timestamp_ms = ToInt64(v);
-      else if (k == "atm") job.attempts_made = ToInt(v);
-      else if (k == "attemptsMade" && job.attempts_made == 0) job.attempts_made = ToInt(v);
-      else if (k == "ats") job.attempts_started = ToInt(v);
-      else if (k == "stc") job.stalled_count = ToInt(v);
-      else if (k == "defa") job.deferred_failure = v;
-    }
-    job.options = internal::ParseJobOptions(job.opts_json);
-    return std::optional<ActiveJob>(std::move(job));
+    return {ParseFinish(replies[0], job, "completed"),
+            replies[1] ? ParseFetch(*replies[1], next_token)
+                       : Result<std::optional<ActiveJob>>(replies[1].status())};
   }
 
   Result<std::vector<std::string>> ExtendLocks(const std::vector<ActiveJob*>& jobs,
@@ -398,25 +380,72 @@ class RedisConsumer final : public Consumer {
     }
   }
 
+  internal::RedisConnection::EvalCall FetchCall(const std::string& token, int64_t lock_ms) {
+    return {&GetScript("move_to_active"),
+            {keys_("wait"), keys_("active"), keys_("prioritized"), keys_("events"),
+             keys_("delayed"), keys_("meta"), keys_("pc"), keys_("marker")},
+            {keys_.job_prefix(), std::to_string(NowMs()), token, std::to_string(lock_ms)}};
+  }
+
+  Result<std::optional<ActiveJob>> ParseFetch(const RedisReply& reply, const std::string& token) {
+    const auto& r = reply;
+    if (!r.is_array() || r.elements.size() < 2) return Internal("move_to_active: malformed reply");
+    if (r.elements[0].integer != 1) {
+      // Nothing ready; remember when the earliest delayed job is due.
+      const std::string& score = r.elements[1].str;
+      if (!score.empty()) {
+        NoteDelayedDue(static_cast<int64_t>(std::ceil(std::strtod(score.c_str(), nullptr) / 4096)));
+      }
+      return std::optional<ActiveJob>();
+    }
+    if (r.elements.size() < 3 || !r.elements[2].is_array()) {
+      return Internal("move_to_active: malformed job reply");
+    }
+    ActiveJob job;
+    job.id = r.elements[1].str;
+    job.token = token;
+    const auto& fields = r.elements[2].elements;
+    for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+      const std::string& k = fields[i].str;
+      const std::string& v = fields[i + 1].str;
+      if (k == "name") job.name = v;
+      else if (k == "data") job.data_json = v;
+      else if (k == "opts") job.opts_json = v;
+      else if (k == "timestamp") job.timestamp_ms = ToInt64(v);
+      else if (k == "atm") job.attempts_made = ToInt(v);
+      else if (k == "attemptsMade" && job.attempts_made == 0) job.attempts_made = ToInt(v);
+      else if (k == "ats") job.attempts_started = ToInt(v);
+      else if (k == "stc") job.stalled_count = ToInt(v);
+      else if (k == "defa") job.deferred_failure = v;
+    }
+    job.options = internal::ParseJobOptions(job.opts_json);
+    return std::optional<ActiveJob>(std::move(job));
+  }
+
   Result<void> Finish(const ActiveJob& job, const char* field, const std::string& value,
                       const char* target, const std::string& stack, bool dead_letter,
                       int keep) {
-    std::vector<std::string> keys = {
-        keys_("wait"),    keys_("active"),     keys_("prioritized"), keys_("events"),
-        keys_("stalled"), keys_("meta"),       keys_(target),        keys_.Job(job.id),
-        dlq_keys_("id"),  dlq_keys_("failed"), dlq_keys_("events"),  dlq_keys_("meta")};
-    std::vector<std::string> args = {job.id,
-                                     std::to_string(NowMs()),
-                                     field,
-                                     value,
-                                     target,
-                                     keys_.job_prefix(),
-                                     job.token,
-                                     std::to_string(keep),
-                                     std::to_string(job.options.attempts),
-                                     stack,
-                                     dead_letter ? dlq_keys_.job_prefix() : ""};
-    auto code = IntegerReply(Eval("move_to_finished", keys, args), "move_to_finished");
+    internal::RedisConnection::EvalCall call =
+        FinishCall(job, field, value, target, stack, dead_letter, keep);
+    return ParseFinish(Eval("move_to_finished", call.keys, call.args), job, target);
+  }
+
+  internal::RedisConnection::EvalCall FinishCall(const ActiveJob& job, const char* field,
+                                                 const std::string& value, const char* target,
+                                                 const std::string& stack, bool dead_letter,
+                                                 int keep) {
+    return {&GetScript("move_to_finished"),
+            {keys_("wait"), keys_("active"), keys_("prioritized"), keys_("events"),
+             keys_("stalled"), keys_("meta"), keys_(target), keys_.Job(job.id), dlq_keys_("id"),
+             dlq_keys_("failed"), dlq_keys_("events"), dlq_keys_("meta")},
+            {job.id, std::to_string(NowMs()), field, value, target, keys_.job_prefix(), job.token,
+             std::to_string(keep), std::to_string(job.options.attempts), stack,
+             dead_letter ? dlq_keys_.job_prefix() : ""}};
+  }
+
+  Result<void> ParseFinish(const Result<RedisReply>& reply, const ActiveJob& job,
+                           const char* target) {
+    auto code = IntegerReply(reply, "move_to_finished");
     if (!code) return code.status();
     if (*code < 0) return ScriptCodeToStatus(*code, job.id, target);
     return {};
@@ -435,6 +464,7 @@ class RedisConsumer final : public Consumer {
 
 // Connects once so that a wrong host or password is reported at start-up.
 Result<void> Probe(const RedisOptions& options) {
+  if (!options.connect_at_open) return {};
   RedisConnection c(options);
   return c.EnsureConnected();
 }

@@ -208,6 +208,36 @@ TEST_F(RedisQueueTest, FetchLeasesJobWithLockTokenAndEvents) {
   EXPECT_FALSE(none->has_value());
 }
 
+TEST_F(RedisQueueTest, CompleteAndFetchFinishesOneJobAndLeasesTheNext) {
+  const std::string a = Uuid(1), b = Uuid(2);
+  MustAdd(a);
+  MustAdd(b);
+  ActiveJob first = MustFetch("w:0", 30000);
+  auto r = consumer_->CompleteAndFetch(first, "{\"ok\":1}", "w:1", 30000);
+  ASSERT_TRUE(r.completed) << r.completed.status().ToString();
+  ASSERT_TRUE(r.next) << r.next.status().ToString();
+  ASSERT_TRUE(r.next->has_value());
+  EXPECT_EQ((*r.next)->id, first.id == a ? b : a);
+  EXPECT_EQ((*r.next)->token, "w:1");
+  EXPECT_EQ(Str({"HGET", kQ + first.id, "returnvalue"}), "{\"ok\":1}");
+  EXPECT_EQ(Str({"GET", kQ + (*r.next)->id + ":lock"}), "w:1");
+  // Nothing left: the completion still happens, the fetch is empty.
+  auto last = consumer_->CompleteAndFetch(**r.next, "null", "w:2", 30000);
+  ASSERT_TRUE(last.completed);
+  ASSERT_TRUE(last.next);
+  EXPECT_FALSE(last.next->has_value());
+  EXPECT_EQ(Int({"ZCARD", std::string(kQ) + "completed"}), 2);
+  // A lost lock fails the completion but not the fetch.
+  const std::string c = Uuid(3);
+  MustAdd(c);
+  ActiveJob third = MustFetch("w:3", 30000);
+  ActiveJob forged = third;
+  forged.token = "someone-else";
+  auto lost = consumer_->CompleteAndFetch(forged, "null", "w:4", 30000);
+  EXPECT_EQ(lost.completed.code(), Errc::kFailedPrecondition);
+  ASSERT_TRUE(lost.next);
+}
+
 TEST_F(RedisQueueTest, CompleteKeepsTheNewest1000Jobs) {
   constexpr int kJobs = 1005;
   for (int i = 0; i < kJobs; ++i) MustAdd(Uuid(i));

@@ -173,4 +173,61 @@ Result<RedisReply> RedisConnection::Eval(const Script& script,
   return reply;
 }
 
+std::vector<Result<RedisReply>> RedisConnection::EvalPipeline(const std::vector<EvalCall>& calls) {
+  std::vector<Result<RedisReply>> out;
+  out.reserve(calls.size());
+  if (auto s = EnsureConnected(); !s) {
+    for (size_t i = 0; i < calls.size(); ++i) out.push_back(s.status());
+    return out;
+  }
+  std::vector<std::vector<std::string>> argvs;
+  argvs.reserve(calls.size());
+  for (const auto& c : calls) {
+    std::vector<std::string> argv;
+    argv.reserve(3 + c.keys.size() + c.args.size());
+    argv.push_back("EVALSHA");
+    argv.push_back(c.script->sha1);
+    argv.push_back(std::to_string(c.keys.size()));
+    argv.insert(argv.end(), c.keys.begin(), c.keys.end());
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    std::vector<const char*> args;
+    std::vector<size_t> lens;
+    for (const auto& a : argv) {
+      args.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lens.data()) !=
+        REDIS_OK) {
+      Status s = DropWithError("EVALSHA (pipelined) failed");
+      out.assign(calls.size(), Result<RedisReply>(s));
+      return out;
+    }
+    argvs.push_back(std::move(argv));
+  }
+  std::vector<RedisReply> replies;
+  replies.reserve(calls.size());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
+      Status s = DropWithError("EVALSHA (pipelined) failed");
+      out.assign(calls.size(), Result<RedisReply>(s));
+      return out;
+    }
+    auto* r = static_cast<redisReply*>(raw);
+    replies.push_back(Convert(r));
+    freeReplyObject(r);
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    RedisReply& reply = replies[i];
+    if (reply.is_error() && reply.str.rfind("NOSCRIPT", 0) == 0) {
+      out.push_back(Eval(*calls[i].script, calls[i].keys, calls[i].args));
+    } else if (reply.is_error()) {
+      out.push_back(Internal("script " + calls[i].script->name + " failed: " + reply.str));
+    } else {
+      out.push_back(std::move(reply));
+    }
+  }
+  return out;
+}
+
 }  // namespace conveyor::queue::internal

@@ -65,6 +65,18 @@ class RedisConnection {
   Result<RedisReply> Eval(const Script& script, const std::vector<std::string>& keys,
                           const std::vector<std::string>& args);
 
+  // One script call of a pipeline.
+  struct EvalCall {
+    const Script* script;
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+  };
+
+  // Sends every call in one write and reads the replies in order: one round
+  // trip for all. A call whose script the server lost (NOSCRIPT) is run again
+  // on its own after loading it. Error replies become kInternal, as in Eval.
+  std::vector<Result<RedisReply>> EvalPipeline(const std::vector<EvalCall>& calls);
+
   // Connects now if not connected (respecting the backoff).
   Result<void> EnsureConnected();
   bool connected() const { return ctx_ != nullptr; }
