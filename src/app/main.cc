@@ -67,6 +67,8 @@ queue::RedisOptions RedisOptionsFrom(const Config& c) {
   o.password = c.redis_password;
   o.prefix = c.queue_prefix;
   o.queue_name = c.queue_name;
+  // api, worker and dev start while Redis is down and connect when it is back.
+  o.connect_at_open = false;
   return o;
 }
 

@@ -119,34 +119,68 @@ class Worker::Impl {
     const std::string token_base = worker_id_ + ":" + std::to_string(next_slot_++);
     uint64_t seq = 0;
     int64_t backoff = kMinBackoffMs;
+    // A job leased together with the previous job's completion (one round trip).
+    std::optional<queue::ActiveJob> prefetched;
     while (!stopping()) {
       std::string token = token_base + ":" + std::to_string(seq++);
-      auto job = consumer->Fetch(token, settings_.lock_ms);
-      if (!job) {
-        spdlog::warn("worker: fetch failed: {}", job.status().ToString());
-        if (WaitOrStop(backoff)) break;
-        backoff = std::min(backoff * 2, kMaxBackoffMs);
-        continue;
-      }
-      backoff = kMinBackoffMs;
-      if (!job->has_value()) {
-        auto woke = consumer->WaitForWork(kIdleWaitMs);
-        if (!woke) {
+      std::shared_ptr<queue::ActiveJob> active;
+      if (prefetched) {
+        active = std::make_shared<queue::ActiveJob>(std::move(*prefetched));
+        prefetched.reset();
+      } else {
+        auto job = consumer->Fetch(token, settings_.lock_ms);
+        if (!job) {
+          spdlog::warn("worker: fetch failed: {}", job.status().ToString());
           if (WaitOrStop(backoff)) break;
           backoff = std::min(backoff * 2, kMaxBackoffMs);
+          continue;
         }
-        continue;
+        backoff = kMinBackoffMs;
+        if (!job->has_value()) {
+          auto woke = consumer->WaitForWork(kIdleWaitMs);
+          if (!woke) {
+            if (WaitOrStop(backoff)) break;
+            backoff = std::min(backoff * 2, kMaxBackoffMs);
+          }
+          continue;
+        }
+        active = std::make_shared<queue::ActiveJob>(std::move(**job));
       }
-      auto active = std::make_shared<queue::ActiveJob>(std::move(**job));
       {
         std::lock_guard lock(mu_);
         running_[active->id] = active;
       }
-      Process(*consumer, *active);
+      std::optional<std::string> result_json = Process(*consumer, *active);
+      if (result_json) {
+        if (stopping()) {
+          FinishQueue(*consumer, *active, *result_json);
+        } else {
+          std::string next_token = token_base + ":" + std::to_string(seq++);
+          auto r = consumer->CompleteAndFetch(*active, *result_json, next_token, settings_.lock_ms);
+          if (!r.completed) {
+            spdlog::warn("worker: completing job {} in the queue: {}", active->id,
+                         r.completed.status().ToString());
+          }
+          finished_++;
+          if (r.next && r.next->has_value()) {
+            prefetched = std::move(**r.next);
+            std::lock_guard lock(mu_);
+            running_[prefetched->id] = std::make_shared<queue::ActiveJob>(*prefetched);
+          }
+        }
+      }
       {
         std::lock_guard lock(mu_);
         running_.erase(active->id);
       }
+      cv_.notify_all();
+    }
+    if (prefetched) {
+      // Leased but never started: give it back at once.
+      auto r = consumer->Release(*prefetched);
+      if (!r) spdlog::warn("worker: releasing job {}: {}", prefetched->id, r.status().ToString());
+      std::lock_guard lock(mu_);
+      running_.erase(prefetched->id);
       cv_.notify_all();
     }
   }
@@ -235,21 +269,24 @@ class Worker::Impl {
     }
   }
 
-  void Process(queue::Consumer& consumer, const queue::ActiveJob& job) {
+  // Runs one job. Returns the result JSON when the job succeeded and the queue
+  // still has to be told (the caller completes it, fetching the next job in
+  // the same round trip); nullopt when everything is already recorded.
+  std::optional<std::string> Process(queue::Consumer& consumer, const queue::ActiveJob& job) {
     auto payload = queue::DecodeJobPayload(job.data_json);
     if (!payload) {
       FailJob(consumer, job, std::nullopt, payload.status(), /*row_known=*/false);
-      return;
+      return std::nullopt;
     }
     if (job.deferred_failure) {
       FailJob(consumer, job, *payload, FailedPrecondition(*job.deferred_failure), true);
-      return;
+      return std::nullopt;
     }
     // The row: made here when a Node.js producer added the job directly.
     auto row = store_->GetJob(job.id);
     if (!row) {
       RetryLater(consumer, job, *payload, row.status());
-      return;
+      return std::nullopt;
     }
     if (!row->has_value()) {
       storage::NewJob nj{job.id,          payload->user_id, payload->session_id,
@@ -258,16 +295,15 @@ class Worker::Impl {
       auto ins = store_->InsertJob(nj);
       if (!ins && ins.code() != Errc::kAlreadyExists) {
         RetryLater(consumer, job, *payload, ins.status());
-        return;
+        return std::nullopt;
       }
     } else if ((*row)->status == storage::JobStatus::kCompleted && (*row)->result_json) {
       // Finished before, but the queue was not told: tell it now.
-      FinishQueue(consumer, job, *(*row)->result_json);
-      return;
+      return *(*row)->result_json;
     } else if ((*row)->status == storage::JobStatus::kFailed) {
       auto r = consumer.Fail(job, (*row)->error.value_or("failed"), "", /*retry=*/false);
       (void)r;
-      return;
+      return std::nullopt;
     }
     if (payload->job_id != job.id && !payload->job_id.empty()) {
       spdlog::warn("worker: job {} carries jobId {} in its data", job.id, payload->job_id);
@@ -275,12 +311,12 @@ class Worker::Impl {
     // Only files inside the store are ever read, whatever the job data says.
     if (!blobs_->Owns(payload->storage_path)) {
       FailJob(consumer, job, *payload, InvalidArgument("Invalid storage path"), true);
-      return;
+      return std::nullopt;
     }
     auto marked = store_->MarkProcessing(job.id, job.attempts_started);
     if (!marked && marked.code() != Errc::kFailedPrecondition) {
       RetryLater(consumer, job, *payload, marked.status());
-      return;
+      return std::nullopt;
     }
 
     if (settings_.processing_delay_ms > 0) {
@@ -300,7 +336,7 @@ class Worker::Impl {
       } else {
         FailJob(consumer, job, *payload, out.status(), true);
       }
-      return;
+      return std::nullopt;
     }
 
     const std::string file_id = FileIdFor(job.id);
@@ -314,7 +350,7 @@ class Worker::Impl {
         store_->StoreMemory(payload->user_id, payload->session_id, job.id, file_id, chunks);
     if (!stored) {
       RetryLater(consumer, job, *payload, stored.status());
-      return;
+      return std::nullopt;
     }
     nlohmann::json result = {
         {"aiResponse", {{"text", out->summary}}},
@@ -327,10 +363,10 @@ class Worker::Impl {
     auto done = store_->MarkCompleted(job.id, file_id, result_json);
     if (!done) {
       RetryLater(consumer, job, *payload, done.status());
-      return;
+      return std::nullopt;
     }
     (void)blobs_->Remove(payload->storage_path);
-    FinishQueue(consumer, job, result_json);
+    return result_json;
   }
 
   void FinishQueue(queue::Consumer& consumer, const queue::ActiveJob& job,
