@@ -125,6 +125,10 @@ const std::vector<Setting>& Table() {
       {"RECONCILE_INTERVAL_MS", "30000",
        "how often pending rows without a queued job are re-added",
        Int("RECONCILE_INTERVAL_MS", &Config::reconcile_interval_ms, 100, 3600000)},
+      {"JOB_TIMEOUT_MS", "0",
+       "a job running longer fails with a timeout error and is retried by the normal policy; "
+       "0: no limit beyond EXTRACT_TIMEOUT_MS",
+       Int("JOB_TIMEOUT_MS", &Config::job_timeout_ms, 0, 86400000)},
       {"PROCESSING_DELAY_MS", "0",
        "fault injection for tests: each job pauses this long (holding its lock) before processing",
        Int("PROCESSING_DELAY_MS", &Config::processing_delay_ms, 0, 3600000)},

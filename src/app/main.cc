@@ -97,6 +97,17 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.reconcile_interval_ms = c.reconcile_interval_ms;
   w.shutdown_grace_ms = c.shutdown_grace_ms;
   w.processing_delay_ms = c.processing_delay_ms;
+  w.job_timeout_ms = c.job_timeout_ms;
+  w.sandbox.timeout_ms = c.extract_timeout_ms;
+  w.sandbox.memory_mb = c.extract_memory_mb;
+  w.sandbox.cpu_seconds = c.extract_cpu_seconds;
+  w.sandbox.max_output_bytes = c.extract_max_output_bytes;
+  w.analyzer.provider = c.ai_provider;
+  w.analyzer.base_url = c.ai_base_url;
+  w.analyzer.api_key = c.ai_api_key;
+  w.analyzer.model = c.ai_model;
+  w.analyzer.timeout_ms = c.ai_timeout_ms;
+  w.analyzer.max_input_chars = c.ai_max_input_chars;
   return w;
 }
 

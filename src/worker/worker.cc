@@ -59,7 +59,15 @@ class Worker::Impl {
         blobs_(blobs),
         producer_(producer),
         factory_(std::move(factory)),
-        worker_id_(NewUuid()) {}
+        worker_id_(NewUuid()) {
+    auto a = processing::MakeAnalyzer(settings_.analyzer);
+    if (!a) {
+      spdlog::error("worker: analysis provider: {}; using the local one",
+                    a.status().ToString());
+      a = processing::MakeAnalyzer(processing::AnalyzerSettings{});
+    }
+    analyzer_ = std::move(*a);
+  }
 
   void Start() {
     std::lock_guard lock(mu_);
@@ -319,6 +327,13 @@ class Worker::Impl {
       return std::nullopt;
     }
 
+    // JOB_TIMEOUT_MS bounds the whole job: what is left of it bounds the
+    // sandboxed extraction, and a job out of time fails with a timeout, which
+    // the queue retries like any other.
+    using steady = std::chrono::steady_clock;
+    const auto job_deadline = steady::now() + milliseconds(settings_.job_timeout_ms);
+    const Status timed_out = DeadlineExceeded(
+        "Job timed out after " + std::to_string(settings_.job_timeout_ms) + " ms (JOB_TIMEOUT_MS)");
     if (settings_.processing_delay_ms > 0) {
       // Tests use this window to kill the worker while it holds the job.
       std::this_thread::sleep_for(milliseconds(settings_.processing_delay_ms));
@@ -328,8 +343,27 @@ class Worker::Impl {
       nlohmann::json p = {{"stage", stage}, {"percent", percent}};
       (void)consumer.UpdateProgress(job.id, p.dump());
       (void)store_->SetProgress(job.id, percent);
+      (void)consumer.AddLog(job.id, "stage " + stage + " " + std::to_string(percent) + "%");
     };
-    auto out = processing::Run(input, settings_.limits, progress);
+    SandboxSettings sandbox = settings_.sandbox;
+    bool job_deadline_binds = false;
+    if (settings_.job_timeout_ms > 0) {
+      int64_t left =
+          std::chrono::duration_cast<milliseconds>(job_deadline - steady::now()).count();
+      if (left <= 0) {
+        RetryLater(consumer, job, *payload, timed_out);
+        return std::nullopt;
+      }
+      if (left < sandbox.timeout_ms) {
+        sandbox.timeout_ms = left;
+        job_deadline_binds = true;
+      }
+    }
+    auto out = RunSandboxed(sandbox, input, settings_.limits, progress);
+    if (!out && job_deadline_binds && out.code() == Errc::kResourceExhausted &&
+        out.status().message().find("too long") != std::string::npos) {
+      out = timed_out;
+    }
     if (!out) {
       if (IsTransient(out.code())) {
         RetryLater(consumer, job, *payload, out.status());
@@ -339,7 +373,38 @@ class Worker::Impl {
       return std::nullopt;
     }
 
+    progress("analyse", 80);
+    processing::AnalysisInput ain;
+    ain.text = out->text;
+    ain.kind = out->kind;
+    ain.message = payload->message;
+    ain.extract_summary = out->summary;
+    ain.name_hint = payload->original_name;
+    ain.words = out->words;
+    ain.pages = out->pages;
+    ain.tables = out->tables;
+    auto analysis = analyzer_->Analyze(ain);
+    if (!analysis) {
+      if (IsTransient(analysis.code())) {
+        RetryLater(consumer, job, *payload, analysis.status());
+      } else {
+        FailJob(consumer, job, *payload, analysis.status(), true);
+      }
+      return std::nullopt;
+    }
+
     const std::string file_id = FileIdFor(job.id);
+    // Earlier files of the session that share key terms: best effort.
+    nlohmann::json references = nlohmann::json::array();
+    if (auto refs = FindReferences(*store_, payload->user_id, payload->session_id, file_id,
+                                   analysis->keywords, settings_.references)) {
+      for (const auto& r : *refs) {
+        references.push_back(
+            {{"fileId", r.file_id}, {"jobId", r.job_id}, {"snippet", r.snippet}, {"terms", r.terms}});
+      }
+    } else {
+      spdlog::warn("worker: references of {}: {}", job.id, refs.status().ToString());
+    }
     std::vector<storage::MemoryChunk> chunks;
     chunks.reserve(out->chunks.size());
     for (size_t i = 0; i < out->chunks.size(); ++i) {
@@ -353,11 +418,17 @@ class Worker::Impl {
       return std::nullopt;
     }
     nlohmann::json result = {
-        {"aiResponse", {{"text", out->summary}}},
+        {"aiResponse", {{"text", analysis->summary}}},
         {"fileId", file_id},
         {"kind", std::string(processing::FileKindName(out->kind))},
         {"words", out->words},
+        {"pages", out->pages},
+        {"tables", out->tables},
         {"chunks", chunks.size()},
+        {"keywords", analysis->keywords},
+        {"language", analysis->language},
+        {"provider", analysis->provider},
+        {"references", references},
     };
     std::string result_json = result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     auto done = store_->MarkCompleted(job.id, file_id, result_json);
@@ -425,6 +496,7 @@ class Worker::Impl {
   bool stopping_ = false;  // no new fetches
   bool stopped_ = false;   // housekeeping ends too
   std::map<std::string, std::shared_ptr<queue::ActiveJob>> running_;
+  std::unique_ptr<processing::Analyzer> analyzer_;  // thread-safe; shared by the slots
   std::vector<std::thread> threads_;
   std::atomic<int> next_slot_{0};
   std::atomic<int64_t> finished_{0};

@@ -3,7 +3,8 @@
 // The worker: leases jobs from the BullMQ queue, runs processing::Run on the
 // stored file, and records the outcome in the job row and in the queue.
 //
-//   Fetch (lease + lock) -> row processing -> processing::Run
+//   Fetch (lease + lock) -> row processing -> extraction in a sandboxed child
+//   (RunSandboxed) -> analysis (Analyzer) -> memory chunks + cross-upload references
 //     ok                 -> memory chunks + row completed -> queue Complete
 //     permanent error    -> row failed  -> queue Fail(no retry) (dead-letter copy)
 //     transient error    -> row pending -> queue Fail(retry with backoff), or on
@@ -30,7 +31,10 @@
 #include <string>
 
 #include "core/error.h"
+#include "processing/analyzer.h"
 #include "processing/processing.h"
+#include "worker/references.h"
+#include "worker/sandbox.h"
 
 namespace conveyor::storage {
 class MetadataStore;
@@ -50,7 +54,11 @@ struct WorkerSettings {
   int64_t reconcile_interval_ms = 30000;  // period of the pending-row reconciler
   int64_t shutdown_grace_ms = 10000;      // running jobs may finish in this time on Stop()
   int64_t processing_delay_ms = 0;        // fault injection for tests: pause before each job
+  int64_t job_timeout_ms = 0;             // whole-job wall clock; 0: no limit beyond the sandbox's
   processing::Limits limits;
+  SandboxSettings sandbox;                // extraction runs in a `conveyor extract` child
+  processing::AnalyzerSettings analyzer;  // local (default) or an OpenAI-compatible provider
+  ReferenceSettings references;           // earlier files of the session sharing key terms
 };
 
 using ConsumerFactory = std::function<Result<std::unique_ptr<queue::Consumer>>()>;

@@ -336,6 +336,54 @@ TEST(Service, ApiKeepsAcceptingWhileRedisIsDownAndJobsCompleteLater) {
   EXPECT_EQ((*final)["status"], "completed");
 }
 
+TEST(Service, JobOverItsTimeoutFailsWithATimeoutAndIsRetried) {
+  Service svc(Env{{"JOB_TIMEOUT_MS", "300"}, {"PROCESSING_DELAY_MS", "600"}});
+  svc.Start();
+  std::string id = svc.UploadOk("liam", "s1", {"file", "a.txt", "text/plain", kText});
+  ASSERT_FALSE(id.empty());
+  const std::string key = "bull:file-upload:" + id;
+  // The first attempt times out and is parked for a retry with backoff.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::string score = svc.redis().Cli({"ZSCORE", "bull:file-upload:delayed", id});
+        return !score.empty() && score != "\n";
+      },
+      20s))
+      << svc.worker().Log();
+  EXPECT_NE(svc.redis().Cli({"HGET", key, "failedReason"}).find("timed out"), std::string::npos);
+  EXPECT_EQ(svc.redis().Cli({"HGET", key, "atm"}), "1\n");
+  EXPECT_EQ(svc.redis().Cli({"HGET", key, "delay"}), "5000\n");
+  auto r = svc.Status("liam", id);
+  EXPECT_EQ(Service::Json(r)["data"]["status"], "pending") << r.body;
+}
+
+TEST(Service, LaterUploadsReferenceEarlierFilesOfTheSession) {
+  Service svc;
+  svc.Start();
+  std::string first = svc.UploadOk(
+      "mia", "s1",
+      {"file", "a.txt", "text/plain",
+       "Photosynthesis converts sunlight into chemical energy in chloroplasts. "
+       "Chloroplasts contain chlorophyll, which absorbs sunlight.\n"});
+  ASSERT_FALSE(first.empty());
+  ASSERT_TRUE(svc.WaitFinal("mia", first, 30s));
+  std::string second = svc.UploadOk(
+      "mia", "s1",
+      {"file", "b.txt", "text/plain",
+       "Chlorophyll in chloroplasts absorbs sunlight; photosynthesis then stores the energy.\n"});
+  ASSERT_FALSE(second.empty());
+  auto final = svc.WaitFinal("mia", second, 30s);
+  ASSERT_TRUE(final);
+  ASSERT_EQ((*final)["status"], "completed") << final->dump();
+  const auto& result = (*final)["result"];
+  EXPECT_TRUE(result["keywords"].is_array()) << result.dump();
+  EXPECT_EQ(result["language"], "en") << result.dump();
+  ASSERT_TRUE(result["references"].is_array()) << result.dump();
+  ASSERT_FALSE(result["references"].empty()) << result.dump();
+  EXPECT_EQ(result["references"][0]["jobId"], first);
+  EXPECT_EQ(result["references"][0]["fileId"], "file_" + first);
+}
+
 TEST(Service, SigtermStopsTheApiCleanly) {
   Service svc;
   svc.StartApi();
