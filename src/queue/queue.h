@@ -47,6 +47,10 @@ struct RedisOptions {
   // start-up. Long-running processes turn this off: they must start (and
   // keep serving) while Redis is down, and connect on first use instead.
   bool connect_at_open = true;
+  // CLIENT SETNAME of the connection ("" = none). Consumers name their
+  // blocking connection "<prefix>:<base64(queue_name)>" as Node's Worker does,
+  // which is how Queue.getWorkers() and Bull Board's Workers panel find them.
+  std::string client_name;
 };
 
 // Counts per BullMQ state (Queue.getJobCounts).

@@ -19,6 +19,7 @@
 // are retried once on kUnavailable, which hides a single stale socket after a
 // Redis restart. Consumer transitions are not: a lost reply may hide an
 // applied move, and the caller must decide.
+#include <openssl/evp.h>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -217,13 +218,25 @@ class RedisQueue final : public Queue {
 // ---------------------------------------------------------------------------
 // Consumer
 
+// The blocking connection carries the name Node's Worker gives its own:
+// "<prefix>:<base64(queue name)>", so Queue.getWorkers() counts it.
+RedisOptions WorkerConnectionOptions(RedisOptions o) {
+  std::string b64(4 * ((o.queue_name.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
+                          reinterpret_cast<const unsigned char*>(o.queue_name.data()),
+                          static_cast<int>(o.queue_name.size()));
+  b64.resize(static_cast<size_t>(n));
+  if (o.client_name.empty()) o.client_name = o.prefix + ":" + b64;
+  return o;
+}
+
 class RedisConsumer final : public Consumer {
  public:
   explicit RedisConsumer(RedisOptions options)
       : options_(std::move(options)),
         keys_(options_.prefix, options_.queue_name),
         dlq_keys_(options_.prefix, options_.dead_letter_queue_name),
-        blocking_(options_),
+        blocking_(WorkerConnectionOptions(options_)),
         commands_(options_) {}
 
   Result<bool> WaitForWork(int64_t timeout_ms) override {

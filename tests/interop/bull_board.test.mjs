@@ -119,11 +119,9 @@ test('Bull Board shows conveyor jobs', {
 
 // BullMQ's Worker names its blocking connection `<prefix>:<base64(queue)>`
 // (CLIENT SETNAME); Queue.getWorkers() and Bull Board's "Workers" panel find
-// workers by that name. conveyor's worker leaves its connections unnamed, so
-// the board says "No workers" while one runs.
+// workers by that name, and conveyor's worker names its connections the same.
 test('Queue.getWorkers() lists a running conveyor worker', {
   timeout: 30000,
-  todo: 'conveyor worker connections do not CLIENT SETNAME bull:<base64(queue)> as a bullmq Worker does',
 }, async (t) => {
   const svc = await Service.start();
   t.after(() => svc.stop());

@@ -97,6 +97,12 @@ Result<void> RedisConnection::EnsureConnected() {
       return Unavailable("redis AUTH refused: " + err);
     }
   }
+  if (!options_.client_name.empty()) {
+    auto* r = static_cast<redisReply*>(redisCommand(
+        ctx_, "CLIENT SETNAME %b", options_.client_name.data(), options_.client_name.size()));
+    if (!r) return DropWithError("CLIENT SETNAME failed");
+    freeReplyObject(r);  // a refusal only costs visibility in dashboards
+  }
   // Load every script once per connection, so EVALSHA normally hits.
   for (const ScriptSource& s : EmbeddedScripts()) {
     const Script& script = GetScript(s.name);
