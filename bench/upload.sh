@@ -48,6 +48,7 @@ PIDS+=($!)
 wait_port "$REDIS_PORT"
 
 export JWT_SECRET=bench-secret REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0
+export MAX_UPLOAD_BYTES=$(( (BIG_MIB + 1) << 20 ))
 export BENCH_TOKEN=$("$BIN" token --user bench)
 export BENCH_BOUNDARY=benchBoundary0123456789
 
@@ -67,36 +68,38 @@ start_api() {  # start_api FSYNC
   API_PORT=$(free_port)
   PORT=$API_PORT DATA_DIR="$WORK/data" UPLOAD_FSYNC=$1 "$BIN" api >"$WORK/api.log" 2>&1 &
   API_PID=$!
-  wait_port "$API_PORT"
+  wait_port "$API_PORT" || { echo "conveyor api did not start:"; cat "$WORK/api.log"; exit 1; }
 }
 stop_api() {
   if [ -n "$API_PID" ]; then kill "$API_PID" 2>/dev/null || true; wait "$API_PID" 2>/dev/null || true; API_PID=""; fi
 }
 
 wrk_median() {  # wrk_median CONNS SCRIPT -> "rps p50 p99" medians
-  local out rps=() p50=() p99=()
+  local out rps=() p50=() p99=() errors=()
   for _ in $(seq "$RUNS"); do
     out=$(wrk -t2 -c"$1" -d"$DURATION" -s "$2" "http://127.0.0.1:$API_PORT" | grep '^BENCH')
     rps+=($(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$out"))
     p50+=($(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$out"))
     p99+=($(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$out"))
-    rm -rf "$WORK/data/uploads/"*  # keep the disk from filling between runs
+    errors+=($(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$out"))
+    # Keep the disk from filling between runs (committed uploads only).
+    find "$WORK/data/uploads" -maxdepth 1 -type f -delete
   done
-  echo "$(printf '%s\n' "${rps[@]}" | median) $(printf '%s\n' "${p50[@]}" | median) $(printf '%s\n' "${p99[@]}" | median)"
+  echo "$(printf '%s\n' "${rps[@]}" | median) $(printf '%s\n' "${p50[@]}" | median) $(printf '%s\n' "${p99[@]}" | median) $(printf '%s\n' "${errors[@]}" | awk '{s+=$1} END {print s}')"
 }
 
 echo "conveyor upload benchmarks: $(nproc) cores, runs=$RUNS x $DURATION, load generator on the same machine"
 for fsync in $FSYNC_MODES; do
   start_api "$fsync"
-  read -r rps p50 p99 < <(BENCH_BODY_FILE="$WORK/body64k" wrk_median 16 bench/upload_post.lua)
-  echo "fsync=$fsync upload 64KiB c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms"
-  read -r rps p50 p99 < <(BENCH_BODY_FILE="$WORK/body1m" wrk_median 16 bench/upload_post.lua)
-  echo "fsync=$fsync upload 1MiB  c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms"
+  read -r rps p50 p99 errs < <(BENCH_BODY_FILE="$WORK/body64k" wrk_median 16 bench/upload_post.lua)
+  echo "fsync=$fsync upload 64KiB c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}"
+  read -r rps p50 p99 errs < <(BENCH_BODY_FILE="$WORK/body1m" wrk_median 16 bench/upload_post.lua)
+  echo "fsync=$fsync upload 1MiB  c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}"
   if [ "$fsync" = false ]; then
     JOB=$(curl -s -H "Authorization: Bearer $BENCH_TOKEN" -F session_id=bench -F "file=@README.md" \
       "http://127.0.0.1:$API_PORT/api/chat/upload/async" | sed -E 's/.*"jobId":"([^"]+)".*/\1/')
-    read -r rps p50 p99 < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
-    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms"
+    read -r rps p50 p99 errs < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
+    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}"
   fi
   # The large upload on a fresh API process, so its peak RSS is this upload's.
   start_api "$fsync"
