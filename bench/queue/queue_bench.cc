@@ -1,7 +1,7 @@
 // Queue engine benchmark: conveyor's BullMQ-format producer and consumer on a
 // real Redis. Adds --jobs no-op jobs (the first half from one thread, the
 // second from --producers threads), then processes them all with --consumers
-// threads (Fetch -> Complete("null")). Prints one JSON line:
+// threads (Fetch, then CompleteAndFetch("null") as the worker does). Prints one JSON line:
 //   add_rate_single, add_rate_multi (jobs/s), process_rate (jobs/s),
 //   cpu_s_per_10k (this process's user+sys CPU while processing, per 10,000
 //   jobs), p50_ms / p99_ms (job timestamp -> processedOn).
@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -123,18 +124,27 @@ int main(int argc, char** argv) {
       auto& c = *cs[t];
       const std::string token = "bench-" + std::to_string(t);
       std::vector<int64_t> mine;
+      // As the worker does: each completion also leases the next job, in one
+      // round trip (CompleteAndFetch).
+      std::optional<conveyor::queue::ActiveJob> next;
+      uint64_t seq = 0;
       while (done.load() < jobs) {
-        auto job = c.Fetch(token, 30000);
-        if (!job) Die("fetch", job.status());
-        if (!job->has_value()) {
-          auto w = c.WaitForWork(50);
-          if (!w) Die("wait", w.status());
-          continue;
+        if (!next) {
+          auto job = c.Fetch(token + ":" + std::to_string(seq++), 30000);
+          if (!job) Die("fetch", job.status());
+          if (!job->has_value()) {
+            auto w = c.WaitForWork(50);
+            if (!w) Die("wait", w.status());
+            continue;
+          }
+          next = std::move(**job);
         }
-        mine.push_back(NowMs() - (*job)->timestamp_ms);
-        auto r = c.Complete(**job, "null");
-        if (!r) Die("complete", r.status());
+        mine.push_back(NowMs() - next->timestamp_ms);
+        auto r = c.CompleteAndFetch(*next, "null", token + ":" + std::to_string(seq++), 30000);
+        if (!r.completed) Die("complete", r.completed.status());
+        if (!r.next) Die("fetch", r.next.status());
         ++done;
+        next = std::move(*r.next);
       }
       std::lock_guard<std::mutex> lock(mu);
       latencies.insert(latencies.end(), mine.begin(), mine.end());
