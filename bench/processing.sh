@@ -63,7 +63,8 @@ rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 export JWT_SECRET=bench-secret REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0 UPLOAD_FSYNC=false
 TOKEN=$("$BIN" token --user bench)
 
-# One run: fresh data, api and worker; prints "docs_per_s worker_hwm_kb child_hwm_kb failed".
+# One run: fresh data, api and worker; prints
+# "docs_per_s worker_hwm_kb child_hwm_kb failed children_sampled".
 run_once() {  # run_once CONCURRENCY
   rcli FLUSHALL >/dev/null
   rm -rf "$WORK/data"
@@ -72,7 +73,7 @@ run_once() {  # run_once CONCURRENCY
   PORT=$port BIND_ADDRESS=127.0.0.1 DATA_DIR="$WORK/data" "$BIN" api >"$WORK/api.log" 2>&1 &
   api=$!
   PIDS+=($api)
-  wait_port "$port"
+  wait_port "$port" || { echo "api did not start:" >&2; cat "$WORK/api.log" >&2; return 1; }
   DATA_DIR="$WORK/data" WORKER_CONCURRENCY=$1 "$BIN" worker >"$WORK/worker.log" 2>&1 &
   worker=$!
   PIDS+=($worker)
@@ -93,18 +94,21 @@ run_once() {  # run_once CONCURRENCY
   hwm=$(kb_of "$worker" VmHWM)
   kill "$sampler"; wait "$sampler" || true
   kill "$worker" "$api"; wait "$worker" "$api" 2>/dev/null || true
-  local child_hwm
+  local child_hwm children
   child_hwm=$(sed -E 's/.*max_child_hwm_kb=([0-9]+).*/\1/' "$WORK/child_rss.out")
-  awk -v n="$TOTAL" -v ms=$((t1 - t0)) -v w="$hwm" -v c="$child_hwm" -v f="$failed" \
-    'BEGIN {printf "%.2f %d %d %d\n", n * 1000 / ms, w, c, f}'
+  children=$(sed -E 's/^children=([0-9]+).*/\1/' "$WORK/child_rss.out")
+  awk -v n="$TOTAL" -v ms=$((t1 - t0)) -v w="$hwm" -v c="$child_hwm" -v f="$failed" -v k="$children" \
+    'BEGIN {printf "%.2f %d %d %d %d\n", n * 1000 / ms, w, c, f, k}'
 }
 
 echo "conveyor processing benchmark: $(nproc) cores, $TOTAL documents ($PER_FORMAT of each of 14 formats), runs=$RUNS"
 for c in $CONCURRENCIES; do
   rates=() whwm=() chwm=() fails=()
   for r in $(seq "$RUNS"); do
-    read -r rate w ch f < <(run_once "$c")
-    echo "  WORKER_CONCURRENCY=$c run $r: ${rate} docs/s worker_peak_rss=$((w / 1024))MiB extract_child_peak_rss=$((ch / 1024))MiB failed=$f"
+    run_once "$c" >"$WORK/run.out"
+    read -r rate w ch f k <"$WORK/run.out"
+    echo "  WORKER_CONCURRENCY=$c run $r: ${rate} docs/s worker_peak_rss=$((w / 1024))MiB" \
+      "extract_child_peak_rss=$((ch / 1024))MiB failed=$f (extract children sampled: $k)"
     rates+=("$rate"); whwm+=("$w"); chwm+=("$ch"); fails+=("$f")
   done
   echo "WORKER_CONCURRENCY=$c median: $(printf '%s\n' "${rates[@]}" | median) docs/s per worker," \
