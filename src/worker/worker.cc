@@ -335,8 +335,14 @@ class Worker::Impl {
     const Status timed_out = DeadlineExceeded(
         "Job timed out after " + std::to_string(settings_.job_timeout_ms) + " ms (JOB_TIMEOUT_MS)");
     if (settings_.processing_delay_ms > 0) {
-      // Tests use this window to kill the worker while it holds the job.
-      std::this_thread::sleep_for(milliseconds(settings_.processing_delay_ms));
+      // Tests use this window to kill or stop the worker while it holds the
+      // job. A Stop() whose grace ran out has released the job already:
+      // abandon it.
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, milliseconds(settings_.processing_delay_ms),
+                       [&] { return stopped_; })) {
+        return std::nullopt;
+      }
     }
     processing::Input input{payload->storage_path, payload->original_name, payload->message};
     auto progress = [&](const std::string& stage, int percent) {

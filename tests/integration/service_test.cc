@@ -384,6 +384,36 @@ TEST(Service, LaterUploadsReferenceEarlierFilesOfTheSession) {
   EXPECT_EQ(result["references"][0]["fileId"], "file_" + first);
 }
 
+TEST(Service, SigtermedWorkerReleasesItsJobForAnotherWorkerAtOnce) {
+  // A long lock: only the release at shutdown can hand the job over quickly.
+  Service svc(Env{{"JOB_LOCK_MS", "600000"}, {"SHUTDOWN_GRACE_MS", "300"}});
+  svc.StartApi();
+  auto env = svc.env();
+  env["PROCESSING_DELAY_MS"] = "600000";
+  Process slow({ConveyorBinary(), "worker"}, env, svc.data_dir() + "/slow-worker.log");
+  std::string id = svc.UploadOk("nora", "s1", {"file", "a.txt", "text/plain", kText});
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Service::Json(svc.Status("nora", id)).value("/data/status"_json_pointer,
+                                                          std::string()) == "processing";
+      },
+      20s));
+  auto start = std::chrono::steady_clock::now();
+  slow.Signal(SIGTERM);
+  int st = slow.Wait(20s);
+  ASSERT_NE(st, -1) << slow.Log();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << slow.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_NE(slow.Log().find("released job " + id), std::string::npos) << slow.Log();
+  // Back in wait, not waiting for a 10-minute lock to lapse.
+  EXPECT_EQ(svc.redis().Cli({"EXISTS", "bull:file-upload:" + id + ":lock"}), "0\n");
+  svc.StartWorker();
+  auto final = svc.WaitFinal("nora", id, 30s);
+  ASSERT_TRUE(final) << svc.worker().Log();
+  EXPECT_EQ((*final)["status"], "completed");
+}
+
 TEST(Service, SigtermStopsTheApiCleanly) {
   Service svc;
   svc.StartApi();
