@@ -20,6 +20,7 @@
 
 #include "app/config.h"
 #include "app/extract_command.h"
+#include "app/upload_command.h"
 #include "app/queue_command.h"
 #include "app/redis_child.h"
 #include "core/ids.h"
@@ -257,6 +258,7 @@ int main(int argc, char** argv) {
   auto* env = cli.add_subcommand("env", "list the environment settings and their defaults");
   auto queue_cmd = AddQueueCommand(cli);
   auto extract_cmd = AddExtractCommand(cli);
+  auto upload_cmd = AddUploadCommand(cli);
   CLI11_PARSE(cli, argc, argv);
 
   if (env->parsed()) {
@@ -278,5 +280,6 @@ int main(int argc, char** argv) {
   if (cmd == "token") return RunToken(*cfg, user, ttl_s);
   if (cmd == "migrate") return RunMigrate(*cfg);
   if (queue_cmd->parsed()) return queue_cmd->Run(*cfg);
+  if (upload_cmd->parsed()) return upload_cmd->Run(*cfg);
   return 2;
 }

@@ -414,6 +414,33 @@ TEST(Service, SigtermedWorkerReleasesItsJobForAnotherWorkerAtOnce) {
   EXPECT_EQ((*final)["status"], "completed");
 }
 
+TEST(Service, UploadCommandStreamsAFileAndWaitsForTheResult) {
+  Service svc;
+  svc.Start();
+  std::string file = svc.data_dir() + "/notes.txt";
+  {
+    std::ofstream out(file);
+    out << kText;
+  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(svc.port());
+  Process ok({ConveyorBinary(), "upload", file, "--session", "s1", "--wait", "--url", url,
+              "--token", Service::Token("olga")},
+             {}, svc.data_dir() + "/upload.log");
+  int st = ok.Wait(60s);
+  ASSERT_NE(st, -1) << ok.Log();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << ok.Log();
+  EXPECT_NE(ok.Log().find("\"status\": \"completed\""), std::string::npos) << ok.Log();
+  EXPECT_NE(ok.Log().find("\"aiResponse\""), std::string::npos) << ok.Log();
+  // A refused upload exits 1 and shows the server's JSON error.
+  Process bad({ConveyorBinary(), "upload", file, "--session", "s1", "--url", url, "--token",
+               "not-a-token"},
+              {}, svc.data_dir() + "/upload-bad.log");
+  st = bad.Wait(30s);
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << bad.Log();
+  EXPECT_NE(bad.Log().find("unauthorized"), std::string::npos) << bad.Log();
+}
+
 TEST(Service, SigtermStopsTheApiCleanly) {
   Service svc;
   svc.StartApi();
