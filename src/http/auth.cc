@@ -87,10 +87,7 @@ bool HeaderIsHs256(std::string_view token) {
 
 }  // namespace
 
-Result<std::string> VerifyBearer(std::string_view authorization, std::string_view secret,
-                                 int64_t now_s) {
-  // An empty key makes libjwt skip signature verification altogether.
-  if (secret.empty()) return Unauthenticated("no token secret configured");
+Result<std::string_view> BearerToken(std::string_view authorization) {
   if (authorization.empty()) return Unauthenticated("missing Authorization header");
   constexpr std::string_view kScheme = "Bearer";
   if (authorization.size() <= kScheme.size() ||
@@ -103,6 +100,13 @@ Result<std::string> VerifyBearer(std::string_view authorization, std::string_vie
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
   if (token.empty() || token.size() > kMaxTokenBytes) return Unauthenticated("malformed token");
   if (token.find('\0') != std::string_view::npos) return Unauthenticated("malformed token");
+  return token;
+}
+
+Result<VerifiedToken> VerifyToken(std::string_view token, std::string_view secret,
+                                  int64_t now_s) {
+  // An empty key makes libjwt skip signature verification altogether.
+  if (secret.empty()) return Unauthenticated("no token secret configured");
   if (!HeaderIsHs256(token)) return Unauthenticated("token algorithm is not HS256");
 
   std::string token_str(token);  // libjwt wants a NUL-terminated string
@@ -120,10 +124,12 @@ Result<std::string> VerifyBearer(std::string_view authorization, std::string_vie
   auto claims = nlohmann::json::parse(grants.get(), nullptr, /*allow_exceptions=*/false);
   if (!claims.is_object()) return Unauthenticated("token claims are not an object");
 
+  VerifiedToken out;
   if (auto exp = claims.find("exp"); exp != claims.end()) {
     if (!exp->is_number()) return Unauthenticated("token exp is not a number");
+    out.exp_s = exp->get<double>();
     // RFC 7519 §4.1.4: the token must not be accepted on or after exp.
-    if (static_cast<double>(now_s) >= exp->get<double>()) return Unauthenticated("token expired");
+    if (static_cast<double>(now_s) >= out.exp_s) return Unauthenticated("token expired");
   }
   if (auto nbf = claims.find("nbf"); nbf != claims.end()) {
     if (!nbf->is_number()) return Unauthenticated("token nbf is not a number");
@@ -135,7 +141,19 @@ Result<std::string> VerifyBearer(std::string_view authorization, std::string_vie
   if (sub == claims.end() || !sub->is_string() || sub->get_ref<const std::string&>().empty()) {
     return Unauthenticated("token without a subject");
   }
-  return sub->get<std::string>();
+  out.user_id = sub->get<std::string>();
+  return out;
+}
+
+Result<std::string> VerifyBearer(std::string_view authorization, std::string_view secret,
+                                 int64_t now_s) {
+  // An empty key makes libjwt skip signature verification altogether.
+  if (secret.empty()) return Unauthenticated("no token secret configured");
+  auto token = BearerToken(authorization);
+  if (!token) return token.status();
+  auto verified = VerifyToken(*token, secret, now_s);
+  if (!verified) return verified.status();
+  return std::move(verified->user_id);
 }
 
 Result<std::string> MintToken(std::string_view secret, std::string_view user_id, int64_t now_s,

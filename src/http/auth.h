@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,24 @@ namespace conveyor::http {
 // seconds. Thread-safe.
 Result<std::string> VerifyBearer(std::string_view authorization, std::string_view secret,
                                  int64_t now_s);
+
+// The two steps of VerifyBearer, for callers that cache verified tokens
+// (internal/token_cache.h).
+//
+// The token of an Authorization header value "Bearer <jwt>" (a view into
+// `authorization`); kUnauthenticated when the header is missing, not a bearer
+// token or malformed.
+Result<std::string_view> BearerToken(std::string_view authorization);
+
+struct VerifiedToken {
+  std::string user_id;  // `sub`
+  // `exp` in seconds since the epoch: the token is refused from this instant
+  // on. +infinity when the token has no `exp`.
+  double exp_s = std::numeric_limits<double>::infinity();
+};
+// Verifies a bare JWT (signature, algorithm, exp, nbf, sub); the errors of
+// VerifyBearer. Thread-safe.
+Result<VerifiedToken> VerifyToken(std::string_view token, std::string_view secret, int64_t now_s);
 
 // Mints an HS256 token for `user_id` expiring `ttl_s` seconds after `now_s`
 // (for `conveyor token` and tests).

@@ -17,6 +17,7 @@
 
 #include "http/internal/metrics.h"
 #include "http/internal/rate_limiter.h"
+#include "http/internal/token_cache.h"
 #include "http/server.h"
 
 namespace conveyor::http {
@@ -28,6 +29,7 @@ struct ServerContext {
       : settings(std::move(s)),
         deps(d),
         limiter(settings.rate_limit_per_minute),
+        tokens(settings.jwt_secret),
         pool(static_cast<size_t>(settings.blocking_threads < 1 ? 1 : settings.blocking_threads)),
         ioc(settings.threads < 1 ? 1 : settings.threads) {}
 
@@ -35,6 +37,7 @@ struct ServerContext {
   const ServerDeps deps;
   Metrics metrics;
   RateLimiter limiter;
+  TokenCache tokens;  // verified bearer tokens (see token_cache.h)
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_request_id{1};
 
