@@ -27,6 +27,9 @@ namespace fs = std::filesystem;
 // straight to the file. 1 MiB keeps syscalls rare for the typical 64 KiB
 // network reads without holding much memory per upload.
 constexpr size_t kWriteBufferBytes = 1 << 20;
+// An append of at least this much with nothing buffered is written directly
+// (large enough that the write(2) is not the cost).
+constexpr size_t kDirectWriteBytes = 64 * 1024;
 constexpr std::string_view kTempSuffix = ".part";
 
 Status ErrnoStatus(std::string_view what, const std::string& path, int err) {
@@ -68,7 +71,11 @@ class LocalBlobWriter final : public BlobWriter {
 
   Result<void> Append(std::string_view bytes) override {
     if (state_ != State::kOpen) return FailedPrecondition("blob writer is closed");
-    if (buffer_.size() + bytes.size() <= kWriteBufferBytes) {
+    if (buffer_.empty() && bytes.size() >= kDirectWriteBytes) {
+      // Nothing to keep in order with: write it as it is. Saves a copy, and
+      // a small upload that arrives in one piece never allocates the buffer.
+      CONVEYOR_RETURN_IF_ERROR(WriteAll(fd_, bytes, temp_path_));
+    } else if (buffer_.size() + bytes.size() <= kWriteBufferBytes) {
       if (buffer_.capacity() < kWriteBufferBytes) buffer_.reserve(kWriteBufferBytes);
       buffer_.append(bytes);
     } else {
