@@ -2,10 +2,13 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,6 +194,155 @@ std::string RedisServer::Cli(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {"redis-cli", "-p", std::to_string(port_)};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCapture(argv);
+}
+
+namespace {
+
+// The directory holding initdb/postgres/pg_isready/psql.
+std::string PostgresBindir() {
+  if (const char* p = std::getenv("CONVEYOR_PG_BINDIR"); p != nullptr && *p != '\0') return p;
+  int st = 0;
+  std::string out = RunCapture({"pg_config", "--bindir"}, &st);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  if (st == 0 && std::filesystem::exists(out + "/initdb")) return out;
+  std::string best;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/usr/lib/postgresql", ec)) {
+    std::string bin = e.path().string() + "/bin";
+    if (std::filesystem::exists(bin + "/initdb") && bin > best) best = bin;
+  }
+  if (best.empty()) throw std::runtime_error("PostgreSQL server binaries not found");
+  return best;
+}
+
+// Starts argv (absolute path) with output appended to `log`; as root, as the
+// "postgres" user (fork + setgid/setuid, so the pid is the program's own).
+pid_t SpawnAsPostgres(const std::vector<std::string>& argv, const std::string& log) {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool drop = ::geteuid() == 0;
+  if (drop) {
+    passwd* pw = ::getpwnam("postgres");
+    if (pw == nullptr) throw std::runtime_error("running as root and no \"postgres\" user exists");
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("open " + log);
+  if (drop && ::fchown(fd, uid, gid) != 0) {
+    ::close(fd);
+    throw std::runtime_error("chown " + log);
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls from here on.
+    int in = ::open("/dev/null", O_RDONLY);
+    if (in >= 0) ::dup2(in, 0);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
+      ::_exit(126);
+    }
+    ::execv(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  ::close(fd);
+  if (pid < 0) throw std::runtime_error("fork failed");
+  return pid;
+}
+
+}  // namespace
+
+PostgresServer::PostgresServer() : bindir_(PostgresBindir()), port_(FreePort()) {
+  if (::geteuid() == 0) {
+    passwd* pw = ::getpwnam("postgres");
+    if (pw == nullptr || ::chown(dir_.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+      throw std::runtime_error("cannot hand " + dir_.path() + " to the postgres user");
+    }
+  }
+  pid_t pid = SpawnAsPostgres({bindir_ + "/initdb", "-D", dir_ / "data", "-A", "trust", "-U",
+                               "conveyor", "-E", "UTF8", "--locale=C", "--no-sync"},
+                              dir_ / "initdb.log");
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    std::ifstream in(dir_ / "initdb.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    throw std::runtime_error("initdb failed: " + ss.str());
+  }
+  Start();
+}
+
+PostgresServer::~PostgresServer() { Stop(); }
+
+void PostgresServer::Start() {
+  if (pid_ > 0) return;
+  pid_ = SpawnAsPostgres({bindir_ + "/postgres", "-D", dir_ / "data", "-p", std::to_string(port_),
+                          "-k", dir_.path(), "-c", "listen_addresses=127.0.0.1", "-c",
+                          "fsync=off", "-c", "full_page_writes=off", "-c",
+                          "synchronous_commit=off"},
+                         dir_ / "postgres.log");
+  bool ok = Eventually(
+      [&] {
+        int st = 0;
+        pid_t r = ::waitpid(pid_, &st, WNOHANG);
+        if (r == pid_) {
+          pid_ = -1;
+          return true;  // exited: reported below
+        }
+        RunCapture({bindir_ + "/pg_isready", "-q", "-h", "127.0.0.1", "-p", std::to_string(port_),
+                    "-U", "conveyor"},
+                   &st);
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+      },
+      std::chrono::seconds(30));
+  if (!ok || pid_ < 0) throw std::runtime_error("postgres did not start: " + Log());
+}
+
+void PostgresServer::Stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGINT);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int st = 0;
+  while (::waitpid(pid_, &st, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &st, 0);
+      break;
+    }
+    WaitBrief();
+  }
+  pid_ = -1;
+}
+
+std::string PostgresServer::Url(const std::string& db) const {
+  return "postgres://conveyor@127.0.0.1:" + std::to_string(port_) + "/" + db;
+}
+
+std::string PostgresServer::Psql(const std::string& sql, const std::string& db) const {
+  int st = 0;
+  std::string out = RunCapture({bindir_ + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "conveyor",
+                                "-d", db, "-c", sql},
+                               &st);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw std::runtime_error("psql failed: " + sql);
+  return out;
+}
+
+std::string PostgresServer::CreateDatabase(const std::string& name) {
+  Psql("CREATE DATABASE " + name);
+  return Url(name);
+}
+
+std::string PostgresServer::Log() const {
+  std::ifstream in(dir_ / "postgres.log");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string RunCapture(const std::vector<std::string>& argv, int* exit_status) {

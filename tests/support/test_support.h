@@ -93,6 +93,37 @@ class RedisServer {
   Process proc_;
 };
 
+// A real PostgreSQL server on a free port, its cluster in a temp dir:
+// initdb (-A trust, superuser "conveyor", UTF8, C locale) and `postgres`
+// listening on 127.0.0.1 with fsync off. The binaries come from
+// $CONVEYOR_PG_BINDIR, else `pg_config --bindir`, else
+// /usr/lib/postgresql/<n>/bin. initdb and postgres refuse to run as root: as
+// root they run as the "postgres" user, which then owns the temp dir.
+class PostgresServer {
+ public:
+  PostgresServer();   // initdb + Start(); throws std::runtime_error on failure
+  ~PostgresServer();  // Stop()
+  PostgresServer(const PostgresServer&) = delete;
+  PostgresServer& operator=(const PostgresServer&) = delete;
+  int port() const { return port_; }
+  const std::string& dir() const { return dir_.path(); }
+  void Start();  // (re)start on the same port and cluster; waits until ready
+  void Stop();   // fast shutdown (SIGINT: clients are disconnected), SIGKILL after 10 s
+  // "postgres://conveyor@127.0.0.1:<port>/<db>".
+  std::string Url(const std::string& db = "postgres") const;
+  // Creates database `name` (a plain identifier) and returns its Url().
+  std::string CreateDatabase(const std::string& name);
+  // Runs psql -c `sql` against `db`; its stdout.
+  std::string Psql(const std::string& sql, const std::string& db = "postgres") const;
+  std::string Log() const;
+
+ private:
+  TempDir dir_;
+  std::string bindir_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
 // Runs a command and returns its stdout (stderr goes to the test log).
 std::string RunCapture(const std::vector<std::string>& argv, int* exit_status = nullptr);
 

@@ -1,8 +1,24 @@
 -- 0001_init (PostgreSQL): mirrors sqlite/0001_init.sql.
 --
--- Same tables, columns and units (timestamps are epoch ms in BIGINT). Full-text
--- search uses a generated tsvector column with a GIN index in place of FTS5.
--- Not yet exercised: the PostgreSQL backend is not built.
+-- Same tables, columns and units (timestamps are epoch ms in BIGINT; "result"
+-- is TEXT, kept byte for byte as SQLite keeps it). Full-text search uses a
+-- generated tsvector column with a GIN index in place of FTS5, under a text
+-- search configuration that behaves like SQLite's 'porter unicode61
+-- remove_diacritics 2': English stemming, accents folded, and no stop words
+-- (every word a person types can be found, "or" and "the" included).
+-- Applied in one transaction under an advisory lock (see
+-- storage/postgres/postgres_metadata_store.cc).
+
+-- unaccent ships with the server (trusted: a database owner may create it).
+CREATE EXTENSION IF NOT EXISTS unaccent;
+
+-- The Snowball English stemmer without its stop-word list.
+CREATE TEXT SEARCH DICTIONARY conveyor_english_stem (TEMPLATE = snowball, Language = english);
+CREATE TEXT SEARCH CONFIGURATION conveyor_search (COPY = pg_catalog.english);
+ALTER TEXT SEARCH CONFIGURATION conveyor_search
+  ALTER MAPPING FOR asciiword, asciihword, hword_asciipart WITH conveyor_english_stem;
+ALTER TEXT SEARCH CONFIGURATION conveyor_search
+  ALTER MAPPING FOR word, hword, hword_part WITH unaccent, conveyor_english_stem;
 
 CREATE TABLE "FileUploadJob" (
   "id"           TEXT    NOT NULL PRIMARY KEY,
@@ -11,7 +27,7 @@ CREATE TABLE "FileUploadJob" (
   "status"       TEXT    NOT NULL DEFAULT 'pending'
                  CHECK ("status" IN ('pending', 'processing', 'completed', 'failed')),
   "fileId"       TEXT,
-  "result"       JSONB,
+  "result"       TEXT,
   "error"        TEXT,
   "createdAt"    BIGINT  NOT NULL,
   "updatedAt"    BIGINT  NOT NULL,
@@ -37,7 +53,7 @@ CREATE TABLE "MemoryChunk" (
   "chunkIndex" INTEGER NOT NULL,
   "text"       TEXT    NOT NULL,
   "createdAt"  BIGINT  NOT NULL,
-  "tsv"        TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple', "text")) STORED,
+  "tsv"        TSVECTOR GENERATED ALWAYS AS (to_tsvector('conveyor_search'::regconfig, "text")) STORED,
   UNIQUE ("fileId", "chunkIndex")
 );
 CREATE INDEX "MemoryChunk_jobId_idx" ON "MemoryChunk" ("jobId");
