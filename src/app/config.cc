@@ -102,7 +102,7 @@ const std::vector<Setting>& Table() {
       {"DATA_DIR", "./data", "base directory for the default database and storage",
        Str("DATA_DIR", &Config::data_dir, false)},
       {"DATABASE_URL", "sqlite:///<DATA_DIR>/conveyor.db",
-       "sqlite:///abs/path.db (postgres:// is reserved for the PostgreSQL backend)",
+       "sqlite:///abs/path.db or postgres://user:pass@host:port/db (postgresql:// too)",
        [](const std::string& v, Config& c) -> Status {
          if (v.rfind("sqlite://", 0) != 0 && v.rfind("postgres://", 0) != 0 &&
              v.rfind("postgresql://", 0) != 0) {

@@ -3,6 +3,7 @@
 
 #include <string_view>
 
+#include "storage/postgres/postgres_metadata_store.h"
 #include "storage/sqlite/sqlite_metadata_store.h"
 
 namespace conveyor::storage {
@@ -34,8 +35,6 @@ Result<ParsedUrl> ParseUrl(const std::string& url) {
   return InvalidArgument("DATABASE_URL: unknown scheme (expected sqlite:// or postgres://)");
 }
 
-Status PostgresNotBuilt() { return InvalidArgument("PostgreSQL backend not built"); }
-
 }  // namespace
 
 Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url, bool migrate) {
@@ -43,7 +42,7 @@ Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url,
   if (!parsed) return parsed.status();
   switch (parsed->backend) {
     case ParsedUrl::Backend::kSqlite: return sqlite::Open(parsed->location, migrate);
-    case ParsedUrl::Backend::kPostgres: return PostgresNotBuilt();
+    case ParsedUrl::Backend::kPostgres: return postgres::Open(parsed->location, migrate);
   }
   return Internal("unreachable");
 }
@@ -53,7 +52,7 @@ Result<int> Migrate(const std::string& url) {
   if (!parsed) return parsed.status();
   switch (parsed->backend) {
     case ParsedUrl::Backend::kSqlite: return sqlite::Migrate(parsed->location);
-    case ParsedUrl::Backend::kPostgres: return PostgresNotBuilt();
+    case ParsedUrl::Backend::kPostgres: return postgres::Migrate(parsed->location);
   }
   return Internal("unreachable");
 }

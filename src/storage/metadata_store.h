@@ -3,8 +3,8 @@
 // MetadataStore: the job rows and memory chunks. The row is the source of
 // truth for a job's status as clients see it; the queue mirrors it.
 //
-// Implementations: SQLite (sqlite/, WAL mode) now; PostgreSQL joins behind the
-// same interface. Open one with OpenMetadataStore(url), which also applies
+// Implementations: SQLite (sqlite/, WAL mode) and PostgreSQL (postgres/, over
+// libpq with a connection pool), with the same behaviour method for method. Open one with OpenMetadataStore(url), which also applies
 // pending migrations when `migrate` is true.
 //
 // Threads: every method is blocking (disk or network I/O) and safe to call
@@ -86,11 +86,12 @@ class MetadataStore {
 };
 
 // Opens the store named by `url`: "sqlite:///abs/path.db" (or "sqlite://:memory:"
-// for tests, private to the returned store). With `migrate`, pending schema
-// migrations are applied first; without it, a schema older than this build is
-// kFailedPrecondition ("run conveyor migrate"). kInvalidArgument for an
-// unknown scheme (and, until that backend exists, for postgres:// with the
-// message "PostgreSQL backend not built"), kUnavailable if it cannot be opened.
+// for tests, private to the returned store), or a libpq URI
+// "postgres://user:pass@host:port/db" ("postgresql://" too). With `migrate`,
+// pending schema migrations are applied first (PostgreSQL: under an advisory
+// lock, so concurrent starters are safe); without it, a schema older than this
+// build is kFailedPrecondition ("run conveyor migrate"). kInvalidArgument for
+// an unknown scheme, kUnavailable if it cannot be opened or reached.
 //
 // Timestamps are epoch milliseconds. Migrations live in
 // src/storage/migrations/<dialect>/NNNN_name.sql, compiled into the binary and

@@ -4,8 +4,8 @@
 // tests (metadata_store_contract.cc). A backend's test binary links that file
 // and instantiates the suites with its StoreBackend:
 //
-//   INSTANTIATE_TEST_SUITE_P(Sqlite, MetadataStoreContract, ::testing::Values(&kSqlite));
-//   INSTANTIATE_TEST_SUITE_P(Sqlite, MemoryContract, ::testing::Values(&kSqlite));
+//   INSTANTIATE_TEST_SUITE_P(Sqlite, MetadataStoreContract, ::testing::Values(&kSqlite),
+//                            BackendName);
 #pragma once
 
 #include <gtest/gtest.h>
@@ -25,6 +25,12 @@ struct StoreBackend {
   std::function<Result<std::unique_ptr<MetadataStore>>(const std::string& url, bool migrate)> open;
   std::function<Result<int>(const std::string& url)> migrate;
 };
+
+// Test-name suffix for a backend: its parameter has no stable printable form
+// (a pointer differs from run to run), and ctest filters by name.
+inline std::string BackendName(const ::testing::TestParamInfo<const StoreBackend*>&) {
+  return "db";
+}
 
 // open(url, migrate), failing the test (and returning null) on an error.
 std::unique_ptr<MetadataStore> OpenStore(const StoreBackend& backend, const std::string& url,

@@ -32,10 +32,13 @@ std::string FreshPostgresUrl() {
   return SharedServer().CreateDatabase("contract_" + std::to_string(n++));
 }
 
-const StoreBackend kPostgres{FreshPostgresUrl, postgres::Open, postgres::Migrate};
+// Through the factory, as the service opens it.
+const StoreBackend kPostgres{FreshPostgresUrl, OpenMetadataStore, [](const std::string& url) {
+                               return Migrate(url);
+                             }};
 
-INSTANTIATE_TEST_SUITE_P(Postgres, MetadataStoreContract, ::testing::Values(&kPostgres));
-INSTANTIATE_TEST_SUITE_P(Postgres, MemoryContract, ::testing::Values(&kPostgres));
+INSTANTIATE_TEST_SUITE_P(Postgres, MetadataStoreContract, ::testing::Values(&kPostgres), BackendName);
+INSTANTIATE_TEST_SUITE_P(Postgres, MemoryContract, ::testing::Values(&kPostgres), BackendName);
 
 TEST(PostgresMetadataStore, ServerRestartIsUnavailableThenRecovers) {
   PostgresServer server;
