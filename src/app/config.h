@@ -20,6 +20,7 @@ struct Config {
   int port = 8080;
   std::string bind_address = "0.0.0.0";
   int http_threads = 0;                    // 0: one per core
+  int blocking_threads = 4;                // API pool for SQLite/Redis/fsync calls
   int64_t max_upload_bytes = 52428800;     // MAX_UPLOAD_BYTES (file size limit)
   int64_t max_header_bytes = 16384;        // request header block
   int64_t header_timeout_ms = 10000;       // to receive the request header

@@ -78,6 +78,7 @@ http::ServerSettings ServerSettingsFrom(const Config& c) {
   s.bind_address = c.bind_address;
   s.port = c.port;
   s.threads = c.http_threads;
+  s.blocking_threads = c.blocking_threads;
   s.max_upload_bytes = c.max_upload_bytes;
   s.max_header_bytes = c.max_header_bytes;
   s.header_timeout_ms = c.header_timeout_ms;
