@@ -23,7 +23,9 @@ command -v wrk >/dev/null || { echo "wrk missing: scripts/setup.sh installs it";
 
 WORK=$(mktemp -d "$PWD/build/bench-XXXXXX")
 PIDS=()
+API_PID=""
 cleanup() {
+  declare -F stop_api >/dev/null && stop_api
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
@@ -61,7 +63,6 @@ make_body() {  # make_body SIZE_BYTES FILE
 make_body 65536 "$WORK/body64k"
 make_body 1048576 "$WORK/body1m"
 
-API_PID=""
 start_api() {  # start_api FSYNC
   stop_api
   rm -rf "$WORK/data"
