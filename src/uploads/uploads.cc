@@ -4,11 +4,11 @@
 
 #include <chrono>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/ids.h"
 #include "queue/job.h"
+#include "queue/payload.h"
 #include "queue/queue.h"
 #include "storage/job_record.h"
 #include "storage/metadata_store.h"
@@ -136,17 +136,9 @@ std::string CleanFileName(std::string_view name) {
 }
 
 std::string JobDataJson(const storage::NewJob& job) {
-  // Same shape as queue/payload.h's JobPayload (DESIGN.md §1 "Queue").
-  nlohmann::json j = {{"jobId", job.id},
-                      {"userId", job.user_id},
-                      {"sessionId", job.session_id},
-                      {"storagePath", job.storage_path},
-                      {"originalName", job.original_name},
-                      {"mimeType", job.mime_type},
-                      {"size", job.size_bytes},
-                      {"message", job.message}};
-  // Client-supplied strings may hold invalid UTF-8: replaced, never fatal.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return queue::EncodeJobPayload({job.id, job.user_id, job.session_id, job.storage_path,
+                                  job.original_name, job.mime_type, job.size_bytes,
+                                  job.message});
 }
 
 Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::MetadataStore& store,
