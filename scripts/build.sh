@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds conveyor into ./build (Ninja, ccache, -j2 by default).
+# Arguments are Ninja targets (default: everything), e.g. `scripts/build.sh conveyor`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -9,4 +10,4 @@ WERROR=${CONVEYOR_WERROR:-OFF}
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONVEYOR_WERROR="$WERROR"
 fi
-ninja -C "$BUILD_DIR" -j"$JOBS"
+ninja -C "$BUILD_DIR" -j"$JOBS" "$@"

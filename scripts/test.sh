@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+. scripts/env.sh
 scripts/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
 export CONVEYOR_BINARY="$PWD/$BUILD_DIR/src/app/conveyor"
@@ -13,14 +14,19 @@ export CONVEYOR_BINARY="$PWD/$BUILD_DIR/src/app/conveyor"
 status=0
 (cd "$BUILD_DIR" && ctest --output-on-failure -j2 --timeout 600) || status=1
 
-# A short libFuzzer run of the multipart parser (built when clang is present).
-if [ -x "$BUILD_DIR/tests/fuzz/multipart_fuzz" ]; then
-  mkdir -p "$BUILD_DIR/fuzz-corpus"
-  "$BUILD_DIR/tests/fuzz/multipart_fuzz" -max_total_time="${FUZZ_SECONDS:-30}" \
-    "$BUILD_DIR/fuzz-corpus" tests/fuzz/corpus >"$BUILD_DIR/fuzz.log" 2>&1 \
-    && echo "fuzz: multipart_fuzz ran ${FUZZ_SECONDS:-30}s without a crash" \
-    || { echo "fuzz: multipart_fuzz FAILED"; tail -50 "$BUILD_DIR/fuzz.log"; status=1; }
-fi
+# A short libFuzzer run of each fuzz target (built when clang++ and its
+# sanitizer runtimes are installed), over its seed corpus.
+for fuzzer in "$BUILD_DIR"/tests/fuzz/*_fuzz; do
+  [ -x "$fuzzer" ] || continue
+  name=$(basename "$fuzzer")
+  mkdir -p "$BUILD_DIR/fuzz-corpus/$name"
+  if "$fuzzer" -max_total_time="${FUZZ_SECONDS:-30}" "$BUILD_DIR/fuzz-corpus/$name" \
+       "tests/fuzz/corpus/$name" >"$BUILD_DIR/fuzz-$name.log" 2>&1; then
+    echo "fuzz: $name ran ${FUZZ_SECONDS:-30}s without a crash"
+  else
+    echo "fuzz: $name FAILED"; tail -50 "$BUILD_DIR/fuzz-$name.log"; status=1
+  fi
+done
 
 # Interop tests with the real bullmq, Bull Board and Chromium (node:test).
 if compgen -G "tests/interop/*.test.mjs" >/dev/null; then

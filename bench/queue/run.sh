@@ -10,6 +10,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+. "$root/scripts/env.sh"
 build="${1:-$root/build}"
 bench="$build/bench/queue_bench"
 jobs="${JOBS:-20000}"; producers="${PRODUCERS:-4}"; consumers="${CONSUMERS:-16}"

@@ -5,7 +5,7 @@
 // parts, the same concatenated data per part and the same final status;
 // anything else aborts. The boundary is taken from the input's first line when
 // it looks like one ("--boundary\r\n"), so plain multipart bodies make good
-// seeds (tests/fuzz/corpus); otherwise it is "XyZ".
+// seeds (tests/fuzz/corpus/multipart_fuzz); otherwise it is "XyZ".
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
