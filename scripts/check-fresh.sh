@@ -90,6 +90,9 @@ mount_into() {  # mount_into TARGET mount-args...
   mkdir -p "$target"
   mount "$@" "$target"
   mounts+=("$target")
+  # A recursive bind is made a slave, so unmounting it later never propagates
+  # back to the host's own /dev or /sys.
+  [ "$1" != --rbind ] || mount --make-rslave "$target"
 }
 
 # In the root, as a login shell of a new user would have it.
@@ -97,7 +100,7 @@ in_root() {
   chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
-    ${FRESH_CCACHE:+CCACHE_DIR=/var/cache/conveyor-ccache} "$@"
+    ${FRESH_CCACHE:+CCACHE_DIR=/var/cache/conveyor-ccache CCACHE_BASEDIR=/root CCACHE_HASHDIR=false} "$@"
 }
 
 # The host's Debian mirror (no host is named here: the root fetches from
