@@ -100,7 +100,7 @@ in_root() {
   chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
-    ${FRESH_CCACHE:+CCACHE_DIR=/var/cache/conveyor-ccache CCACHE_BASEDIR=/root CCACHE_HASHDIR=false} "$@"
+    ${FRESH_CCACHE:+CCACHE_DIR=/var/cache/conveyor-ccache CCACHE_BASEDIR=/root CCACHE_NOHASHDIR=1} "$@"
 }
 
 # The host's Debian mirror (no host is named here: the root fetches from
