@@ -1,5 +1,9 @@
 // Extract: a file's text by kind, dispatching to the per-format readers.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "processing/internal/encoding.h"
 #include "processing/internal/html.h"
@@ -19,8 +23,8 @@ constexpr char kInvalidFormat[] = "Invalid file format";
 constexpr size_t kRtfReadBytes = 64 << 10;
 
 // Text kinds: the whole file, decoded to UTF-8.
-Result<Extracted> ExtractTextKind(const std::string& path, FileKind kind, const Limits& limits) {
-  auto raw = internal::ReadHead(path, static_cast<size_t>(limits.max_input_bytes), nullptr);
+Result<Extracted> ExtractTextKind(int fd, FileKind kind, const Limits& limits) {
+  auto raw = internal::ReadHead(fd, static_cast<size_t>(limits.max_input_bytes), nullptr);
   if (!raw) return raw.status();
   auto encoding = internal::DetectEncoding(*raw, false);
   if (!encoding) return InvalidArgument(kInvalidFormat);
@@ -64,20 +68,19 @@ Result<Extracted> ExtractTextKind(const std::string& path, FileKind kind, const 
   return out;
 }
 
-Result<Extracted> ExtractRtf(const std::string& path, const Limits& limits) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return FailedPrecondition("open " + path);
+Result<Extracted> ExtractRtf(int fd, const Limits& limits) {
   internal::RtfReader reader(static_cast<size_t>(limits.max_text_bytes));
   std::string block(kRtfReadBytes, '\0');
   Status status;
+  off_t offset = 0;
   while (status.ok()) {
-    size_t n = std::fread(block.data(), 1, block.size(), f);
+    ssize_t n = ::pread(fd, block.data(), block.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Unavailable(std::string("read input: ") + std::strerror(errno));
     if (n == 0) break;
-    status = reader.Feed(std::string_view(block.data(), n));
+    offset += n;
+    status = reader.Feed(std::string_view(block.data(), static_cast<size_t>(n)));
   }
-  bool read_error = std::ferror(f) != 0;
-  std::fclose(f);
-  if (read_error) return Unavailable("read " + path);
   if (!status.ok()) return status;
   auto text = reader.Finish();
   if (!text) return text.status();
@@ -89,8 +92,14 @@ Result<Extracted> ExtractRtf(const std::string& path, const Limits& limits) {
 }  // namespace
 
 Result<Extracted> Extract(const std::string& path, FileKind kind, const Limits& limits) {
+  auto fd = internal::OpenForReading(path);
+  if (!fd) return fd.status();
+  return ExtractFd(fd->get(), kind, limits);
+}
+
+Result<Extracted> ExtractFd(int fd, FileKind kind, const Limits& limits) {
   int64_t size = 0;
-  auto probe = internal::ReadHead(path, 0, &size);
+  auto probe = internal::ReadHead(fd, 0, &size);
   if (!probe) return probe.status();
   if (size > limits.max_input_bytes) {
     return ResourceExhausted("file is " + std::to_string(size) + " bytes, over the " +
@@ -103,13 +112,13 @@ Result<Extracted> Extract(const std::string& path, FileKind kind, const Limits& 
     case FileKind::kCsv:
     case FileKind::kJson:
     case FileKind::kHtml:
-      out = ExtractTextKind(path, kind, limits);
+      out = ExtractTextKind(fd, kind, limits);
       break;
     case FileKind::kRtf:
-      out = ExtractRtf(path, limits);
+      out = ExtractRtf(fd, limits);
       break;
     case FileKind::kPdf:
-      out = internal::ExtractPdf(path, limits);
+      out = internal::ExtractPdf(fd, limits);
       break;
     case FileKind::kDocx:
     case FileKind::kXlsx:
@@ -117,10 +126,10 @@ Result<Extracted> Extract(const std::string& path, FileKind kind, const Limits& 
     case FileKind::kOdt:
     case FileKind::kOds:
     case FileKind::kOdp:
-      out = internal::ExtractOffice(path, kind, limits);
+      out = internal::ExtractOffice(fd, kind, limits);
       break;
     case FileKind::kImage:
-      out = internal::ExtractImage(path, limits);
+      out = internal::ExtractImage(fd, limits);
       break;
     case FileKind::kUnknown:
       break;

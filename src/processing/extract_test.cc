@@ -451,6 +451,32 @@ TEST_F(Extract, TruncatedPdfIsRefused) {
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
 }
 
+TEST_F(Extract, PdfPaddedWithWhitespaceAfterEofStillOpens) {
+  // 1 MB of spaces after %%EOF (a padded transfer): poppler, pdf.js and
+  // Acrobat open it, so must we. NULs and line ends likewise.
+  std::string pdf = files::Pdf({"Padded document text."});
+  for (const std::string& pad : {std::string(1 << 20, ' '), std::string(4096, '\0'),
+                                 std::string("\r\n\r\n\t\f")}) {
+    auto r = RunPath(Write("padded.pdf", pdf + pad));
+    ASSERT_TRUE(r.ok()) << pad.size() << ": " << r.status().ToString();
+    EXPECT_TRUE(Has(r->text, "Padded document text.")) << r->text;
+  }
+}
+
+TEST_F(Extract, PdfCutShortIsRefusedWhateverPaddingFollows) {
+  std::string pdf = files::Pdf({"Some text that is cut off."});
+  std::string cut = pdf.substr(0, pdf.size() * 2 / 3);
+  for (const std::string& pad : {std::string(), std::string(1 << 20, ' '), std::string(100, '\0')}) {
+    auto r = RunPath(Write("cut.pdf", cut + pad));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().message(), "Invalid PDF: truncated (no %%EOF marker)") << pad.size();
+  }
+  // Trailing junk that is not padding, past the 1 KiB window: cut too.
+  auto r = RunPath(Write("junk.pdf", cut + "%%EOF\n" + std::string(2048, 'x')));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "Invalid PDF: truncated (no %%EOF marker)");
+}
+
 TEST_F(Extract, GarbagePdfIsInvalidFormat) {
   auto r = RunPath(Write("junk.pdf", "%PDF-1.7\nthis is not a pdf body at all\n%%EOF\n"));
   ASSERT_FALSE(r.ok());
@@ -498,6 +524,35 @@ TEST_F(Extract, HugeImageIsRefusedFromItsHeader) {
   EXPECT_EQ(r.code(), Errc::kResourceExhausted);
   EXPECT_EQ(r.status().message(), "Image of 100000x100000 pixels is over the 40000000-pixel limit");
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST_F(Extract, PngWithBytesAfterIendIsRead) {
+  // Bytes after IEND (metadata appended by a tool, padding) are ignored by
+  // libpng and every viewer.
+  std::string png = files::TextImage("INVOICE 4711 PAID", IFF_PNG);
+  for (const std::string& tail : {std::string(1000, '\0'), std::string("trailing junk\n")}) {
+    auto r = RunPath(Write("tail.png", png + tail));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(Has(r->text, "4711")) << r->text;
+  }
+  // Cut inside IDAT, then padded: still cut.
+  auto r = RunPath(Write("cut.png", png.substr(0, png.size() / 2) + std::string(64, '\0')));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "Invalid PNG: truncated (no IEND chunk)");
+}
+
+TEST_F(Extract, ZipWithBytesAfterTheCentralDirectoryIsRead) {
+  // Padding after the end-of-central-directory record: unzip and Office
+  // read such files.
+  std::string path = WriteZip("whole.docx", files::Docx(kDocxBody));
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::string& tail : {std::string(512, '\0'), std::string(100, ' ')}) {
+    auto r = RunPath(Write("tail.docx", bytes + tail));
+    ASSERT_TRUE(r.ok()) << tail.size() << ": " << r.status().ToString();
+    EXPECT_EQ(r->kind, FileKind::kDocx);
+    EXPECT_TRUE(Has(r->text, "Last line & done.")) << r->text;
+  }
 }
 
 TEST_F(Extract, CorruptImageIsInvalidFormat) {

@@ -19,7 +19,7 @@ namespace {
 constexpr char kAssumedDpi[] = "300";
 
 // A PNG's last 12 bytes: the empty IEND chunk and its CRC.
-constexpr std::string_view kPngEnd("\0\0\0\0IEND\xAE\x42\x60\x82", 12);
+constexpr std::string_view kPngSignature("\x89PNG\r\n\x1a\n", 8);
 
 struct PixFree {
   void operator()(Pix* p) const { pixDestroy(&p); }
@@ -58,10 +58,28 @@ class Engine {
 
 }  // namespace
 
-Result<Extracted> ExtractImage(const std::string& path, const Limits& limits) {
+bool PngReachesIend(std::string_view png) {
+  if (!png.starts_with(kPngSignature)) return false;
+  // Chunk by chunk (length, type, data, CRC) until IEND; whatever follows
+  // IEND is ignored, as libpng and every viewer ignore it. One step per
+  // chunk of at least 12 bytes: bounded by the file's size.
+  size_t pos = kPngSignature.size();
+  while (png.size() - pos >= 12) {
+    auto b = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(png[pos + k])); };
+    uint64_t length = (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
+    if (length > 0x7fffffffu) return false;  // the PNG spec's bound
+    if (png.substr(pos + 4, 4) == "IEND") return true;
+    uint64_t next = pos + 12 + length;
+    if (next > png.size()) return false;
+    pos = static_cast<size_t>(next);
+  }
+  return false;
+}
+
+Result<Extracted> ExtractImage(int fd, const Limits& limits) {
   SilenceLeptonica();
   int64_t size = 0;
-  auto bytes = ReadHead(path, static_cast<size_t>(limits.max_input_bytes) + 1, &size);
+  auto bytes = ReadHead(fd, static_cast<size_t>(limits.max_input_bytes) + 1, &size);
   if (!bytes) return bytes.status();
   const auto* data = reinterpret_cast<const l_uint8*>(bytes->data());
   l_int32 format = 0, w = 0, h = 0, bps = 0, spp = 0, iscmap = 0;
@@ -77,7 +95,7 @@ Result<Extracted> ExtractImage(const std::string& path, const Limits& limits) {
   }
   // libpng reports a cut file on stderr with no way to turn that off: a PNG
   // must end in its IEND chunk before we hand it over.
-  if (format == IFF_PNG && !std::string_view(*bytes).ends_with(kPngEnd)) {
+  if (format == IFF_PNG && !PngReachesIend(*bytes)) {
     return InvalidArgument("Invalid PNG: truncated (no IEND chunk)");
   }
   std::unique_ptr<Pix, PixFree> pix(pixReadMem(data, bytes->size()));

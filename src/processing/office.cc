@@ -13,6 +13,7 @@
 #include "processing/internal/office.h"
 
 #include <archive.h>
+#include <unistd.h>
 #include <archive_entry.h>
 #include <libxml/xmlreader.h>
 
@@ -55,12 +56,13 @@ std::string_view KindLabel(FileKind kind) {
 }
 
 // Reads the entries `want` selects into memory, enforcing the limits.
-Result<Parts> ReadZip(const std::string& path, const Limits& limits,
+Result<Parts> ReadZip(int fd, const Limits& limits,
                       const std::function<bool(std::string_view)>& want, std::string_view label) {
   std::unique_ptr<archive, ArchiveFree> a(archive_read_new());
   if (!a) return Internal("archive_read_new failed");
   archive_read_support_format_zip(a.get());
-  if (archive_read_open_filename(a.get(), path.c_str(), kReadBlock) != ARCHIVE_OK) {
+  // libarchive reads and seeks the descriptor itself: start at the top.
+  if (::lseek(fd, 0, SEEK_SET) != 0 || archive_read_open_fd(a.get(), fd, kReadBlock) != ARCHIVE_OK) {
     return InvalidArgument(kInvalidFormat);
   }
   Parts parts;
@@ -672,8 +674,8 @@ bool WantedPart(std::string_view name) {
 
 }  // namespace
 
-FileKind OfficeKind(const std::string& path, const Limits& limits) {
-  auto parts = ReadZip(path, limits,
+FileKind OfficeKind(int fd, const Limits& limits) {
+  auto parts = ReadZip(fd, limits,
                        [](std::string_view n) { return n == "mimetype" || n == kContentTypes; },
                        "office document");
   if (!parts) return FileKind::kUnknown;
@@ -681,9 +683,9 @@ FileKind OfficeKind(const std::string& path, const Limits& limits) {
   return KindOfParts(*parts, &main_part);
 }
 
-Result<Extracted> ExtractOffice(const std::string& path, FileKind kind, const Limits& limits) {
+Result<Extracted> ExtractOffice(int fd, FileKind kind, const Limits& limits) {
   std::string_view label = KindLabel(kind);
-  auto parts_or = ReadZip(path, limits, WantedPart, label);
+  auto parts_or = ReadZip(fd, limits, WantedPart, label);
   if (!parts_or) return parts_or.status();
   const Parts& parts = *parts_or;
   std::string main_part;

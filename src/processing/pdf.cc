@@ -5,17 +5,22 @@
 #include <poppler-global.h>
 #include <poppler-page.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <string_view>
 
+#include "processing/internal/sniff.h"
 #include "processing/internal/text_util.h"
 
 namespace conveyor::processing::internal {
 namespace {
 
-// Where "%%EOF" must appear, counted from the end: Acrobat's own tolerance
-// for trailing junk after the marker.
+// Where "%%EOF" must appear, counted back from the end of the file once
+// trailing whitespace and NULs are set aside: Acrobat's own tolerance for
+// trailing junk after the marker.
 constexpr size_t kEofWindowBytes = 1024;
 
 void IgnorePopplerMessage(const std::string&, void*) {}
@@ -27,34 +32,41 @@ void SilencePoppler() {
   std::call_once(once, [] { poppler::set_debug_error_function(IgnorePopplerMessage, nullptr); });
 }
 
-Result<bool> EndsWithEofMarker(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return FailedPrecondition("open " + path);
-  std::string tail(kEofWindowBytes, '\0');
-  size_t got = 0;
-  bool ok = std::fseek(f, 0, SEEK_END) == 0;
-  long size = ok ? std::ftell(f) : -1;
-  if (ok && size >= 0) {
-    long from = size > static_cast<long>(kEofWindowBytes) ? size - static_cast<long>(kEofWindowBytes) : 0;
-    ok = std::fseek(f, from, SEEK_SET) == 0;
-    if (ok) got = std::fread(tail.data(), 1, tail.size(), f);
-  }
-  std::fclose(f);
-  if (!ok || size < 0) return Unavailable("read " + path);
-  tail.resize(got);
-  return tail.find("%%EOF") != std::string::npos;
-}
-
 }  // namespace
 
-Result<Extracted> ExtractPdf(const std::string& path, const Limits& limits) {
+bool HasEofMarker(std::string_view pdf) {
+  // Writers and transfer tools pad files with whitespace or NULs (a file
+  // system block, a mail gateway); poppler, pdf.js and Acrobat skip that
+  // padding, however long, before looking for the end of the document. The
+  // scan is over bytes already in memory and bounded by the input limit.
+  size_t end = pdf.size();
+  while (end > 0) {
+    char c = pdf[end - 1];
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\f' && c != '\0') break;
+    --end;
+  }
+  size_t from = end > kEofWindowBytes ? end - kEofWindowBytes : 0;
+  return pdf.substr(from, end - from).find("%%EOF") != std::string_view::npos;
+}
+
+namespace {
+}  // namespace
+
+Result<Extracted> ExtractPdf(int fd, const Limits& limits) {
   SilencePoppler();
-  auto has_eof = EndsWithEofMarker(path);
-  if (!has_eof) return has_eof.status();
-  if (!*has_eof) return InvalidArgument("Invalid PDF: truncated (no %%EOF marker)");
+  // The whole file in memory (at most the input limit): poppler reads it
+  // from there, so the parser needs no path to the upload.
+  int64_t size = 0;
+  auto bytes = ReadHead(fd, static_cast<size_t>(std::max<int64_t>(limits.max_input_bytes, 0)), &size);
+  if (!bytes) return bytes.status();
+  if (size > static_cast<int64_t>(bytes->size()) || bytes->size() > static_cast<size_t>(INT_MAX)) {
+    return ResourceExhausted("PDF is over the processing limit");
+  }
+  if (!HasEofMarker(*bytes)) return InvalidArgument("Invalid PDF: truncated (no %%EOF marker)");
   Extracted out;
   try {
-    std::unique_ptr<poppler::document> doc(poppler::document::load_from_file(path));
+    std::unique_ptr<poppler::document> doc(poppler::document::load_from_raw_data(
+        bytes->data(), static_cast<int>(bytes->size())));
     if (!doc) return InvalidArgument("Invalid file format");
     if (doc->is_locked() || doc->is_encrypted()) {
       return InvalidArgument("Encrypted PDF is not supported");

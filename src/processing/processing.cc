@@ -84,8 +84,16 @@ Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& p
   Output out;
 
   report("detect", kDetectPercent);
+  UniqueFd opened;
+  int fd = input.fd;
+  if (fd < 0) {
+    auto f = internal::OpenForReading(input.path);
+    if (!f) return f.status();
+    opened = std::move(*f);
+    fd = opened.get();
+  }
   int64_t size = 0;
-  auto cls = internal::ClassifyFile(input.path, input.name_hint, limits, &size);
+  auto cls = internal::ClassifyFile(fd, input.name_hint, limits, &size);
   if (!cls) return cls.status();
   if (size > limits.max_input_bytes) {
     return ResourceExhausted("file is " + std::to_string(size) + " bytes, over the " +
@@ -97,7 +105,7 @@ Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& p
   out.kind = cls->kind;
 
   report("extract", kExtractPercent);
-  auto extracted = Extract(input.path, out.kind, limits);
+  auto extracted = ExtractFd(fd, out.kind, limits);
   if (!extracted) return extracted.status();
   out.text = std::move(extracted->text);
   out.pages = extracted->pages;

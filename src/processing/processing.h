@@ -94,7 +94,8 @@ struct Extracted {
   int64_t tables = 0;        // tables in DOCX/ODT/HTML
 };
 
-// The text of the file at `path`, read as `kind` (from Sniff). A pure
+// The text of the file at `path`, read as `kind` (from Sniff). ExtractFd reads
+// an open descriptor instead (from offset 0; the descriptor stays open). A pure
 // function of (file, kind, limits): no global state besides per-thread
 // library handles, so it may run in a sandboxed child process.
 // Errors: kInvalidArgument "Invalid file format" when the file is not a valid
@@ -103,11 +104,16 @@ struct Extracted {
 // when a limit is hit (file size, zip bomb defences, image pixels); those are
 // permanent. kFailedPrecondition for a missing file; kUnavailable for I/O errors.
 Result<Extracted> Extract(const std::string& path, FileKind kind, const Limits& limits);
+Result<Extracted> ExtractFd(int fd, FileKind kind, const Limits& limits);
 
 struct Input {
-  std::string path;        // the stored upload
+  std::string path;        // the stored upload (read when fd < 0)
   std::string name_hint;   // client file name (display/tie-break only)
   std::string message;     // user's accompanying message, may be empty
+  // An open, readable descriptor of the file: when >= 0 it is read instead of
+  // `path` (with pread and from offset 0; not closed). The sandboxed parser
+  // gets only this, never a path.
+  int fd = -1;
 };
 
 struct Output {

@@ -247,19 +247,19 @@ std::string MagicMime(std::string_view bytes) {
   return handle.MimeType(bytes);
 }
 
-Result<Classification> ClassifyFile(const std::string& path, const std::string& name_hint,
-                                    const Limits& limits, int64_t* file_size) {
+Result<Classification> ClassifyFile(int fd, const std::string& name_hint, const Limits& limits,
+                                    int64_t* file_size) {
   int64_t size = 0;
-  auto head = ReadHead(path, kSniffBytes, &size);
+  auto head = ReadHead(fd, kSniffBytes, &size);
   if (!head) return head.status();
   if (file_size != nullptr) *file_size = size;
   bool truncated = size > static_cast<int64_t>(head->size());
   Classification c = Classify(*head, truncated, name_hint);
-  if (c.zip) c.kind = OfficeKind(path, limits);
+  if (c.zip) c.kind = OfficeKind(fd, limits);
   return c;
 }
 
-Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t* file_size) {
+Result<UniqueFd> OpenForReading(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
@@ -268,40 +268,43 @@ Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t*
     if (err == ENOENT || err == ENOTDIR || err == EISDIR) return FailedPrecondition(msg);
     return Unavailable(msg);
   }
+  return UniqueFd(fd);
+}
+
+Result<std::string> ReadHead(int fd, size_t max_bytes, int64_t* file_size) {
   // Size the buffer by the file, not by the cap: callers pass generous caps
   // (the whole processing limit) for small files.
   struct stat st;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < max_bytes) {
+  if (::fstat(fd, &st) != 0) return Unavailable(std::string("stat input: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) return FailedPrecondition("the input is a directory");
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < max_bytes) {
     max_bytes = static_cast<size_t>(st.st_size);
   }
   std::string out;
   out.resize(max_bytes);
   size_t got = 0;
   while (got < max_bytes) {
-    ssize_t n = ::read(fd, out.data() + got, max_bytes - got);
+    ssize_t n = ::pread(fd, out.data() + got, max_bytes - got, static_cast<off_t>(got));
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      if (err == EISDIR) return FailedPrecondition("read " + path + ": is a directory");
-      return Unavailable("read " + path + ": " + std::strerror(err));
+      return Unavailable(std::string("read input: ") + std::strerror(errno));
     }
     if (n == 0) break;
     got += static_cast<size_t>(n);
   }
   out.resize(got);
   if (file_size != nullptr) {
-    off_t end = ::lseek(fd, 0, SEEK_END);
-    *file_size = end >= 0 ? static_cast<int64_t>(end) : static_cast<int64_t>(got);
+    *file_size = S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : static_cast<int64_t>(got);
   }
-  ::close(fd);
   return out;
 }
 
 }  // namespace internal
 
 Result<FileKind> Sniff(const std::string& path, const std::string& name_hint) {
-  auto c = internal::ClassifyFile(path, name_hint, Limits(), nullptr);
+  auto fd = internal::OpenForReading(path);
+  if (!fd) return fd.status();
+  auto c = internal::ClassifyFile(fd->get(), name_hint, Limits(), nullptr);
   if (!c) return c.status();
   return c->kind;
 }

@@ -30,16 +30,16 @@ constexpr int64_t kRatioGraceBytes = 1 << 20;
 // dozen levels (tables in tables, text boxes); libxml2 stops at 256.
 constexpr int kMaxXmlDepth = 200;
 
-// Which office format the zip at `path` holds: told by its "mimetype" entry
+// Which office format the zip open as `fd` (read from offset 0) holds: told by its "mimetype" entry
 // (OpenDocument) or the main part's type in "[Content_Types].xml" (Office
 // Open XML), never by the name. kUnknown for other zips or unreadable files.
-FileKind OfficeKind(const std::string& path, const Limits& limits);
+FileKind OfficeKind(int fd, const Limits& limits);
 
-// The text of the office file at `path`. `kind` is one of kDocx, kXlsx,
+// The text of the office file open as `fd`. `kind` is one of kDocx, kXlsx,
 // kPptx, kOdt, kOds, kOdp. Errors: kInvalidArgument "Invalid file format"
 // (not such a file), "Invalid DOCX: ..." and the like for broken XML or
 // nesting; "Encrypted documents are not supported"; kResourceExhausted for
 // the zip-bomb limits.
-Result<Extracted> ExtractOffice(const std::string& path, FileKind kind, const Limits& limits);
+Result<Extracted> ExtractOffice(int fd, FileKind kind, const Limits& limits);
 
 }  // namespace conveyor::processing::internal

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/fd.h"
 #include "processing/internal/encoding.h"
 #include "processing/processing.h"
 
@@ -40,11 +41,17 @@ Classification Classify(std::string_view head, bool truncated, const std::string
 std::string MagicMime(std::string_view bytes);
 
 // Classify, plus OfficeKind for a zip: the kind Run and Sniff act on.
-Result<Classification> ClassifyFile(const std::string& path, const std::string& name_hint,
-                                    const Limits& limits, int64_t* file_size);
+// Reads the open descriptor `fd` from offset 0.
+Result<Classification> ClassifyFile(int fd, const std::string& name_hint, const Limits& limits,
+                                    int64_t* file_size);
 
-// Up to `max_bytes` from the start of `path`; `file_size` gets the whole
-// size. kFailedPrecondition for a missing file, kUnavailable for I/O errors.
-Result<std::string> ReadHead(const std::string& path, size_t max_bytes, int64_t* file_size);
+// Up to `max_bytes` from the start of the file open as `fd` (pread: the
+// descriptor's offset is not used); `file_size` gets the whole size.
+// kFailedPrecondition for a directory, kUnavailable for I/O errors.
+Result<std::string> ReadHead(int fd, size_t max_bytes, int64_t* file_size);
+
+// Opens `path` read-only for the path-taking entry points (Sniff, Extract,
+// Run without a descriptor). kFailedPrecondition for a missing file.
+Result<UniqueFd> OpenForReading(const std::string& path);
 
 }  // namespace conveyor::processing::internal
