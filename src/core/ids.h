@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/error.h"
+
 namespace conveyor {
 
 // A random RFC 4122 version-4 UUID in lower-case canonical form
@@ -20,6 +22,20 @@ bool IsUuid(std::string_view s);
 // Milliseconds since the Unix epoch, from the wall clock (BullMQ's timestamps
 // and scores are wall-clock ms).
 int64_t NowMs();
+
+// True when `s` is well-formed UTF-8 (no overlongs, surrogates or code
+// points past U+10FFFF).
+bool IsValidUtf8(std::string_view s);
+
+// Longest accepted session id, in bytes.
+inline constexpr size_t kMaxSessionIdBytes = 256;
+
+// The one rule for a session id, applied by the upload path and by the worker
+// to jobs that arrive without a row (Node.js producers), so that a session
+// means the same bytes everywhere: 1..kMaxSessionIdBytes bytes of valid UTF-8.
+// Session ids are never rewritten (a replaced byte would file the memory
+// under another session); a bad one is refused with kInvalidArgument.
+Status CheckSessionId(std::string_view session_id);
 
 // Lower-case hex of `bytes`.
 std::string HexEncode(std::string_view bytes);

@@ -4,6 +4,10 @@
 // server (a UUID), never derived from client input, so nothing can be written
 // outside the store's directory.
 //
+// Reading is by descriptor: the worker opens a blob itself (OpenBlob, Adopt)
+// and hands the open descriptor to the sandboxed parser, so nothing between
+// a check and an open can swap the file, and the parser needs no path.
+//
 // Writing is two-phase: Create() opens a temp file ("<dir>/tmp/<uuid>.part"),
 // the caller appends to it, then Commit() optionally fsyncs it, renames it to
 // "<dir>/<uuid>" and fsyncs the directory. Abort() (or destroying an uncommitted
@@ -20,6 +24,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/fd.h"
 
 namespace conveyor::storage {
 
@@ -38,6 +43,13 @@ class BlobWriter {
   virtual void Abort() = 0;
 };
 
+// A blob opened for reading.
+struct OpenedBlob {
+  UniqueFd fd;             // O_RDONLY; a regular file with a single link
+  std::string path;        // where it is now (for the log, never for clients)
+  int64_t size_bytes = 0;
+};
+
 class BlobStore {
  public:
   virtual ~BlobStore() = default;
@@ -49,11 +61,35 @@ class BlobStore {
   virtual bool Owns(const std::string& path) const = 0;
   // Deletes a committed blob; missing is not an error.
   virtual Result<void> Remove(const std::string& path) = 0;
+  // Opens the committed blob `id` for reading, never through a symlink.
+  // kNotFound when it is missing; kInvalidArgument when `id` is not a UUID or
+  // the name is not a regular file with one link; kUnavailable on I/O errors.
+  virtual Result<OpenedBlob> OpenBlob(const std::string& id) {
+    (void)id;
+    return Internal("this blob store cannot open blobs");
+  }
+  // Takes a file another producer (a Node.js service) wrote under the store's
+  // directory for job `id` (a UUID): opens the regular file at absolute
+  // `path` walking each component with O_NOFOLLOW (no symlink anywhere), then
+  // renames it to the blob `id`, so that from here on it is that job's blob
+  // and no other job can claim it. When `path` is gone but blob `id` exists (an
+  // earlier attempt adopted it), that blob is opened.
+  // Refused with kInvalidArgument ("Invalid storage path"): a path outside the
+  // directory or with ".", ".." or empty components; a symlink or a non-regular
+  // file; a file with more than one link; anything under tmp/ (uploads in
+  // progress); a UUID-named file directly in the directory other than `id`
+  // (the API's uploads: another job's file). kNotFound when missing.
+  virtual Result<OpenedBlob> Adopt(const std::string& path, const std::string& id) {
+    (void)path;
+    (void)id;
+    return Internal("this blob store cannot adopt files");
+  }
   // Deletes temp files left by a crash (older than `older_than_ms` epoch ms).
   virtual int RemoveStaleTemps(int64_t older_than_ms) = 0;
 };
 
-// A store in the local directory `dir` (created if missing, with tmp/).
+// A store in the local directory `dir` (created if missing, with tmp/, both
+// mode 0700; blobs are written 0600).
 Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir);
 
 }  // namespace conveyor::storage

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <utime.h>
 
 #include <filesystem>
@@ -155,6 +156,125 @@ TEST(LocalBlobStore, RemoveStaleTempsDeletesOnlyOldParts) {
   EXPECT_TRUE(fs::exists(other));
   ASSERT_TRUE((*live)->Append("still writing").ok());
   EXPECT_TRUE((*live)->Commit(false).ok());
+}
+
+std::string Commit(BlobStore& store, const std::string& id, const std::string& text) {
+  auto w = store.Create(id);
+  EXPECT_TRUE(w.ok());
+  EXPECT_TRUE((*w)->Append(text).ok());
+  auto path = (*w)->Commit(false);
+  EXPECT_TRUE(path.ok());
+  return path.ok() ? *path : "";
+}
+
+std::string ReadFd(int fd) {
+  std::string out(256, '\0');
+  ssize_t n = ::pread(fd, out.data(), out.size(), 0);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+TEST(LocalBlobStore, DirectoriesAndBlobsArePrivate) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string root = fs::canonical(dir / "blobs").string();
+  auto mode = [](const std::string& p) {
+    struct stat st {};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode & 07777;
+  };
+  EXPECT_EQ(mode(root), 0700u);
+  EXPECT_EQ(mode(root + "/tmp"), 0700u);
+  EXPECT_EQ(mode(Commit(*store, NewUuid(), "x")), 0600u);
+}
+
+TEST(LocalBlobStore, OpenBlobReadsOnlyARegularFileByItsId) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string id = NewUuid();
+  Commit(*store, id, "blob text");
+  auto b = store->OpenBlob(id);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(ReadFd(b->fd.get()), "blob text");
+  EXPECT_EQ(b->size_bytes, 9);
+  EXPECT_EQ(store->OpenBlob(NewUuid()).code(), Errc::kNotFound);
+  EXPECT_EQ(store->OpenBlob("../etc/passwd").code(), Errc::kInvalidArgument);
+  // A symlink named like a blob is not one.
+  std::string outside = dir / "outside.txt";
+  std::ofstream(outside) << "secret";
+  std::string link_id = NewUuid();
+  fs::create_symlink(outside, store->PathFor(link_id));
+  EXPECT_EQ(store->OpenBlob(link_id).code(), Errc::kInvalidArgument);
+  // Nor is a second name for another file.
+  std::string hard_id = NewUuid();
+  fs::create_hard_link(store->PathFor(id), store->PathFor(hard_id));
+  EXPECT_EQ(store->OpenBlob(hard_id).code(), Errc::kInvalidArgument);
+}
+
+TEST(LocalBlobStore, AdoptTakesAProducerFileAsTheJobsBlob) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string root = fs::canonical(dir / "blobs").string();
+  fs::create_directories(root + "/node/a");
+  std::ofstream(root + "/node/a/report.pdf") << "producer bytes";
+  std::string id = NewUuid();
+  auto b = store->Adopt(root + "/node/a/report.pdf", id);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(ReadFd(b->fd.get()), "producer bytes");
+  EXPECT_EQ(b->path, store->PathFor(id));
+  EXPECT_FALSE(fs::exists(root + "/node/a/report.pdf"));
+  EXPECT_TRUE(fs::exists(store->PathFor(id)));
+  // Again (a retried job): the producer's name is gone, the blob is found.
+  auto again = store->Adopt(root + "/node/a/report.pdf", id);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(ReadFd(again->fd.get()), "producer bytes");
+  // Its own id as the name: taken as it is.
+  std::string own = NewUuid();
+  Commit(*store, own, "own");
+  EXPECT_TRUE(store->Adopt(store->PathFor(own), own).ok());
+  EXPECT_EQ(store->Adopt(root + "/missing.txt", NewUuid()).code(), Errc::kNotFound);
+}
+
+TEST(LocalBlobStore, AdoptRefusesWhatIsNotTheProducersOwnFile) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::string root = fs::canonical(dir / "blobs").string();
+  std::string other = NewUuid();
+  Commit(*store, other, "another user's upload");
+  std::string outside_dir = dir / "outside";
+  fs::create_directories(outside_dir);
+  std::ofstream(outside_dir + "/secret") << "secret";
+  fs::create_directory_symlink(outside_dir, root + "/linkdir");
+  fs::create_symlink(outside_dir + "/secret", root + "/link");
+  fs::create_directories(root + "/d");
+  fs::create_directory_symlink(outside_dir, root + "/d/inner");
+  std::ofstream(root + "/tmp/x.part") << "in progress";
+  std::ofstream(root + "/plain.txt") << "x";
+  fs::create_hard_link(root + "/plain.txt", root + "/second-name.txt");
+  ::mkfifo((root + "/fifo").c_str(), 0600);
+  const std::string refused[] = {
+      store->PathFor(other),          // another job's upload
+      root + "/linkdir/secret",       // a symlinked directory
+      root + "/link",                 // a symlink
+      root + "/d/inner/secret",       // a symlink deeper down
+      root + "/tmp/x.part",           // an upload in progress
+      root + "/../outside/secret",    // ".."
+      root + "/./plain.txt",          // "."
+      root + "//plain.txt",           // empty component
+      outside_dir + "/secret",        // outside
+      root + "/second-name.txt",      // a second link
+      root + "/fifo",                 // not a regular file
+      root + "/d",                    // a directory
+      root,
+  };
+  for (const auto& path : refused) {
+    auto r = store->Adopt(path, NewUuid());
+    EXPECT_EQ(r.code(), Errc::kInvalidArgument) << path << ": " << r.status().ToString();
+    if (!r.ok()) EXPECT_EQ(r.status().message(), "Invalid storage path") << path;
+  }
+  EXPECT_TRUE(fs::exists(store->PathFor(other)));
+  EXPECT_TRUE(fs::exists(outside_dir + "/secret"));
+  EXPECT_EQ(store->Adopt(root + "/plain.txt", "not-a-uuid").code(), Errc::kInvalidArgument);
 }
 
 }  // namespace

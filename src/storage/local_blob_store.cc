@@ -14,7 +14,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
+#include "core/files.h"
 #include "core/ids.h"
 #include "storage/blob_store.h"
 
@@ -31,6 +33,9 @@ constexpr size_t kWriteBufferBytes = 1 << 20;
 // (large enough that the write(2) is not the cost).
 constexpr size_t kDirectWriteBytes = 64 * 1024;
 constexpr std::string_view kTempSuffix = ".part";
+constexpr char kTempDirName[] = "tmp";
+// The one message a refused path gets: it says nothing about the file system.
+constexpr char kInvalidStoragePath[] = "Invalid storage path";
 
 Status ErrnoStatus(std::string_view what, const std::string& path, int err) {
   std::string msg = std::string(what) + " " + path + ": " + std::strerror(err);
@@ -58,6 +63,32 @@ Result<void> FsyncDir(const std::string& dir) {
   ::close(fd);
   if (rc != 0) return ErrnoStatus("fsync", dir, err);
   return {};
+}
+
+// Opens `name` in directory `dirfd` read-only, never following a symlink,
+// and keeps it only when it is a regular file with a single link (a second
+// link would be another name for someone else's file).
+Result<OpenedBlob> OpenRegularAt(int dirfd, const std::string& name, const std::string& shown) {
+  // O_NONBLOCK: opening a FIFO must not hang the worker (it is refused below).
+  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) return NotFound("open " + shown + ": " + std::strerror(err));
+    if (err == ELOOP || err == ENOTDIR || err == EISDIR || err == ENXIO || err == EACCES) {
+      return InvalidArgument(kInvalidStoragePath);
+    }
+    return ErrnoStatus("open", shown, err);
+  }
+  UniqueFd owned(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return ErrnoStatus("stat", shown, errno);
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1) return InvalidArgument(kInvalidStoragePath);
+  (void)::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  OpenedBlob out;
+  out.fd = std::move(owned);
+  out.path = shown;
+  out.size_bytes = static_cast<int64_t>(st.st_size);
+  return out;
 }
 
 class LocalBlobWriter final : public BlobWriter {
@@ -150,7 +181,8 @@ class LocalBlobWriter final : public BlobWriter {
 
 class LocalBlobStore final : public BlobStore {
  public:
-  explicit LocalBlobStore(std::string dir) : dir_(std::move(dir)), tmp_dir_(dir_ + "/tmp") {}
+  explicit LocalBlobStore(std::string dir)
+      : dir_(std::move(dir)), tmp_dir_(dir_ + "/" + kTempDirName) {}
 
   Result<std::unique_ptr<BlobWriter>> Create(const std::string& id) override {
     if (!IsUuid(id)) return InvalidArgument("blob id must be a UUID");
@@ -181,6 +213,71 @@ class LocalBlobStore final : public BlobStore {
     return {};
   }
 
+  Result<OpenedBlob> OpenBlob(const std::string& id) override {
+    if (!IsUuid(id)) return InvalidArgument(kInvalidStoragePath);
+    auto root = OpenRoot();
+    if (!root) return root.status();
+    return OpenRegularAt(root->get(), id, PathFor(id));
+  }
+
+  Result<OpenedBlob> Adopt(const std::string& path, const std::string& id) override {
+    if (!IsUuid(id)) return InvalidArgument(kInvalidStoragePath);
+    // Lexically inside the directory, with plain components only.
+    const std::string prefix = dir_ + "/";
+    if (!path.starts_with(prefix)) return InvalidArgument(kInvalidStoragePath);
+    std::vector<std::string> parts;
+    std::string_view rest = std::string_view(path).substr(prefix.size());
+    for (;;) {
+      size_t slash = rest.find('/');
+      std::string_view part = rest.substr(0, slash);
+      if (part.empty() || part == "." || part == "..") return InvalidArgument(kInvalidStoragePath);
+      parts.emplace_back(part);
+      if (slash == std::string_view::npos) break;
+      rest.remove_prefix(slash + 1);
+    }
+    if (parts.front() == kTempDirName) return InvalidArgument(kInvalidStoragePath);
+    const bool top_level = parts.size() == 1;
+    if (top_level && IsUuid(parts[0]) && parts[0] != id) return InvalidArgument(kInvalidStoragePath);
+
+    auto root = OpenRoot();
+    if (!root) return root.status();
+    // Walk the directories one at a time; O_NOFOLLOW refuses a symlink at
+    // every step, not only the last.
+    UniqueFd parent;
+    int at = root->get();
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      int fd = ::openat(at, parts[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) {
+        int err = errno;
+        if (err == ENOENT) return AdoptedEarlier(root->get(), path, id);
+        if (err == ELOOP || err == ENOTDIR || err == EACCES) return InvalidArgument(kInvalidStoragePath);
+        return ErrnoStatus("open", path, err);
+      }
+      parent.reset(fd);
+      at = parent.get();
+    }
+    auto opened = OpenRegularAt(at, parts.back(), path);
+    if (!opened && opened.code() == Errc::kNotFound) return AdoptedEarlier(root->get(), path, id);
+    if (!opened) return opened;
+    if (top_level && parts[0] == id) return opened;
+    // Claim it: from now on it is blob `id`. NOREPLACE: never overwrite a blob.
+    if (::renameat2(at, parts.back().c_str(), root->get(), id.c_str(), RENAME_NOREPLACE) != 0) {
+      int err = errno;
+      if (err == EEXIST || err == EXDEV) return InvalidArgument(kInvalidStoragePath);
+      return ErrnoStatus("rename", path, err);
+    }
+    // The name must still have been the file we opened (nobody swapped it
+    // between the open and the rename).
+    struct stat renamed {}, held {};
+    if (::fstatat(root->get(), id.c_str(), &renamed, AT_SYMLINK_NOFOLLOW) != 0 ||
+        ::fstat(opened->fd.get(), &held) != 0 || renamed.st_ino != held.st_ino ||
+        renamed.st_dev != held.st_dev) {
+      return InvalidArgument(kInvalidStoragePath);
+    }
+    opened->path = PathFor(id);
+    return opened;
+  }
+
   int RemoveStaleTemps(int64_t older_than_ms) override {
     DIR* d = ::opendir(tmp_dir_.c_str());
     if (d == nullptr) return 0;
@@ -200,6 +297,19 @@ class LocalBlobStore final : public BlobStore {
   }
 
  private:
+  Result<UniqueFd> OpenRoot() const {
+    int fd = ::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open", dir_, errno);
+    return UniqueFd(fd);
+  }
+
+  // `path` is gone: an earlier attempt of job `id` may have adopted it.
+  Result<OpenedBlob> AdoptedEarlier(int root, const std::string& path, const std::string& id) {
+    auto blob = OpenRegularAt(root, id, PathFor(id));
+    if (blob || blob.code() != Errc::kNotFound) return blob;
+    return NotFound("open " + path + ": " + std::strerror(ENOENT));
+  }
+
   const std::string dir_;      // canonical, absolute
   const std::string tmp_dir_;  // dir_ + "/tmp"
 };
@@ -208,13 +318,14 @@ class LocalBlobStore final : public BlobStore {
 
 Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir) {
   if (dir.empty()) return InvalidArgument("blob store directory is empty");
+  // Uploads are private to the service account: new directories are 0700
+  // (an existing STORAGE_DIR keeps its mode: a Node.js producer running as
+  // another account may need to write into it), tmp/ always is.
+  if (Status s = CreatePrivateDirs((fs::path(dir) / kTempDirName).string()); !s.ok()) return s;
   std::error_code ec;
-  fs::create_directories(fs::path(dir) / "tmp", ec);
-  if (ec) return Unavailable("create " + dir + "/tmp: " + ec.message());
   fs::path canonical = fs::canonical(fs::path(dir), ec);
   if (ec) return Unavailable("resolve " + dir + ": " + ec.message());
-  // Uploads are private to the service account.
-  ::chmod((canonical / "tmp").c_str(), 0700);
+  ::chmod((canonical / kTempDirName).c_str(), 0700);
   return std::unique_ptr<BlobStore>(new LocalBlobStore(canonical.string()));
 }
 

@@ -1,6 +1,7 @@
 #include "storage/metadata_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <string>
@@ -44,6 +45,24 @@ TEST(SqliteMetadataStore, InMemoryDatabaseLifecycle) {
   auto hits = store->SearchMemory("alice", "s1", "mike", 10);
   ASSERT_TRUE(hits.ok());
   EXPECT_EQ(hits->size(), 1u);
+}
+
+TEST(SqliteMetadataStore, DatabaseAndItsDirectoryArePrivate) {
+  TempDir dir;
+  const std::string db = dir / "new/sub/conveyor.db";
+  auto opened = OpenMetadataStore("sqlite://" + db, true);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ASSERT_TRUE((*opened)->InsertJob(MakeJob()).ok());
+  auto mode = [](const std::string& p) {
+    struct stat st {};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode & 07777;
+  };
+  EXPECT_EQ(mode(dir / "new"), 0700u);
+  EXPECT_EQ(mode(dir / "new/sub"), 0700u);
+  EXPECT_EQ(mode(db), 0600u);
+  EXPECT_EQ(mode(db + "-wal"), 0600u);
+  EXPECT_EQ(mode(db + "-shm"), 0600u);
 }
 
 TEST(SqliteMetadataStore, MigrationsAreIdempotentOnReopen) {

@@ -143,11 +143,7 @@ std::string JobDataJson(const storage::NewJob& job) {
 
 Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::MetadataStore& store,
                              queue::Queue& queue, const AcceptOptions& options) {
-  if (upload.session_id.empty()) return InvalidArgument("session_id is required");
-  if (upload.session_id.size() > kMaxSessionIdBytes) {
-    return InvalidArgument("session_id is longer than " + std::to_string(kMaxSessionIdBytes) +
-                           " bytes");
-  }
+  if (Status s = CheckSessionId(upload.session_id); !s.ok()) return s;
   if (upload.message.size() > kMaxMessageBytes) {
     return InvalidArgument("message is longer than " + std::to_string(kMaxMessageBytes) + " bytes");
   }

@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/ids.h"
 #include "storage/blob_store.h"
 #include "storage/job_record.h"
 
@@ -43,8 +44,8 @@ class Queue;
 
 namespace conveyor::uploads {
 
-// Longest session_id accepted (characters of the form field).
-inline constexpr size_t kMaxSessionIdBytes = 256;
+// Longest session_id accepted (bytes of the form field); see CheckSessionId.
+using conveyor::kMaxSessionIdBytes;  // core/ids.h
 // Longest `message` field accepted.
 inline constexpr size_t kMaxMessageBytes = 64 * 1024;
 // The client's file name is kept (display only) up to this many bytes.

@@ -134,6 +134,17 @@ TEST(Accept, RefusesAnEmptyFileOrBadFields) {
     up.session_id = std::string(kMaxSessionIdBytes + 1, 's');
     EXPECT_EQ(Accept(up, sink, store, queue, {}).code(), Errc::kInvalidArgument);
   }
+  // Invalid UTF-8 is refused, never stored raw while the job data carries a
+  // replaced copy (the memory would land in another session).
+  for (const std::string bad : {std::string("s\xff"), std::string("s\xc3"), std::string("\xed\xa0\x80")}) {
+    FileSink sink(blobs, NewUuid(), 1 << 20);
+    ASSERT_TRUE(sink.Append("x").ok());
+    AcceptedUpload up = Form();
+    up.session_id = bad;
+    auto r = Accept(up, sink, store, queue, {});
+    EXPECT_EQ(r.code(), Errc::kInvalidArgument);
+    EXPECT_EQ(r.status().message(), "session_id is not valid UTF-8");
+  }
   EXPECT_EQ(store.size(), 0u);
   EXPECT_TRUE(DirBlobStore::ListFiles(dir.path()).empty());
 }

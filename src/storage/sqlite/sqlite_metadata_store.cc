@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/files.h"
 #include "core/ids.h"
 #include "storage/internal/migrations.h"
 
@@ -639,10 +640,12 @@ class SqliteMetadataStore final : public MetadataStore {
 
 Result<std::unique_ptr<Connection>> OpenFile(const std::string& path) {
   if (path != ":memory:") {
-    std::error_code ec;
+    // The database holds every user's memory: its directory is created 0700
+    // and the file 0600 before SQLite opens it (the -wal and -shm files take
+    // the database file's mode).
     auto parent = std::filesystem::path(path).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    if (ec) return Unavailable("create " + parent.string() + ": " + ec.message());
+    if (Status s = CreatePrivateDirs(parent.string()); !s.ok()) return s;
+    if (Status s = CreatePrivateFile(path); !s.ok()) return s;
   }
   return Connection::Open(path);
 }
