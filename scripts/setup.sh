@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   libhiredis-dev libsqlite3-dev libpq-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
   libssl-dev libjwt-dev libmagic-dev libpoppler-cpp-dev libarchive-dev libxml2-dev
-  libtesseract-dev libleptonica-dev tesseract-ocr-eng
+  libtesseract-dev libleptonica-dev tesseract-ocr-eng libseccomp-dev
   libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools postgresql wrk curl ca-certificates procps python3
   nodejs npm chromium

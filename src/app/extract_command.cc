@@ -23,6 +23,10 @@ class ExtractCommandImpl : public ExtractCommand {
         ->check(CLI::Range(int64_t{16}, int64_t{1} << 20));
     cmd_->add_option("--max-open-files", limits_.max_open_files, "open file limit")
         ->check(CLI::Range(int64_t{8}, int64_t{65536}));
+    cmd_->add_option("--uid", limits_.uid, "unprivileged uid (and gid) to run as when root; -1: stay")
+        ->check(CLI::Range(int64_t{-1}, int64_t{4294967294}));
+    cmd_->add_option("--require", limits_.require, "layers that must be in place (uid+landlock+...)");
+    cmd_->add_flag("--probe", probe_, "confine, print the layers in place, exit");
   }
 
   bool parsed() const override { return cmd_->parsed(); }
@@ -30,12 +34,13 @@ class ExtractCommandImpl : public ExtractCommand {
   int Run() override {
     const char* fault = std::getenv(kTestFaultEnv);
     return worker::sandbox::RunExtractChild(
-        limits_, worker::sandbox::ParseTestFault(fault ? fault : ""));
+        limits_, worker::sandbox::ParseTestFault(fault ? fault : ""), probe_);
   }
 
  private:
   CLI::App* cmd_ = nullptr;
   worker::sandbox::ChildLimits limits_;
+  bool probe_ = false;
 };
 
 }  // namespace

@@ -34,6 +34,8 @@
 #include <cstring>
 #include <optional>
 
+#include "core/fd.h"
+#include "worker/confine.h"
 #include "worker/sandbox_protocol.h"
 
 extern char** environ;
@@ -47,6 +49,10 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxStderrLogBytes = 4096;
 // Read size per poll wake-up.
 constexpr size_t kReadChunkBytes = 64 << 10;
+constexpr char kAllLayers[] = "uid+landlock+seccomp+netns";
+// The lowest descriptor the input is parked on before the spawn (so that
+// dup2 onto kInputFd always makes a new descriptor without FD_CLOEXEC).
+constexpr int kParkFd = 10;
 // Variables of the worker's environment a child may see.
 constexpr const char* kPassedEnv[] = {"PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "MAGIC"};
 
@@ -143,11 +149,10 @@ void LimitFromOutside(pid_t pid, const SandboxSettings& s) {
 
 void LogIsolationOnce(const std::string& isolation) {
   static std::atomic<bool> logged{false};
-  if (isolation != "none" || logged.exchange(true)) return;
-  spdlog::warn(
-      "sandbox: extract children run WITHOUT network isolation (the kernel refused both "
-      "unshare(CLONE_NEWUSER|CLONE_NEWNET) and a seccomp filter); CPU, memory and time limits "
-      "still apply");
+  std::string missing = sandbox::MissingLayers(sandbox::ParseLayers(isolation), kAllLayers);
+  if (missing.empty() || logged.exchange(true)) return;
+  spdlog::warn("sandbox: extract children run without these layers: {} (in place: {})", missing,
+               isolation);
 }
 
 // What the child's exit status and our own actions mean.
@@ -177,12 +182,13 @@ Status ClassifyFailure(const Spawned& child, int status, bool timed_out, bool ov
   return Internal("extract child ended in an unknown way");
 }
 
-}  // namespace
-
-Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
-                                        const processing::Input& input,
-                                        const processing::Limits& limits,
-                                        const processing::ProgressFn& progress) {
+// Starts `<binary> extract` on `input_fd` (-1: none, with `probe`), writes
+// `request`, forwards progress, and returns its answer line: a result, an
+// error or a probe. The sandbox's own failures (crash, limits, protocol) are
+// the error.
+Result<sandbox::Message> RunChild(const SandboxSettings& settings, int input_fd, bool probe,
+                                  const std::string& request,
+                                  const processing::ProgressFn& progress) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(settings.timeout_ms);
 
   // Pipes: O_CLOEXEC so that children other threads spawn meanwhile do not
@@ -204,7 +210,23 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
       settings.binary_path, "extract",
       "--cpu-seconds", std::to_string(settings.cpu_seconds),
       "--memory-mb", std::to_string(settings.memory_mb),
-      "--max-open-files", std::to_string(settings.max_open_files)};
+      "--max-open-files", std::to_string(settings.max_open_files),
+      "--uid", std::to_string(settings.uid)};
+  if (!settings.require.empty()) {
+    args.push_back("--require");
+    args.push_back(settings.require);
+  }
+  if (probe) args.push_back("--probe");
+  // The input, parked above the descriptors dup2 targets.
+  UniqueFd parked;
+  if (input_fd >= 0) {
+    parked.reset(fcntl(input_fd, F_DUPFD_CLOEXEC, kParkFd));
+    if (!parked.valid()) {
+      Status s = Unavailable(std::string("sandbox: cannot pass the input: ") + std::strerror(errno));
+      close_all();
+      return s;
+    }
+  }
   std::vector<std::string> env = ChildEnvironment(settings);
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
@@ -219,7 +241,8 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
   posix_spawn_file_actions_adddup2(&fa, in_pair[1], STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&fa, err_pipe[1], STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  if (parked.valid()) posix_spawn_file_actions_adddup2(&fa, parked.get(), sandbox::kInputFd);
+  posix_spawn_file_actions_addclosefrom_np(&fa, sandbox::kInputFd + 1);
   sigset_t empty, defaults;
   sigemptyset(&empty);
   sigemptyset(&defaults);
@@ -236,6 +259,7 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
   CloseFd(in_pair[1]);
   CloseFd(out_pipe[1]);
   CloseFd(err_pipe[1]);
+  parked.reset();
   if (rc != 0) {
     close_all();
     if (rc == EAGAIN || rc == ENOMEM) {
@@ -246,7 +270,6 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
   Spawned child(pid);
   LimitFromOutside(pid, settings);
 
-  std::string request = sandbox::EncodeRequest({input, limits});
   size_t request_sent = 0;
   int in_fd = in_pair[0];
   fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
@@ -307,7 +330,12 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
         out_buf.append(buf.data(), static_cast<size_t>(r));
         size_t start = 0;
         for (size_t nl; (nl = out_buf.find('\n', start)) != std::string::npos; start = nl + 1) {
-          auto m = sandbox::DecodeLine(std::string_view(out_buf).substr(start, nl - start));
+          auto m = sandbox::DecodeLine(std::string_view(out_buf).substr(start, nl - start),
+                                       settings.max_output_bytes);
+          if (m && (m->type == sandbox::Message::Type::kProbe) != probe &&
+              m->type != sandbox::Message::Type::kError && m->type != sandbox::Message::Type::kProgress) {
+            m = Internal("extract child answered the wrong question");
+          }
           if (!m || answer) {
             protocol_error = true;
             protocol_status = m ? Internal("extract child wrote after its answer") : m.status();
@@ -357,13 +385,45 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
   }
   if (!timed_out && !over_cap && answer && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     if (answer->type == sandbox::Message::Type::kError) return answer->error;
-    LogIsolationOnce(answer->isolation);
-    return std::move(answer->output);
+    return std::move(*answer);
   }
   Status why = ClassifyFailure(child, status, timed_out, over_cap, settings);
-  spdlog::info("sandbox: extract of {} failed: {} (status {:#x}, cpu {:.2f}s)", input.path,
+  spdlog::info("sandbox: extract child {} failed: {} (status {:#x}, cpu {:.2f}s)", pid,
                why.ToString(), status, child.cpu_seconds());
   return why;
+}
+
+}  // namespace
+
+Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
+                                        const processing::Input& input,
+                                        const processing::Limits& limits,
+                                        const processing::ProgressFn& progress) {
+  UniqueFd opened;
+  int fd = input.fd;
+  if (fd < 0) {
+    // Callers without a descriptor (tests, tools): open the path here; the
+    // child never sees it.
+    fd = ::open(input.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      spdlog::info("sandbox: open {}: {}", input.path, std::strerror(err));
+      if (err == ENOENT) return FailedPrecondition(kInputMissingMessage);
+      return Unavailable(std::string("sandbox: cannot open the input: ") + std::strerror(err));
+    }
+    opened.reset(fd);
+  }
+  auto answer = RunChild(settings, fd, /*probe=*/false, sandbox::EncodeRequest({input, limits}),
+                         progress);
+  if (!answer) return answer.status();
+  LogIsolationOnce(answer->isolation);
+  return std::move(answer->output);
+}
+
+Result<sandbox::Layers> ProbeSandbox(const SandboxSettings& settings) {
+  auto answer = RunChild(settings, -1, /*probe=*/true, "", nullptr);
+  if (!answer) return answer.status();
+  return sandbox::ParseLayers(answer->isolation);
 }
 
 }  // namespace conveyor::worker

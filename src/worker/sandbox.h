@@ -5,18 +5,22 @@
 //
 // The child is `conveyor extract` (src/app/extract_command.cc), started with
 // posix_spawn from `SandboxSettings::binary_path` (/proc/self/exe: the running
-// conveyor binary). Before it reads the request the child applies its limits:
+// conveyor binary). The upload reaches it as an open read-only descriptor
+// (sandbox::kInputFd), never as a path. Before it reads anything the child
+// applies its limits:
 //   RLIMIT_CPU     cpu_seconds (soft; hard one second later)
 //   RLIMIT_AS      memory_mb
 //   RLIMIT_FSIZE   0 (it writes no files; stdout/stderr are pipes)
 //   RLIMIT_NOFILE  max_open_files
 //   RLIMIT_CORE    0, and the process is made non-dumpable
 // (No RLIMIT_NPROC: it counts threads too, and OCR starts threads.)
-// and cuts itself off from the network where the kernel allows it: a new
-// user + network namespace (unshare), and a seccomp filter that makes
-// socket() fail with EACCES. When isolation is not available the child goes
-// on without it and the parent logs that once per process. The child gets a
-// scrubbed environment (no secrets) and no descriptors but 0, 1 and 2.
+// and confines itself (confine.h): a separate uid when started as root,
+// Landlock (read-only libraries and data, nothing else), a seccomp allowlist,
+// a network namespace. A layer the kernel refuses is skipped, and the parent
+// logs that once per process, unless `require` names it: then the child
+// refuses the job (kUnavailable). ProbeSandbox tells at start which layers
+// this host grants. The child gets a scrubbed environment (no secrets) and no
+// descriptors but 0, 1, 2 and the input.
 //
 // The parent enforces a wall-clock timeout and an output cap: past either it
 // SIGKILLs the child's process group. Every child is reaped before
@@ -37,6 +41,7 @@
 //   output over max_output_bytes        kResourceExhausted "Extracted text too large"
 //   the child cannot be started, or     kInternal (a deployment problem, not the file's);
 //   breaks the protocol                 kUnavailable when fork/pipe fail for lack of resources
+//   (opening input.path) no such file   kFailedPrecondition kInputMissingMessage
 // Every file-caused failure is permanent (not retried by the queue).
 //
 // Threads: RunSandboxed is blocking and thread-safe; any number may run at
@@ -49,6 +54,7 @@
 
 #include "core/error.h"
 #include "processing/processing.h"
+#include "worker/confine.h"
 
 namespace conveyor::worker {
 
@@ -60,6 +66,10 @@ struct SandboxSettings {
   int64_t cpu_seconds = 60;                    // EXTRACT_CPU_SECONDS: child's CPU time
   int64_t max_output_bytes = 32LL << 20;       // EXTRACT_MAX_OUTPUT_BYTES: stdout + stderr
   int64_t max_open_files = 64;                 // child's RLIMIT_NOFILE
+  int64_t uid = 65534;                         // SANDBOX_UID: account (and group) of a child
+                                               // started by root; -1: keep root's (not advised)
+  std::string require;                         // SANDBOX_REQUIRE: '+'-joined layers the child
+                                               // must have (confine.h), "" for none
   // Environment of the child, "NAME=value" each, on top of a few harmless
   // variables passed through (PATH, LANG, LC_ALL, TZ, TMPDIR, MAGIC) and
   // OMP_THREAD_LIMIT=1 (one OCR thread per child: workers run many). Nothing
@@ -69,12 +79,19 @@ struct SandboxSettings {
 };
 
 // Runs `processing::Run(input, limits, progress)` in a sandboxed child; see
-// the file comment for the outcomes. The child's progress lines are passed
-// to `progress` (which may be empty) as they arrive.
+// the file comment for the outcomes. The child reads `input.fd` (which stays
+// open and owned by the caller); without one, `input.path` is opened here
+// (no symlink followed). The child's progress lines are passed to `progress`
+// (which may be empty) as they arrive.
 Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
                                         const processing::Input& input,
                                         const processing::Limits& limits,
                                         const processing::ProgressFn& progress);
+
+// Starts a child that confines itself and reports the layers it got, without
+// reading anything: what this host grants. Errors as for RunSandboxed (a
+// child that cannot start is kInternal).
+Result<sandbox::Layers> ProbeSandbox(const SandboxSettings& settings);
 
 // The messages of the sandbox's own failures (exposed for tests and callers
 // that want to tell them apart).
@@ -82,5 +99,7 @@ inline constexpr char kParserCrashedMessage[] = "File could not be parsed (the p
 inline constexpr char kParseTooLongMessage[] = "File took too long to parse";
 inline constexpr char kParseTooMuchMemoryMessage[] = "File needs too much memory to parse";
 inline constexpr char kExtractedTooLargeMessage[] = "Extracted text too large";
+// What a client sees for a job whose upload is gone (the path stays in the log).
+inline constexpr char kInputMissingMessage[] = "Uploaded file is missing";
 
 }  // namespace conveyor::worker

@@ -1,8 +1,9 @@
 // File: worker/sandbox_child.h
 //
 // The child side of RunSandboxed (sandbox.h): what `conveyor extract` runs.
-// Applies its limits and isolation first, then reads one request from stdin,
-// runs processing::Run and answers on stdout (sandbox_protocol.h).
+// Applies its limits and confinement (confine.h) first, then reads one
+// request from stdin, runs processing::Run on the upload open as kInputFd and
+// answers on stdout (sandbox_protocol.h).
 #pragma once
 
 #include <string>
@@ -25,7 +26,8 @@ enum class TestFault {
 TestFault ParseTestFault(const std::string& name);
 
 // The whole child; returns the process exit status. Never returns for a
-// fault that crashes or loops.
-int RunExtractChild(const ChildLimits& limits, TestFault fault);
+// fault that crashes or loops. `probe`: confine, report the layers
+// (ProbeLine) and exit without reading anything.
+int RunExtractChild(const ChildLimits& limits, TestFault fault, bool probe = false);
 
 }  // namespace conveyor::worker::sandbox

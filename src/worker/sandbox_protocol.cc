@@ -1,6 +1,10 @@
 #include "worker/sandbox_protocol.h"
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 namespace conveyor::worker::sandbox {
 namespace {
@@ -30,20 +34,6 @@ void EncodeExtras(const O& out, json& j) {
   if constexpr (requires { out.encoding; }) j["encoding"] = out.encoding;
 }
 
-template <class O>
-void DecodeExtras(const json& j, O& out) {
-  auto num = [&](const char* key, auto& field) {
-    if (j.contains(key) && j[key].is_number_integer()) field = j[key].get<int64_t>();
-  };
-  if constexpr (requires { out.pages; }) num("pages", out.pages);
-  if constexpr (requires { out.sheets; }) num("sheets", out.sheets);
-  if constexpr (requires { out.slides; }) num("slides", out.slides);
-  if constexpr (requires { out.tables; }) num("tables", out.tables);
-  if constexpr (requires { out.encoding; }) {
-    if (j.contains("encoding") && j["encoding"].is_string()) out.encoding = j["encoding"];
-  }
-}
-
 }  // namespace
 
 Errc ErrcFromName(std::string_view name) {
@@ -54,8 +44,9 @@ Errc ErrcFromName(std::string_view name) {
 }
 
 std::string EncodeRequest(const Request& r) {
-  json j = {{"path", r.input.path},
-            {"nameHint", r.input.name_hint},
+  // No path: the child reads the upload from kInputFd and never learns where
+  // it lives.
+  json j = {{"nameHint", r.input.name_hint},
             {"message", r.input.message},
             {"limits",
              {{"maxInputBytes", r.limits.max_input_bytes},
@@ -68,11 +59,9 @@ std::string EncodeRequest(const Request& r) {
 
 Result<Request> DecodeRequest(std::string_view text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("path") || !j["path"].is_string()) {
-    return InvalidArgument("extract request is not a JSON object with a path");
-  }
+  if (!j.is_object()) return InvalidArgument("extract request is not a JSON object");
   Request r;
-  r.input.path = j["path"].get<std::string>();
+  r.input.fd = kInputFd;
   if (j.contains("nameHint") && j["nameHint"].is_string()) r.input.name_hint = j["nameHint"];
   if (j.contains("message") && j["message"].is_string()) r.input.message = j["message"];
   if (j.contains("limits") && j["limits"].is_object()) {
@@ -122,55 +111,153 @@ std::string ErrorLine(const Status& s) {
   return Dump({{"error", {{"code", std::string(ErrcName(s.code()))}, {"message", s.message()}}}});
 }
 
-Result<Message> DecodeLine(std::string_view line) {
+std::string ProbeLine(const std::string& layers) {
+  return Dump({{"probe", {{"layers", layers}}}});
+}
+
+Result<Message> DecodeLine(std::string_view line, int64_t max_decoded_bytes) {
+  auto bad = [](const std::string& what) { return InvalidArgument("extract child protocol: " + what); };
+  // parse() never throws with allow_exceptions=false; a depth bomb is parsed
+  // iteratively by nlohmann, and the parent bounds the line's length.
   json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return InvalidArgument("extract child wrote a line that is not JSON");
+  if (!j.is_object()) return bad("a line that is not a JSON object");
+  auto only_keys = [](const json& o, std::initializer_list<const char*> keys) {
+    if (!o.is_object()) return false;
+    for (const auto& [k, v] : o.items()) {
+      bool known = false;
+      for (const char* want : keys) known = known || k == want;
+      if (!known) return false;
+    }
+    return true;
+  };
+  auto string_at = [](const json& o, const char* key, size_t max, std::string* out) {
+    auto it = o.find(key);
+    if (it == o.end() || !it->is_string()) return false;
+    const auto& s = it->get_ref<const std::string&>();
+    if (s.size() > max) return false;
+    *out = s;
+    return true;
+  };
+  auto count_at = [](const json& o, const char* key, int64_t* out) {
+    auto it = o.find(key);
+    if (it == o.end()) return true;  // optional, 0
+    if (!it->is_number_unsigned()) return false;
+    uint64_t v = it->get<uint64_t>();
+    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = static_cast<int64_t>(v);
+    return true;
+  };
   Message m;
-  if (auto p = j.find("progress"); p != j.end() && p->is_object()) {
+  if (j.size() == 1 && j.contains("progress")) {
+    const json& p = j["progress"];
+    if (!only_keys(p, {"stage", "percent"})) return bad("malformed progress");
     m.type = Message::Type::kProgress;
-    if (p->contains("stage") && (*p)["stage"].is_string()) m.stage = (*p)["stage"];
-    if (p->contains("percent") && (*p)["percent"].is_number_integer()) m.percent = (*p)["percent"];
+    if (!string_at(p, "stage", kMaxStageBytes, &m.stage) || m.stage.empty() ||
+        m.stage.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos) {
+      return bad("progress with a bad stage");
+    }
+    auto pct = p.find("percent");
+    if (pct == p.end() || !pct->is_number_integer()) return bad("progress without a percent");
+    int64_t v = pct->get<int64_t>();
+    if (v < 0 || v > 100) return bad("progress percent out of range");
+    m.percent = static_cast<int>(v);
     return m;
   }
-  if (auto e = j.find("error"); e != j.end() && e->is_object()) {
+  if (j.size() == 1 && j.contains("error")) {
+    const json& e = j["error"];
+    if (!only_keys(e, {"code", "message"})) return bad("malformed error");
     m.type = Message::Type::kError;
-    std::string code = e->contains("code") && (*e)["code"].is_string() ? (*e)["code"].get<std::string>() : "";
-    std::string message =
-        e->contains("message") && (*e)["message"].is_string() ? (*e)["message"].get<std::string>() : "";
+    std::string code, message;
+    if (!string_at(e, "code", 64, &code)) return bad("error without a code");
+    if (!string_at(e, "message", kMaxErrorMessageBytes, &message)) return bad("error without a message");
     Errc c = ErrcFromName(code);
-    if (c == Errc::kOk) c = Errc::kInternal;
-    m.error = Status(c, message);
+    if (ErrcName(c) != code || c == Errc::kOk) return bad("error with an unknown code");
+    m.error = Status(c, std::move(message));
     return m;
   }
-  auto r = j.find("result");
-  if (r == j.end() || !r->is_object()) return InvalidArgument("extract child wrote an unknown line");
+  if (j.size() == 1 && j.contains("probe")) {
+    const json& p = j["probe"];
+    if (!only_keys(p, {"layers"}) || !string_at(p, "layers", kMaxIsolationBytes, &m.isolation)) {
+      return bad("malformed probe");
+    }
+    m.type = Message::Type::kProbe;
+    return m;
+  }
+  if (j.size() != 2 || !j.contains("result") || !j.contains("isolation")) {
+    return bad("an unknown line");
+  }
+  if (!string_at(j, "isolation", kMaxIsolationBytes, &m.isolation)) return bad("bad isolation");
+  const json& res = j["result"];
+  if (!only_keys(res, {"kind", "kindId", "text", "summary", "words", "pages", "sheets", "slides",
+                       "tables", "encoding", "chunks"})) {
+    return bad("a result with unknown fields");
+  }
   m.type = Message::Type::kResult;
-  if (j.contains("isolation") && j["isolation"].is_string()) m.isolation = j["isolation"];
-  const json& res = *r;
-  if (!res.contains("text") || !res["text"].is_string()) {
-    return InvalidArgument("extract result has no text");
-  }
   processing::Output& out = m.output;
-  out.text = res["text"].get<std::string>();
-  if (res.contains("kindId") && res["kindId"].is_number_integer()) {
-    out.kind = static_cast<processing::FileKind>(res["kindId"].get<int>());
+  // The format: a real one (not kUnknown), named as its id says.
+  auto kind_id = res.find("kindId");
+  if (kind_id == res.end() || !kind_id->is_number_integer()) return bad("a result without a kindId");
+  int64_t id = kind_id->get<int64_t>();
+  if (id <= static_cast<int64_t>(processing::FileKind::kUnknown) ||
+      id > static_cast<int64_t>(processing::FileKind::kImage)) {
+    return bad("a result with an unknown kindId");
   }
-  if (res.contains("summary") && res["summary"].is_string()) out.summary = res["summary"];
-  if (res.contains("words") && res["words"].is_number_integer()) out.words = res["words"];
-  DecodeExtras(res, out);
-  if (res.contains("chunks") && res["chunks"].is_array()) {
-    for (const auto& c : res["chunks"]) {
-      if (c.contains("t") && c["t"].is_string()) {
-        out.chunks.push_back(c["t"].get<std::string>());
-      } else if (c.contains("o") && c.contains("n") && c["o"].is_number_unsigned() &&
-                 c["n"].is_number_unsigned()) {
-        uint64_t o = c["o"], n = c["n"];
-        if (o > out.text.size() || n > out.text.size() - o) {
-          return InvalidArgument("extract result has a chunk outside its text");
-        }
-        out.chunks.push_back(out.text.substr(o, n));
+  out.kind = static_cast<processing::FileKind>(id);
+  std::string kind_name;
+  if (!string_at(res, "kind", 32, &kind_name) || kind_name != processing::FileKindName(out.kind)) {
+    return bad("a result whose kind does not match its kindId");
+  }
+  // Sizes first, copies after: nothing is built past the budget.
+  auto text_it = res.find("text");
+  if (text_it == res.end() || !text_it->is_string()) return bad("a result without text");
+  const auto& text = text_it->get_ref<const std::string&>();
+  const uint64_t budget = static_cast<uint64_t>(std::max<int64_t>(max_decoded_bytes, 0));
+  uint64_t total = text.size();
+  auto summary_it = res.find("summary");
+  if (summary_it != res.end()) {
+    if (!summary_it->is_string()) return bad("a result with a bad summary");
+    total += summary_it->get_ref<const std::string&>().size();
+  }
+  if (total > budget) return bad("a result over the output limit");
+  const json* chunks = nullptr;
+  if (auto c = res.find("chunks"); c != res.end()) {
+    if (!c->is_array() || c->size() > kMaxChunks) return bad("a result with bad chunks");
+    chunks = &*c;
+    for (const auto& chunk : *chunks) {
+      if (only_keys(chunk, {"t"}) && chunk.size() == 1 && chunk["t"].is_string()) {
+        total += chunk["t"].get_ref<const std::string&>().size();
+      } else if (only_keys(chunk, {"o", "n"}) && chunk.size() == 2 && chunk["o"].is_number_unsigned() &&
+                 chunk["n"].is_number_unsigned()) {
+        uint64_t o = chunk["o"].get<uint64_t>(), n = chunk["n"].get<uint64_t>();
+        if (o > text.size() || n > text.size() - o) return bad("a chunk outside its text");
+        total += n;
       } else {
-        return InvalidArgument("extract result has a malformed chunk");
+        return bad("a malformed chunk");
+      }
+      if (total > budget) return bad("a result over the output limit");
+    }
+  }
+  if (!count_at(res, "words", &out.words) || !count_at(res, "pages", &out.pages) ||
+      !count_at(res, "sheets", &out.sheets) || !count_at(res, "slides", &out.slides) ||
+      !count_at(res, "tables", &out.tables)) {
+    return bad("a result with a bad count");
+  }
+  if (res.contains("encoding")) {
+    if (!string_at(res, "encoding", 16, &out.encoding)) return bad("a result with a bad encoding");
+    static constexpr std::string_view kEncodings[] = {"", "utf-8", "utf-16le", "utf-16be", "latin1"};
+    if (std::find(std::begin(kEncodings), std::end(kEncodings), out.encoding) == std::end(kEncodings)) {
+      return bad("a result with an unknown encoding");
+    }
+  }
+  out.text = text;
+  if (summary_it != res.end()) out.summary = summary_it->get<std::string>();
+  if (chunks != nullptr) {
+    out.chunks.reserve(chunks->size());
+    for (const auto& chunk : *chunks) {
+      if (chunk.contains("t")) {
+        out.chunks.push_back(chunk["t"].get<std::string>());
+      } else {
+        out.chunks.push_back(out.text.substr(chunk["o"].get<uint64_t>(), chunk["n"].get<uint64_t>()));
       }
     }
   }

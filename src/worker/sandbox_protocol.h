@@ -5,8 +5,10 @@
 // share one definition.
 //
 // argv:   <conveyor> extract --cpu-seconds N --memory-mb M --max-open-files F
+//                   [--uid U] [--require LAYERS] [--probe]
+// fd 3:   the upload, open read-only (the child is given no path to it)
 // stdin:  one JSON object, then EOF:
-//           {"path","nameHint","message",
+//           {"nameHint","message",
 //            "limits":{"maxInputBytes","maxTextBytes","chunkChars",
 //                      "chunkOverlapChars","summarySentences"}}
 // stdout: JSON lines (every line one object, UTF-8, '\n'-terminated):
@@ -14,7 +16,7 @@
 //           {"result":{"kind","kindId","text","summary","words",
 //                      ["pages","sheets","slides","tables","encoding",]
 //                      "chunks":[{"o":offset,"n":length} | {"t":"text"}...]},
-//            "isolation":"netns+seccomp"}                      or
+//            "isolation":"uid+landlock+seccomp+netns"}         or
 //           {"error":{"code":"invalid_argument","message":"..."}}
 //         A chunk that is a substring of the text travels as its byte offset
 //         and length (chunks overlap, so this halves the output); any other
@@ -39,11 +41,23 @@ inline constexpr int kExitOutOfMemory = 86;
 // bounded far below this by the upload limits.
 inline constexpr size_t kMaxRequestBytes = 4 << 20;
 
+// The descriptor the upload is given to the child on.
+inline constexpr int kInputFd = 3;
+
 // Limits the child applies to itself before reading the request (argv).
 struct ChildLimits {
   int64_t cpu_seconds = 60;
   int64_t memory_mb = 1024;
   int64_t max_open_files = 64;
+  // The unprivileged account the child switches to when started as root
+  // (SANDBOX_UID; its group is the same number); -1: stay.
+  int64_t uid = 65534;
+  // Layers the child must have applied, or it refuses to read anything
+  // (SANDBOX_REQUIRE; see confine.h for the names).
+  std::string require;
+  // Layers not to apply ('+'-joined). Only tests set it (to show what each
+  // layer alone refuses); `conveyor extract` has no option for it.
+  std::string skip;
 };
 
 struct Request {
@@ -57,23 +71,45 @@ Result<Request> DecodeRequest(std::string_view json);
 
 // One '\n'-terminated line each. Invalid UTF-8 in strings is replaced.
 std::string ProgressLine(const std::string& stage, int percent);
-// `isolation`: how the child is cut off from the network ("netns+seccomp",
-// "netns", "seccomp"), or "none".
+// `isolation`: the confinement layers the child applied, '+'-joined
+// ("uid+landlock+seccomp+netns"), or "none".
 std::string ResultLine(const processing::Output& output, const std::string& isolation);
 std::string ErrorLine(const Status& status);
 
 // A decoded stdout line.
 struct Message {
-  enum class Type { kProgress, kResult, kError };
+  enum class Type { kProgress, kResult, kError, kProbe };
   Type type = Type::kProgress;
   std::string stage;                 // kProgress
   int percent = 0;                   // kProgress
   processing::Output output;         // kResult
-  std::string isolation;             // kResult: as given to ResultLine
+  std::string isolation;             // kResult: as given to ResultLine; kProbe: the layers
   Status error;                      // kError
 };
-// kInvalidArgument for a line that is not one of the above.
-Result<Message> DecodeLine(std::string_view line);
+
+// What DecodeLine will build from one line.
+inline constexpr int64_t kDefaultMaxDecodedBytes = 32LL << 20;  // EXTRACT_MAX_OUTPUT_BYTES' default
+inline constexpr size_t kMaxStageBytes = 32;        // a progress stage name
+inline constexpr size_t kMaxErrorMessageBytes = 64 << 10;
+inline constexpr size_t kMaxIsolationBytes = 256;
+inline constexpr size_t kMaxChunks = 1 << 20;
+
+// Decodes one stdout line of the child (without its '\n'). A pure function
+// of its arguments: no I/O, no global state; safe to fuzz.
+// The line must be a JSON object with exactly one of "progress", "error",
+// "result" (with "isolation") or "probe", and nothing else. Every field is
+// checked: stage a short lower-case name, percent 0..100, error code a known
+// non-ok name, kindId a real format with its matching kind name, counts
+// non-negative, encoding a known name, chunks either {"o","n"} inside the
+// text or {"t"}. The text, summary and chunks together decode to at most
+// `max_decoded_bytes` bytes (the child's output cap, EXTRACT_MAX_OUTPUT_BYTES:
+// chunk references cannot multiply it), checked before anything is copied.
+// kInvalidArgument for anything else.
+Result<Message> DecodeLine(std::string_view line,
+                           int64_t max_decoded_bytes = kDefaultMaxDecodedBytes);
+
+// The --probe answer line.
+std::string ProbeLine(const std::string& layers);
 
 // Errc from its ErrcName ("invalid_argument"); kInternal for unknown names.
 Errc ErrcFromName(std::string_view name);

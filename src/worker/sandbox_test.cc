@@ -102,12 +102,11 @@ TEST(Sandbox, ChildErrorsPassThroughWithTheirCode) {
   EXPECT_EQ(bad.code(), Errc::kInvalidArgument);
   EXPECT_EQ(bad.status().message(), "Invalid file format");
 
+  // A missing input: a public message, no path.
   auto missing = RunSandboxed(TestSettings(), {dir / "nope.txt", "nope.txt", ""}, {}, nullptr);
-  auto want = processing::Run({dir / "nope.txt", "nope.txt", ""}, {}, nullptr);
   ASSERT_FALSE(missing);
-  ASSERT_FALSE(want);
-  EXPECT_EQ(missing.code(), want.code());
-  EXPECT_EQ(missing.status().message(), want.status().message());
+  EXPECT_EQ(missing.code(), Errc::kFailedPrecondition);
+  EXPECT_EQ(missing.status().message(), kInputMissingMessage);
 }
 
 // Runs `fault` and checks the outcome and that it came quickly.
@@ -256,11 +255,105 @@ TEST(SandboxProtocol, RejectsGarbageAndOutOfRangeChunks) {
   EXPECT_FALSE(sandbox::DecodeLine("{\"something\":1}"));
   EXPECT_FALSE(sandbox::DecodeLine(R"({"result":{"text":"abc","chunks":[{"o":2,"n":5}]}})"));
   EXPECT_FALSE(sandbox::DecodeRequest("[]"));
-  auto req = sandbox::DecodeRequest(sandbox::EncodeRequest({{"/p", "n.txt", "m"}, {}}));
+  std::string encoded = sandbox::EncodeRequest({{"/secret/path", "n.txt", "m"}, {}});
+  EXPECT_EQ(encoded.find("/secret/path"), std::string::npos) << "the child never learns the path";
+  auto req = sandbox::DecodeRequest(encoded);
   ASSERT_TRUE(req);
-  EXPECT_EQ(req->input.path, "/p");
+  EXPECT_EQ(req->input.fd, sandbox::kInputFd);
   EXPECT_EQ(req->input.name_hint, "n.txt");
   EXPECT_EQ(req->input.message, "m");
+}
+
+// --- hostile child lines: the decoder trusts nothing --------------------------------
+
+std::string ResultWith(const std::string& fields) {
+  return R"({"isolation":"none","result":{"kind":"text","kindId":1,"text":"abcdef",)" + fields + "}}";
+}
+
+TEST(SandboxProtocol, RepeatedChunkReferencesCannotMultiplyMemory) {
+  // 1 MiB of text referenced 100 times is 100 MiB decoded: over an 8 MiB cap.
+  std::string text(1 << 20, 'a');
+  std::string chunks;
+  for (int i = 0; i < 100; ++i) chunks += std::string(i ? "," : "") + R"({"o":0,"n":1048576})";
+  std::string line = R"({"isolation":"none","result":{"kind":"text","kindId":1,"text":")" + text +
+                     R"(","chunks":[)" + chunks + "]}}";
+  auto m = sandbox::DecodeLine(line, 8 << 20);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.code(), Errc::kInvalidArgument);
+  // The same line within a budget that holds it decodes.
+  EXPECT_TRUE(sandbox::DecodeLine(line, 200 << 20));
+  // Inline chunks count too.
+  std::string inline_chunks = R"({"isolation":"none","result":{"kind":"text","kindId":1,"text":"","chunks":[)";
+  for (int i = 0; i < 20; ++i) inline_chunks += std::string(i ? "," : "") + R"({"t":")" + std::string(1000, 'x') + "\"}";
+  EXPECT_FALSE(sandbox::DecodeLine(inline_chunks + "]}}", 10000));
+}
+
+TEST(SandboxProtocol, KindIdMustBeARealFormatNamedAsItSays) {
+  EXPECT_TRUE(sandbox::DecodeLine(ResultWith(R"("words":1)")));
+  for (const char* bad : {R"({"isolation":"none","result":{"kind":"text","kindId":999,"text":""}})",
+                          R"({"isolation":"none","result":{"kind":"text","kindId":-1,"text":""}})",
+                          R"({"isolation":"none","result":{"kind":"unknown","kindId":0,"text":""}})",
+                          R"({"isolation":"none","result":{"kind":"pdf","kindId":1,"text":""}})",
+                          R"({"isolation":"none","result":{"kind":"text","kindId":1.5,"text":""}})",
+                          R"({"isolation":"none","result":{"kind":"text","text":""}})",
+                          R"({"isolation":"none","result":{"kind":"text","kindId":"1","text":""}})"}) {
+    EXPECT_FALSE(sandbox::DecodeLine(bad)) << bad;
+  }
+}
+
+TEST(SandboxProtocol, EveryFieldIsChecked) {
+  const char* bad[] = {
+      // progress
+      R"({"progress":{"stage":"extract","percent":101}})",
+      R"({"progress":{"stage":"extract","percent":-1}})",
+      R"({"progress":{"stage":"Extract; rm -rf","percent":5}})",
+      R"({"progress":{"stage":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","percent":5}})",
+      R"({"progress":{"stage":"extract"}})",
+      R"({"progress":{"stage":"extract","percent":5,"extra":1}})",
+      // error
+      R"({"error":{"code":"ok","message":"fine"}})",
+      R"({"error":{"code":"no_such_code","message":"x"}})",
+      R"({"error":{"code":"internal"}})",
+      R"({"error":{"code":"internal","message":5}})",
+      // shape
+      R"({"progress":{"stage":"extract","percent":5},"error":{"code":"internal","message":"x"}})",
+      R"({"result":{"kind":"text","kindId":1,"text":"abc"}})",
+      R"({"isolation":5,"result":{"kind":"text","kindId":1,"text":"abc"}})",
+      R"({"isolation":"none","result":{"kind":"text","kindId":1,"text":"abc"},"more":1})",
+      R"([1,2,3])",
+      R"("text")",
+      "",
+  };
+  for (const char* line : bad) EXPECT_FALSE(sandbox::DecodeLine(line)) << line;
+  const std::string bad_results[] = {
+      ResultWith(R"("words":-1)"),
+      ResultWith(R"("pages":1e300)"),
+      ResultWith(R"("tables":"3")"),
+      ResultWith(R"("encoding":"ebcdic")"),
+      ResultWith(R"("summary":7)"),
+      ResultWith(R"("chunks":{"o":0})"),
+      ResultWith(R"("chunks":[{"o":0,"n":2,"t":"x"}])"),
+      ResultWith(R"("chunks":[{"o":-1,"n":2}])"),
+      ResultWith(R"("chunks":[{"o":4,"n":3}])"),
+      ResultWith(R"("chunks":[{"o":18446744073709551615,"n":1}])"),
+      ResultWith(R"("chunks":[{"t":5}])"),
+      ResultWith(R"("unknownField":true)"),
+  };
+  for (const auto& line : bad_results) EXPECT_FALSE(sandbox::DecodeLine(line)) << line;
+  auto ok = sandbox::DecodeLine(ResultWith(
+      R"("summary":"s","words":2,"pages":0,"encoding":"utf-8","chunks":[{"o":1,"n":2},{"t":"zz"}])"));
+  ASSERT_TRUE(ok) << ok.status().ToString();
+  EXPECT_EQ(ok->output.chunks, (std::vector<std::string>{"bc", "zz"}));
+  EXPECT_EQ(ok->output.encoding, "utf-8");
+}
+
+TEST(SandboxProtocol, ProbeLineRoundTrips) {
+  std::string line = sandbox::ProbeLine("uid+seccomp");
+  line.pop_back();
+  auto m = sandbox::DecodeLine(line);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type, sandbox::Message::Type::kProbe);
+  EXPECT_EQ(m->isolation, "uid+seccomp");
 }
 
 }  // namespace

@@ -1,0 +1,314 @@
+// Confinement of the extract child; see confine.h for what each layer does.
+// Order matters: the uid drop needs root, so it comes before no_new_privs
+// and the filters; Landlock comes before seccomp, whose allowlist has no
+// landlock_* calls; PR_SET_PDEATHSIG and the dumpable flag are set after the
+// credentials change, which resets both.
+#include "worker/confine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/landlock.h>
+#include <malloc.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string_view>
+
+namespace conveyor::worker::sandbox {
+namespace {
+
+// Landlock rights, by ABI version (the kernel refuses rights it does not
+// know, so the handled set is built from the version it reports).
+// <linux/landlock.h> of older distributions lacks the newer constants.
+constexpr uint64_t kFsV1 = (1ULL << 13) - 1;  // EXECUTE .. MAKE_SYM
+constexpr uint64_t kFsRefer = 1ULL << 13;     // v2
+constexpr uint64_t kFsTruncate = 1ULL << 14;  // v3
+constexpr uint64_t kFsIoctlDev = 1ULL << 15;  // v5
+constexpr uint64_t kNetBindTcp = 1ULL << 0;   // v4
+constexpr uint64_t kNetConnectTcp = 1ULL << 1;
+constexpr uint64_t kScopeAbstractUnix = 1ULL << 0;  // v6
+constexpr uint64_t kScopeSignal = 1ULL << 1;
+constexpr uint64_t kFsReadFile = 1ULL << 2;
+constexpr uint64_t kFsReadDir = 1ULL << 3;
+
+// struct landlock_ruleset_attr as of ABI v6 (a prefix of it is passed to
+// kernels that know less).
+struct RulesetAttr {
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net;
+  uint64_t scoped;
+};
+struct PathBeneathAttr {
+  uint64_t allowed_access;
+  int32_t parent_fd;
+} __attribute__((packed));
+
+#ifndef __NR_landlock_create_ruleset
+#define __NR_landlock_create_ruleset 444
+#define __NR_landlock_add_rule 445
+#define __NR_landlock_restrict_self 446
+#endif
+constexpr int kRulePathBeneath = 1;  // LANDLOCK_RULE_PATH_BENEATH
+
+int LandlockAbi() {
+  long v = syscall(__NR_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  return v > 0 ? static_cast<int>(v) : 0;
+}
+
+// Applies the read-only view. Returns the ABI used, 0 when not applied.
+int ApplyLandlock() {
+  const int abi = LandlockAbi();
+  if (abi <= 0) return 0;
+  RulesetAttr attr{};
+  attr.handled_access_fs = kFsV1;
+  if (abi >= 2) attr.handled_access_fs |= kFsRefer;
+  if (abi >= 3) attr.handled_access_fs |= kFsTruncate;
+  if (abi >= 5) attr.handled_access_fs |= kFsIoctlDev;
+  size_t size = sizeof(uint64_t);
+  if (abi >= 4) {
+    attr.handled_access_net = kNetBindTcp | kNetConnectTcp;
+    size = 2 * sizeof(uint64_t);
+  }
+  if (abi >= 6) {
+    attr.scoped = kScopeAbstractUnix | kScopeSignal;
+    size = sizeof(RulesetAttr);
+  }
+  int ruleset = static_cast<int>(syscall(__NR_landlock_create_ruleset, &attr, size, 0));
+  if (ruleset < 0) return 0;
+  for (const std::string& path : kReadOnlyPaths) {
+    int fd = ::open(path.c_str(), O_PATH | O_CLOEXEC);
+    if (fd < 0) continue;  // not on this system
+    struct stat st {};
+    PathBeneathAttr rule{};
+    rule.allowed_access = kFsReadFile;
+    if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) rule.allowed_access |= kFsReadDir;
+    rule.parent_fd = fd;
+    (void)syscall(__NR_landlock_add_rule, ruleset, kRulePathBeneath, &rule, 0);
+    ::close(fd);
+  }
+  bool ok = syscall(__NR_landlock_restrict_self, ruleset, 0) == 0;
+  ::close(ruleset);
+  return ok ? abi : 0;
+}
+
+// The seccomp allowlist. Calls named here that this architecture lacks are
+// skipped (seccomp_syscall_resolve_name answers __NR_SCMP_ERROR).
+constexpr const char* kAllowed[] = {
+    // I/O on descriptors already open (the input, the pipes, library data)
+    "read", "readv", "pread64", "preadv", "preadv2", "write", "writev", "lseek", "close",
+    "fstat", "newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "access", "faccessat",
+    "faccessat2", "readlink", "readlinkat", "getdents", "getdents64", "fcntl", "dup", "dup3",
+    "fadvise64", "poll", "ppoll",
+    // memory
+    "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "membarrier",
+    // threads and their synchronisation
+    "futex", "futex_waitv", "set_robust_list", "get_robust_list", "rseq", "set_tid_address",
+    "sched_yield", "sched_getaffinity", "sched_getparam", "sched_getscheduler",
+    "sched_get_priority_max", "sched_get_priority_min", "arch_prctl",
+    // signals (delivery to itself; tgkill/kill are limited below)
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall",
+    // identity, time, randomness, limits
+    "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid",
+    "getresgid", "getgroups", "getrandom", "clock_gettime", "clock_getres", "clock_nanosleep",
+    "nanosleep", "gettimeofday", "time", "getrusage", "getrlimit", "sysinfo", "uname", "getcwd",
+    "getpriority", "umask",
+    // leaving
+    "exit", "exit_group",
+};
+
+bool ApplySeccomp() {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+  if (ctx == nullptr) return false;
+  bool ok = true;
+  auto add = [&](uint32_t action, const char* name, std::initializer_list<scmp_arg_cmp> args = {}) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) return;  // not on this architecture
+    int rc = seccomp_rule_add_array(ctx, action, nr, static_cast<unsigned>(args.size()),
+                                    args.size() ? args.begin() : nullptr);
+    if (rc != 0) ok = false;
+  };
+  for (const char* name : kAllowed) add(SCMP_ACT_ALLOW, name);
+  // Threads only: a clone that does not share the thread group is a process.
+  add(SCMP_ACT_ALLOW, "clone", {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)});
+  // clone3 passes its flags in memory, out of a filter's reach: ENOSYS makes
+  // glibc fall back to clone.
+  add(SCMP_ACT_ERRNO(ENOSYS), "clone3");
+  // Opening read-only only; Landlock (or the uid) decides what.
+  const scmp_datum_t kWriteFlags = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
+  add(SCMP_ACT_ALLOW, "openat", {SCMP_A2(SCMP_CMP_MASKED_EQ, kWriteFlags, 0)});
+  add(SCMP_ACT_ALLOW, "open", {SCMP_A1(SCMP_CMP_MASKED_EQ, kWriteFlags, 0)});
+  add(SCMP_ACT_ERRNO(ENOSYS), "openat2");
+  // Signals to itself only (abort() is tgkill(getpid(), ...)).
+  const auto self = static_cast<scmp_datum_t>(getpid());
+  add(SCMP_ACT_ALLOW, "tgkill", {SCMP_A0(SCMP_CMP_EQ, self)});
+  add(SCMP_ACT_ALLOW, "kill", {SCMP_A0(SCMP_CMP_EQ, self)});
+  // Its own limits, read only.
+  add(SCMP_ACT_ALLOW, "prlimit64", {SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0)});
+  // Thread names (some runtimes set them).
+  add(SCMP_ACT_ALLOW, "prctl", {SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)});
+  add(SCMP_ACT_ALLOW, "prctl", {SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)});
+  // isatty() and friends: "not a terminal" rather than EPERM.
+  add(SCMP_ACT_ERRNO(ENOTTY), "ioctl");
+  // Kept as before: a parser probing for a network gets EACCES.
+  add(SCMP_ACT_ERRNO(EACCES), "socket");
+  add(SCMP_ACT_ERRNO(EACCES), "socketpair");
+  ok = ok && seccomp_load(ctx) == 0;
+  seccomp_release(ctx);
+  return ok;
+}
+
+// Lowers a limit to `value` (never raises the hard limit: that would fail).
+void SetLimit(int resource, rlim_t soft, rlim_t hard) {
+  struct rlimit cur {};
+  if (getrlimit(resource, &cur) == 0 && cur.rlim_max != RLIM_INFINITY) {
+    hard = std::min(hard, cur.rlim_max);
+    soft = std::min(soft, hard);
+  }
+  struct rlimit lim {soft, hard};
+  (void)setrlimit(resource, &lim);
+}
+
+bool DropToUid(int64_t uid) {
+  if (uid < 0 || geteuid() != 0) return false;
+  const auto id = static_cast<uid_t>(uid);
+  if (setgroups(0, nullptr) != 0) return false;
+  if (setresgid(id, id, id) != 0) return false;
+  if (setresuid(id, id, id) != 0) return false;
+  // Root must be gone for good: not even a saved id to return to.
+  uid_t r, e, s;
+  return getresuid(&r, &e, &s) == 0 && r == id && e == id && s == id && setuid(0) != 0;
+}
+
+}  // namespace
+
+const std::vector<std::string> kReadOnlyPaths = {
+    "/usr", "/lib", "/lib64", "/lib32", "/libx32",  // libraries and their data (/usr/share)
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+    "/etc/magic", "/etc/magic.mime",                 // libmagic's local additions
+    "/etc/fonts", "/var/cache/fontconfig",           // poppler's font configuration
+    "/etc/localtime",
+    "/sys/devices/system/cpu",                       // CPU count for OpenMP
+    "/dev/null", "/dev/urandom",
+};
+
+bool Layers::Has(std::string_view name) const {
+  if (name == "uid") return uid;
+  if (name == "landlock") return landlock;
+  if (name == "seccomp") return seccomp;
+  if (name == "netns") return netns;
+  return false;
+}
+
+std::string Layers::ToString() const {
+  std::string out;
+  for (const char* name : kLayerNames) {
+    if (!Has(name)) continue;
+    if (!out.empty()) out += '+';
+    out += name;
+  }
+  return out.empty() ? "none" : out;
+}
+
+Layers ParseLayers(std::string_view text) {
+  Layers l;
+  while (!text.empty()) {
+    size_t cut = text.find_first_of("+,");
+    std::string_view word = text.substr(0, cut);
+    if (word == "uid") l.uid = true;
+    if (word == "landlock") l.landlock = true;
+    if (word == "seccomp") l.seccomp = true;
+    if (word == "netns") l.netns = true;
+    if (cut == std::string_view::npos) break;
+    text.remove_prefix(cut + 1);
+  }
+  return l;
+}
+
+Result<std::string> ParseRequirement(std::string_view text) {
+  if (text == "none" || text.empty()) return std::string();
+  if (text == "all") return std::string("uid+landlock+seccomp+netns");
+  Layers want;
+  std::string_view rest = text;
+  while (true) {
+    size_t cut = rest.find(',');
+    std::string_view word = rest.substr(0, cut);
+    while (!word.empty() && word.front() == ' ') word.remove_prefix(1);
+    while (!word.empty() && word.back() == ' ') word.remove_suffix(1);
+    bool known = std::any_of(std::begin(kLayerNames), std::end(kLayerNames),
+                             [&](const char* n) { return word == n; });
+    if (!known) {
+      return InvalidArgument("SANDBOX_REQUIRE=\"" + std::string(text) + "\": unknown layer \"" +
+                             std::string(word) + "\" (none, all, or a list of uid, landlock, " +
+                             "seccomp, netns)");
+    }
+    want = ParseLayers(std::string(word) + "+" + want.ToString());
+    if (cut == std::string_view::npos) break;
+    rest.remove_prefix(cut + 1);
+  }
+  return want.ToString();
+}
+
+std::string MissingLayers(const Layers& have, std::string_view required) {
+  Layers want = ParseLayers(required);
+  std::string out;
+  for (const char* name : kLayerNames) {
+    if (!want.Has(name) || have.Has(name)) continue;
+    if (!out.empty()) out += '+';
+    out += name;
+  }
+  return out;
+}
+
+Layers Confine(const ChildLimits& l) {
+  Layers layers;
+  // Only stdin, stdout, stderr and the input; posix_spawn closed the rest
+  // already, this covers a child started some other way.
+  (void)syscall(SYS_close_range, static_cast<unsigned>(kInputFd) + 1, ~0U, 0U);
+
+  const rlim_t cpu = static_cast<rlim_t>(std::max<int64_t>(l.cpu_seconds, 1));
+  SetLimit(RLIMIT_CPU, cpu, cpu + 1);  // SIGXCPU at the soft limit, SIGKILL a second later
+  const rlim_t as = static_cast<rlim_t>(std::max<int64_t>(l.memory_mb, 16)) << 20;
+  SetLimit(RLIMIT_AS, as, as);
+  SetLimit(RLIMIT_FSIZE, 0, 0);  // no files written (pipes are not files)
+  SetLimit(RLIMIT_CORE, 0, 0);
+  const rlim_t files = static_cast<rlim_t>(std::max<int64_t>(l.max_open_files, 8));
+  SetLimit(RLIMIT_NOFILE, files, files);
+  // Each malloc arena reserves 64 MiB of address space; a parser library
+  // that starts threads would otherwise spend RLIMIT_AS on reservations.
+  (void)mallopt(M_ARENA_MAX, 2);
+
+  // The network namespace first while root may still make one without a
+  // user namespace; the uid drop after it.
+  const Layers skip = ParseLayers(l.skip);
+  const bool was_root = geteuid() == 0;
+  if (!skip.netns && was_root) layers.netns = unshare(CLONE_NEWNET) == 0;
+  if (!skip.uid) layers.uid = DropToUid(l.uid);
+  if (!skip.netns && !layers.netns) layers.netns = unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0;
+
+  // Both are reset by a change of credentials: set them now.
+  (void)prctl(PR_SET_PDEATHSIG, SIGKILL);  // die with the worker thread that started us
+  (void)prctl(PR_SET_DUMPABLE, 0);
+
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) {
+    if (!skip.landlock) layers.landlock_abi = ApplyLandlock();
+    layers.landlock = layers.landlock_abi > 0;
+    if (!skip.seccomp) layers.seccomp = ApplySeccomp();
+  }
+  return layers;
+}
+
+bool ProtectWorkerProcess() {
+  (void)prctl(PR_SET_DUMPABLE, 0);
+  return prctl(PR_GET_DUMPABLE) == 0;
+}
+
+}  // namespace conveyor::worker::sandbox
