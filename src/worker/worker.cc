@@ -45,6 +45,9 @@ constexpr int64_t kMinBackoffMs = 100;     // first wait after a Redis/database 
 constexpr int64_t kMaxBackoffMs = 5000;    // cap of that wait
 constexpr int kReconcileBatch = 200;       // pending rows looked at per reconciler pass
 constexpr const char* kInvalidFormat = "Invalid file format";
+// Client-facing messages of storage trouble (details go to the log only).
+constexpr const char* kInvalidStoragePath = "Invalid storage path";
+constexpr const char* kInputUnreadableMessage = "Uploaded file could not be read";
 
 std::string FileIdFor(const std::string& job_id) { return "file_" + job_id; }
 
@@ -73,6 +76,9 @@ class Worker::Impl {
     std::lock_guard lock(mu_);
     if (started_) return;
     started_ = true;
+    // The worker's /proc files (environ holds its secrets) are closed to its
+    // parser children and to anything else without CAP_SYS_PTRACE.
+    if (!sandbox::ProtectWorkerProcess()) spdlog::warn("worker: cannot make the process non-dumpable");
     for (int i = 0; i < settings_.concurrency; ++i) threads_.emplace_back([this] { SlotLoop(); });
     threads_.emplace_back([this] { HousekeepingLoop(); });
   }
@@ -277,53 +283,76 @@ class Worker::Impl {
     }
   }
 
+  // What a job is about, from its row (the source of truth) or, for a job a
+  // Node.js producer added without a row, from its data once checked.
+  struct JobFacts {
+    std::string user_id;
+    std::string session_id;
+    std::string original_name;
+    std::string message;
+  };
+
+  // A storage error as the client may see it; the detail goes to the log.
+  Status PublicStorageError(const queue::ActiveJob& job, const Status& why) {
+    spdlog::warn("worker: job {}: upload: {}", job.id, why.ToString());
+    switch (why.code()) {
+      case Errc::kNotFound: return FailedPrecondition(kInputMissingMessage);
+      case Errc::kInvalidArgument: return InvalidArgument(kInvalidStoragePath);
+      default: return Unavailable(kInputUnreadableMessage);
+    }
+  }
+
   // Runs one job. Returns the result JSON when the job succeeded and the queue
   // still has to be told (the caller completes it, fetching the next job in
   // the same round trip); nullopt when everything is already recorded.
+  //
+  // The row decides who the job belongs to and which file it reads: a job
+  // with a row reads blob <job id> for the row's user and session, whatever
+  // its data says. A job without a row (a Node.js producer) names its file in
+  // `storagePath`; the file is adopted (BlobStore::Adopt: under STORAGE_DIR,
+  // no symlink, not another job's) and becomes blob <job id> before the row
+  // is written. Either way the worker holds the file open and the sandboxed
+  // parser reads that descriptor.
   std::optional<std::string> Process(queue::Consumer& consumer, const queue::ActiveJob& job) {
-    auto payload = queue::DecodeJobPayload(job.data_json);
-    if (!payload) {
-      FailJob(consumer, job, std::nullopt, payload.status(), /*row_known=*/false);
-      return std::nullopt;
-    }
     if (job.deferred_failure) {
-      FailJob(consumer, job, *payload, FailedPrecondition(*job.deferred_failure), true);
+      FailJob(consumer, job, FailedPrecondition(*job.deferred_failure), true);
       return std::nullopt;
     }
-    // The row: made here when a Node.js producer added the job directly.
     auto row = store_->GetJob(job.id);
     if (!row) {
-      RetryLater(consumer, job, *payload, row.status());
+      RetryLater(consumer, job, row.status());
       return std::nullopt;
     }
-    if (!row->has_value()) {
-      storage::NewJob nj{job.id,          payload->user_id, payload->session_id,
-                         payload->original_name, payload->mime_type, payload->size,
-                         "",              payload->storage_path, payload->message};
-      auto ins = store_->InsertJob(nj);
-      if (!ins && ins.code() != Errc::kAlreadyExists) {
-        RetryLater(consumer, job, *payload, ins.status());
+    JobFacts facts;
+    storage::OpenedBlob blob;
+    if (row->has_value()) {
+      const storage::JobRecord& r = **row;
+      if (r.status == storage::JobStatus::kCompleted && r.result_json) {
+        // Finished before, but the queue was not told: tell it now.
+        return *r.result_json;
+      }
+      if (r.status == storage::JobStatus::kFailed) {
+        auto f = consumer.Fail(job, r.error.value_or("failed"), "", /*retry=*/false);
+        (void)f;
         return std::nullopt;
       }
-    } else if ((*row)->status == storage::JobStatus::kCompleted && (*row)->result_json) {
-      // Finished before, but the queue was not told: tell it now.
-      return *(*row)->result_json;
-    } else if ((*row)->status == storage::JobStatus::kFailed) {
-      auto r = consumer.Fail(job, (*row)->error.value_or("failed"), "", /*retry=*/false);
-      (void)r;
-      return std::nullopt;
-    }
-    if (payload->job_id != job.id && !payload->job_id.empty()) {
-      spdlog::warn("worker: job {} carries jobId {} in its data", job.id, payload->job_id);
-    }
-    // Only files inside the store are ever read, whatever the job data says.
-    if (!blobs_->Owns(payload->storage_path)) {
-      FailJob(consumer, job, *payload, InvalidArgument("Invalid storage path"), true);
-      return std::nullopt;
+      facts = {r.user_id, r.session_id, r.original_name, r.message};
+      auto opened = blobs_->OpenBlob(job.id);
+      if (!opened) {
+        Status why = PublicStorageError(job, opened.status());
+        if (IsTransient(why.code())) RetryLater(consumer, job, why);
+        else FailJob(consumer, job, why, true);
+        return std::nullopt;
+      }
+      blob = std::move(*opened);
+    } else {
+      auto adopted = AdoptProducerJob(consumer, job, &facts);
+      if (!adopted) return std::nullopt;  // recorded
+      blob = std::move(*adopted);
     }
     auto marked = store_->MarkProcessing(job.id, job.attempts_started);
     if (!marked && marked.code() != Errc::kFailedPrecondition) {
-      RetryLater(consumer, job, *payload, marked.status());
+      RetryLater(consumer, job, marked.status());
       return std::nullopt;
     }
 
@@ -344,7 +373,7 @@ class Worker::Impl {
         return std::nullopt;
       }
     }
-    processing::Input input{payload->storage_path, payload->original_name, payload->message};
+    processing::Input input{blob.path, facts.original_name, facts.message, blob.fd.get()};
     auto progress = [&](const std::string& stage, int percent) {
       nlohmann::json p = {{"stage", stage}, {"percent", percent}};
       (void)consumer.UpdateProgress(job.id, p.dump());
@@ -357,7 +386,7 @@ class Worker::Impl {
       int64_t left =
           std::chrono::duration_cast<milliseconds>(job_deadline - steady::now()).count();
       if (left <= 0) {
-        RetryLater(consumer, job, *payload, timed_out);
+        RetryLater(consumer, job, timed_out);
         return std::nullopt;
       }
       if (left < sandbox.timeout_ms) {
@@ -372,9 +401,9 @@ class Worker::Impl {
     }
     if (!out) {
       if (IsTransient(out.code())) {
-        RetryLater(consumer, job, *payload, out.status());
+        RetryLater(consumer, job, out.status());
       } else {
-        FailJob(consumer, job, *payload, out.status(), true);
+        FailJob(consumer, job, out.status(), true);
       }
       return std::nullopt;
     }
@@ -383,18 +412,18 @@ class Worker::Impl {
     processing::AnalysisInput ain;
     ain.text = out->text;
     ain.kind = out->kind;
-    ain.message = payload->message;
+    ain.message = facts.message;
     ain.extract_summary = out->summary;
-    ain.name_hint = payload->original_name;
+    ain.name_hint = facts.original_name;
     ain.words = out->words;
     ain.pages = out->pages;
     ain.tables = out->tables;
     auto analysis = analyzer_->Analyze(ain);
     if (!analysis) {
       if (IsTransient(analysis.code())) {
-        RetryLater(consumer, job, *payload, analysis.status());
+        RetryLater(consumer, job, analysis.status());
       } else {
-        FailJob(consumer, job, *payload, analysis.status(), true);
+        FailJob(consumer, job, analysis.status(), true);
       }
       return std::nullopt;
     }
@@ -402,7 +431,7 @@ class Worker::Impl {
     const std::string file_id = FileIdFor(job.id);
     // Earlier files of the session that share key terms: best effort.
     nlohmann::json references = nlohmann::json::array();
-    if (auto refs = FindReferences(*store_, payload->user_id, payload->session_id, file_id,
+    if (auto refs = FindReferences(*store_, facts.user_id, facts.session_id, file_id,
                                    analysis->keywords, settings_.references)) {
       for (const auto& r : *refs) {
         references.push_back(
@@ -418,9 +447,9 @@ class Worker::Impl {
     }
     progress("store", 90);
     auto stored =
-        store_->StoreMemory(payload->user_id, payload->session_id, job.id, file_id, chunks);
+        store_->StoreMemory(facts.user_id, facts.session_id, job.id, file_id, chunks);
     if (!stored) {
-      RetryLater(consumer, job, *payload, stored.status());
+      RetryLater(consumer, job, stored.status());
       return std::nullopt;
     }
     nlohmann::json result = {
@@ -439,10 +468,10 @@ class Worker::Impl {
     std::string result_json = result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     auto done = store_->MarkCompleted(job.id, file_id, result_json);
     if (!done) {
-      RetryLater(consumer, job, *payload, done.status());
+      RetryLater(consumer, job, done.status());
       return std::nullopt;
     }
-    (void)blobs_->Remove(payload->storage_path);
+    RemoveBlob(job);
     return result_json;
   }
 
@@ -454,10 +483,9 @@ class Worker::Impl {
   }
 
   // A transient failure: retry with backoff while attempts remain, else final.
-  void RetryLater(queue::Consumer& consumer, const queue::ActiveJob& job,
-                  const queue::JobPayload& payload, const Status& why) {
+  void RetryLater(queue::Consumer& consumer, const queue::ActiveJob& job, const Status& why) {
     if (!queue::ShouldRetry(job.attempts_made, job.options.attempts, /*transient=*/true)) {
-      FailJob(consumer, job, payload, why, true);
+      FailJob(consumer, job, why, true);
       return;
     }
     spdlog::warn("worker: job {} attempt {} failed, will retry: {}", job.id,
@@ -468,9 +496,9 @@ class Worker::Impl {
   }
 
   // A final failure: the row says failed, the queue moves the job to failed
-  // (and dead-letters it), the stored upload is deleted.
-  void FailJob(queue::Consumer& consumer, const queue::ActiveJob& job,
-               const std::optional<queue::JobPayload>& payload, const Status& why,
+  // (and dead-letters it), the job's own stored upload (blob <job id>) is
+  // deleted; never a file the job data names.
+  void FailJob(queue::Consumer& consumer, const queue::ActiveJob& job, const Status& why,
                bool row_known) {
     std::string message = why.message().empty() ? std::string(kInvalidFormat) : why.message();
     spdlog::info("worker: job {} failed: {}", job.id, why.ToString());
@@ -478,10 +506,74 @@ class Worker::Impl {
       auto r = store_->MarkFailed(job.id, message);
       if (!r) spdlog::warn("worker: recording failure of {}: {}", job.id, r.status().ToString());
     }
-    if (payload && blobs_->Owns(payload->storage_path)) (void)blobs_->Remove(payload->storage_path);
+    if (row_known) RemoveBlob(job);
     auto r = consumer.Fail(job, message, StackFor(why), /*retry=*/false);
     if (!r) spdlog::warn("worker: failing job {} in the queue: {}", job.id, r.status().ToString());
     finished_++;
+  }
+
+  void RemoveBlob(const queue::ActiveJob& job) {
+    if (!IsUuid(job.id)) return;
+    if (auto r = blobs_->Remove(blobs_->PathFor(job.id)); !r) {
+      spdlog::warn("worker: removing the upload of {}: {}", job.id, r.status().ToString());
+    }
+  }
+
+  // A job without a row, from a Node.js producer: checks its data, adopts
+  // its file as blob <job id> and writes the row. nullopt when the job was
+  // failed or put back for a retry (already recorded).
+  std::optional<storage::OpenedBlob> AdoptProducerJob(queue::Consumer& consumer,
+                                                      const queue::ActiveJob& job,
+                                                      JobFacts* facts) {
+    auto payload = queue::DecodeJobPayload(job.data_json);
+    if (!payload) {
+      FailJob(consumer, job, payload.status(), /*row_known=*/false);
+      return std::nullopt;
+    }
+    if (!payload->job_id.empty() && payload->job_id != job.id) {
+      spdlog::warn("worker: job {} carries jobId {} in its data", job.id, payload->job_id);
+    }
+    // The rules the upload path applies (core/ids.h), so that a session means
+    // the same bytes whichever way a file arrived. Without a row to record it
+    // in, such a job fails in the queue only.
+    Status invalid;
+    if (!IsUuid(job.id)) invalid = InvalidArgument("Invalid job id (must be a UUID)");
+    else if (payload->user_id.empty() || !IsValidUtf8(payload->user_id)) invalid = InvalidArgument("Invalid userId");
+    else invalid = CheckSessionId(payload->session_id);
+    if (!invalid.ok()) {
+      FailJob(consumer, job, invalid, /*row_known=*/false);
+      return std::nullopt;
+    }
+    *facts = {payload->user_id, payload->session_id, payload->original_name, payload->message};
+    // Adopt first, then the row: a crash in between leaves blob <job id>,
+    // which the next attempt's Adopt finds.
+    auto blob = blobs_->Adopt(payload->storage_path, job.id);
+    Status failure;
+    if (!blob) failure = PublicStorageError(job, blob.status());
+    if (!failure.ok() && IsTransient(failure.code())) {
+      RetryLater(consumer, job, failure);
+      return std::nullopt;
+    }
+    storage::NewJob nj;
+    nj.id = job.id;
+    nj.user_id = payload->user_id;
+    nj.session_id = payload->session_id;
+    nj.original_name = payload->original_name;
+    nj.mime_type = payload->mime_type;
+    nj.size_bytes = blob ? blob->size_bytes : payload->size;
+    nj.storage_path = blobs_->PathFor(job.id);
+    nj.message = payload->message;
+    auto ins = store_->InsertJob(nj);
+    if (!ins && ins.code() != Errc::kAlreadyExists) {
+      RetryLater(consumer, job, ins.status());
+      return std::nullopt;
+    }
+    if (!failure.ok()) {
+      // Recorded in the row too, so the producer's user sees why.
+      FailJob(consumer, job, failure, /*row_known=*/true);
+      return std::nullopt;
+    }
+    return std::move(*blob);
   }
 
   static std::string StackFor(const Status& why) {
