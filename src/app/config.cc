@@ -146,6 +146,15 @@ const std::vector<Setting>& Table() {
        "largest output (text + chunks, JSON) the parser may return; more fails the file",
        Int("EXTRACT_MAX_OUTPUT_BYTES", &Config::extract_max_output_bytes, 1 << 16,
            int64_t{1} << 34)},
+      {"SANDBOX_UID", "65534",
+       "account (and group) the parser child runs as when the worker runs as root; -1 keeps root's",
+       Int("SANDBOX_UID", &Config::sandbox_uid, -1, 4294967294)},
+      {"SANDBOX_REQUIRE", "none",
+       "sandbox layers the worker refuses to run without: none, all, or a list of uid, landlock, "
+       "seccomp, netns",
+       // Checked against the layer names by the roles that run a worker
+       // (worker/confine.h ParseRequirement), at start.
+       Str("SANDBOX_REQUIRE", &Config::sandbox_require, false)},
       {"AI_PROVIDER", "local",
        "analysis provider: local (offline, extractive) or openai (any OpenAI-compatible API)",
        [](const std::string& v, Config& c) -> Status {

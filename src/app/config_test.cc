@@ -54,7 +54,9 @@ TEST(Config, BadValueNamesTheVariableAndRange) {
                                                         {"UPLOAD_FSYNC", "maybe"},
                                                         {"WORKER_CONCURRENCY", "-1"},
                                                         {"DATABASE_URL", "mysql://x"},
-                                                        {"QUEUE_NAME", ""}}) {
+                                                        {"QUEUE_NAME", ""},
+                                                        {"SANDBOX_UID", "-2"},
+                                                        {"SANDBOX_REQUIRE", ""}}) {
     auto c = Load({{k, v}});
     ASSERT_FALSE(c) << k << "=" << v;
     EXPECT_EQ(c.code(), Errc::kInvalidArgument);

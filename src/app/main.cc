@@ -23,16 +23,21 @@
 #include "app/upload_command.h"
 #include "app/queue_command.h"
 #include "app/redis_child.h"
+#include "core/files.h"
 #include "core/ids.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
+#include "worker/confine.h"
+#include "worker/sandbox.h"
 #include "worker/worker.h"
 
 namespace conveyor::app {
 namespace {
+
+namespace sandbox = worker::sandbox;
 
 constexpr int64_t kDevTokenTtlS = 30 * 24 * 3600;  // printed by `dev`: valid for 30 days
 
@@ -104,6 +109,7 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.sandbox.memory_mb = c.extract_memory_mb;
   w.sandbox.cpu_seconds = c.extract_cpu_seconds;
   w.sandbox.max_output_bytes = c.extract_max_output_bytes;
+  w.sandbox.uid = c.sandbox_uid;
   w.analyzer.provider = c.ai_provider;
   w.analyzer.base_url = c.ai_base_url;
   w.analyzer.api_key = c.ai_api_key;
@@ -122,8 +128,7 @@ struct Backends {
 
 Result<Backends> OpenBackends(const Config& c) {
   Backends b;
-  std::error_code ec;
-  std::filesystem::create_directories(c.data_dir, ec);
+  if (Status s = CreatePrivateDirs(c.data_dir); !s.ok()) return s;
   auto store = storage::OpenMetadataStore(c.database_url, /*migrate=*/true);
   if (!store) return store.status();
   b.store = std::move(*store);
@@ -136,16 +141,56 @@ Result<Backends> OpenBackends(const Config& c) {
   return b;
 }
 
+// The worker's sandbox: which layers this host grants its parser children
+// (logged), and a refusal to run when SANDBOX_REQUIRE names one it lacks.
+Result<sandbox::Layers> CheckSandbox(worker::WorkerSettings& w, const Config& c) {
+  auto required = sandbox::ParseRequirement(c.sandbox_require);
+  if (!required) return required.status();
+  w.sandbox.require = *required;
+  auto layers = worker::ProbeSandbox(w.sandbox);
+  if (!layers) return layers.status();
+  std::string missing = sandbox::MissingLayers(*layers, "uid+landlock+seccomp+netns");
+  spdlog::info("conveyor: sandbox layers in place: {} (Landlock ABI {})", layers->ToString(),
+               layers->landlock_abi);
+  if (!missing.empty()) {
+    spdlog::warn("conveyor: sandbox layers unavailable on this host: {}{}", missing,
+                 geteuid() != 0 && missing.find("uid") != std::string::npos
+                     ? " (uid: the worker is not root, so its parsers run as its own user)"
+                     : "");
+  }
+  if (std::string lacking = sandbox::MissingLayers(*layers, *required); !lacking.empty()) {
+    return FailedPrecondition("SANDBOX_REQUIRE=" + c.sandbox_require + " but this host lacks: " +
+                              lacking);
+  }
+  return layers;
+}
+
 // Runs the API and/or the worker until SIGINT/SIGTERM.
 int Serve(const Config& c, bool api, bool work, const std::string& banner_token) {
   sigset_t signals = BlockShutdownSignals();
+  worker::WorkerSettings worker_settings = WorkerSettingsFrom(c);
+  std::optional<sandbox::Layers> layers;
+  if (work) {
+    // Before anything holds secrets worth hiding: non-dumpable from here on.
+    (void)sandbox::ProtectWorkerProcess();
+    auto l = CheckSandbox(worker_settings, c);
+    if (!l) return Fail(l.status());
+    layers = *l;
+  }
   auto backends = OpenBackends(c);
   if (!backends) return Fail(backends.status());
 
   std::unique_ptr<http::Server> server;
   if (api) {
+    http::ServerSettings settings = ServerSettingsFrom(c);
+    if (layers) {
+      // /readyz lists the worker's sandbox layers (dev: same process).
+      for (const char* name : sandbox::kLayerNames) {
+        settings.sandbox_layers.emplace_back(name, layers->Has(name));
+      }
+    }
     server = std::make_unique<http::Server>(
-        ServerSettingsFrom(c),
+        std::move(settings),
         http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get()});
     auto port = server->Start();
     if (!port) return Fail(port.status());
@@ -163,7 +208,7 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   std::unique_ptr<worker::Worker> w;
   if (work) {
     auto opts = RedisOptionsFrom(c);
-    w = std::make_unique<worker::Worker>(WorkerSettingsFrom(c), backends->store.get(),
+    w = std::make_unique<worker::Worker>(worker_settings, backends->store.get(),
                                          backends->blobs.get(), backends->queue.get(),
                                          [opts] { return queue::OpenRedisConsumer(opts); });
     w->Start();
@@ -201,8 +246,7 @@ int RunApi(Config c) {
 int RunWorker(Config c) { return Serve(c, false, true, ""); }
 
 int RunDev(Config c) {
-  std::error_code ec;
-  std::filesystem::create_directories(c.data_dir, ec);
+  if (Status s = CreatePrivateDirs(c.data_dir); !s.ok()) return Fail(s);
   std::optional<RedisChild> redis;
   if (!c.redis_host_set) {
     auto child = RedisChild::Start(c.data_dir + "/redis");
@@ -210,8 +254,9 @@ int RunDev(Config c) {
     redis.emplace(std::move(*child));
     c.redis_host = "127.0.0.1";
     c.redis_port = redis->port();
-    spdlog::info("conveyor: started redis-server on port {} (appendonly, everysec)",
-                 redis->port());
+    c.redis_password = redis->password();
+    spdlog::info("conveyor: started redis-server on port {} (password protected, appendonly, "
+                 "everysec)", redis->port());
   }
   if (c.jwt_secret.empty()) {
     c.jwt_secret = NewUuid() + NewUuid();
@@ -232,8 +277,7 @@ int RunToken(const Config& c, const std::string& user, int64_t ttl_s) {
 }
 
 int RunMigrate(const Config& c) {
-  std::error_code ec;
-  std::filesystem::create_directories(c.data_dir, ec);
+  if (Status s = CreatePrivateDirs(c.data_dir); !s.ok()) return Fail(s);
   auto v = storage::Migrate(c.database_url);
   if (!v) return Fail(v.status());
   std::printf("schema version %d\n", *v);

@@ -1,5 +1,8 @@
 #include "app/redis_child.h"
 
+#include "core/files.h"
+#include "core/ids.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -9,7 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
+#include <fstream>
 #include <cstring>
 #include <filesystem>
 #include <string_view>
@@ -40,8 +46,8 @@ int FreeLoopbackPort() {
   return ntohs(a.sin_port);
 }
 
-// One inline PING over a fresh connection; true on "+PONG".
-bool Pings(int port) {
+// AUTH then PING over a fresh connection; true on "+PONG".
+bool Pings(int port, const std::string& password) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -50,11 +56,17 @@ bool Pings(int port) {
   bool ok = false;
   timeval tv{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string command = "AUTH " + password + "\r\nPING\r\n";
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::write(fd, "PING\r\n", 6) == 6) {
-    char buf[16] = {};
-    ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ok = n >= 5 && std::string_view(buf, 5) == "+PONG";
+      ::write(fd, command.data(), command.size()) == static_cast<ssize_t>(command.size())) {
+    std::string got;
+    char buf[64];
+    while (got.find("+PONG") == std::string::npos && got.find("-") == std::string::npos) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    ok = got.find("+PONG") != std::string::npos;
   }
   ::close(fd);
   return ok;
@@ -68,15 +80,28 @@ bool Exited(pid_t pid) {
 }  // namespace
 
 Result<RedisChild> RedisChild::Start(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Unavailable("cannot create " + dir + ": " + ec.message());
+  // The directory holds the append-only file (every job's data) and the
+  // configuration with the password: the service's account only.
+  if (Status s = CreatePrivateDirs(dir); !s.ok()) return s;
+  ::chmod(dir.c_str(), 0700);
   int port = FreeLoopbackPort();
   if (port <= 0) return Unavailable("no free loopback port for redis-server");
-  std::vector<std::string> args = {"redis-server", "--port", std::to_string(port), "--bind",
-                                   "127.0.0.1",    "--dir",  dir,  "--appendonly", "yes",
-                                   "--appendfsync", "everysec", "--save", "", "--daemonize",
-                                   "no", "--logfile", "redis.log"};
+  // A fresh password per run: another local account that finds the port
+  // (or takes it first) cannot read or write the queue. It travels in a
+  // 0600 configuration file, not argv (which every local user can read).
+  const std::string password = NewUuid() + NewUuid();
+  const std::string conf = dir + "/redis.conf";
+  {
+    ::unlink(conf.c_str());
+    if (Status s = CreatePrivateFile(conf); !s.ok()) return s;
+    std::ofstream out(conf, std::ios::trunc);
+    out << "port " << port << "\nbind 127.0.0.1\nprotected-mode yes\n"
+        << "requirepass " << password << "\n"
+        << "dir " << dir << "\nappendonly yes\nappendfsync everysec\nsave \"\"\n"
+        << "daemonize no\nlogfile redis.log\n";
+    if (!out) return Unavailable("cannot write " + conf);
+  }
+  std::vector<std::string> args = {"redis-server", conf};
   std::vector<char*> argv;
   for (auto& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -98,9 +123,9 @@ Result<RedisChild> RedisChild::Start(const std::string& dir) {
     return Unavailable(std::string("cannot start redis-server (apt-get install redis-server): ") +
                        std::strerror(rc));
   }
-  RedisChild child(pid, port);
+  RedisChild child(pid, port, password);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStartTimeoutMs);
-  while (!Pings(port)) {
+  while (!Pings(port, password)) {
     if (Exited(pid)) {
       child.pid_ = -1;
       return Unavailable("redis-server exited at start; see " + dir + "/redis.log");
@@ -113,7 +138,10 @@ Result<RedisChild> RedisChild::Start(const std::string& dir) {
   return child;
 }
 
-RedisChild::RedisChild(RedisChild&& o) noexcept : pid_(o.pid_), port_(o.port_) { o.pid_ = -1; }
+RedisChild::RedisChild(RedisChild&& o) noexcept
+    : pid_(o.pid_), port_(o.port_), password_(std::move(o.password_)) {
+  o.pid_ = -1;
+}
 
 RedisChild::~RedisChild() {
   if (pid_ <= 0) return;

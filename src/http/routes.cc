@@ -90,6 +90,13 @@ Response Readyz(const Request&, HandlerEnv& env) {
   json j = {{"status", r.status == 200 ? "ok" : "unavailable"},
             {"database", db.ok() ? "ok" : "unavailable"},
             {"queue", q.ok() ? "ok" : "unavailable"}};
+  // Informational: a missing layer is logged at start and refused there when
+  // SANDBOX_REQUIRE names it; it does not make the process unready.
+  if (!env.settings->sandbox_layers.empty()) {
+    json layers = json::object();
+    for (const auto& [name, on] : env.settings->sandbox_layers) layers[name] = on ? "on" : "unavailable";
+    j["sandbox"] = std::move(layers);
+  }
   r.body = Dump(j);
   return r;
 }

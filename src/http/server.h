@@ -27,6 +27,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -54,6 +56,9 @@ struct ServerSettings {
   bool upload_fsync = true;              // fsync uploads before 202
   std::string jwt_secret;                // HS256 secret
   std::string queue_name = "file-upload";
+  // The sandbox layers of the worker sharing this process (`conveyor dev`),
+  // (name, in place) each, listed by /readyz under "sandbox"; empty for `api`.
+  std::vector<std::pair<std::string, bool>> sandbox_layers;
 };
 
 struct ServerDeps {

@@ -1,6 +1,7 @@
 // End-to-end tests: the real `conveyor api` and `conveyor worker` binaries
 // against a real redis-server, driven over HTTP.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <signal.h>
 
 #include <filesystem>
@@ -495,6 +496,27 @@ TEST(Dev, RunsEverythingOnTheEmbeddedDefaults) {
       << dev.Log();
   EXPECT_TRUE(std::filesystem::exists(data.path() + "/redis/appendonlydir") ||
               std::filesystem::exists(data.path() + "/redis/appendonly.aof"));
+  {
+    // Its Redis wants the password generated for the run; its data is private.
+    auto log = dev.Log();
+    auto at = log.find("started redis-server on port ");
+    ASSERT_NE(at, std::string::npos) << log;
+    int redis_port = std::atoi(log.c_str() + at + 29);
+    std::string ping = RunCapture({"redis-cli", "-p", std::to_string(redis_port), "PING"});
+    EXPECT_NE(ping.find("NOAUTH"), std::string::npos) << ping;
+    struct stat st {};
+    ASSERT_EQ(::stat((data.path() + "/redis").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+    ASSERT_EQ(::stat((data.path() + "/redis/redis.conf").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    ASSERT_EQ(::stat((data.path() + "/conveyor.db").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    // /readyz lists the worker's sandbox layers.
+    auto ready = Request(port, "GET", "/readyz", {});
+    auto j = Service::Json(ready);
+    EXPECT_TRUE(j.contains("sandbox")) << ready.body;
+    EXPECT_EQ(j.value("/sandbox/seccomp"_json_pointer, std::string()), "on") << ready.body;
+  }
   dev.Signal(SIGTERM);
   int st = dev.Wait(std::chrono::seconds(30));
   ASSERT_NE(st, -1) << "dev did not exit\n" << dev.Log();
