@@ -4,6 +4,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/ids.h"
 #include "processing/internal/text_util.h"
 
 namespace conveyor::processing::internal {
@@ -72,48 +73,20 @@ size_t Utf8Forward(std::string_view s, size_t pos) {
 }
 
 bool IsValidUtf8(std::string_view s, bool allow_truncated_tail) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;  // continuation byte first, overlong lead (C0/C1) or > F4
-    }
-    if (i + len > n) {
-      // Cut mid-sequence: fine at the end of a window if what is there is valid.
-      if (!allow_truncated_tail) return false;
-      for (size_t k = i + 1; k < n; ++k) {
-        if (!IsContinuation(static_cast<unsigned char>(s[k]))) return false;
-      }
-      return true;
-    }
-    for (size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if (!IsContinuation(cc)) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += len;
+  if (conveyor::IsValidUtf8(s)) return true;
+  if (!allow_truncated_tail) return false;
+  // A window may end inside a code point: set aside a last sequence that is
+  // a valid lead byte followed by fewer continuation bytes than it needs.
+  size_t lead = s.size();
+  while (lead > 0 && s.size() - lead < 3 && IsContinuation(static_cast<unsigned char>(s[lead - 1]))) {
+    --lead;
   }
-  return true;
+  if (lead == 0) return false;
+  --lead;
+  const auto c = static_cast<unsigned char>(s[lead]);
+  const size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+  if (need == 0 || s.size() - lead >= need) return false;
+  return conveyor::IsValidUtf8(s.substr(0, lead));
 }
 
 bool LooksLikeText(std::string_view s, bool allow_truncated_tail) {
