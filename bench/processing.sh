@@ -60,7 +60,7 @@ PIDS+=($!)
 wait_port "$REDIS_PORT"
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 
-export JWT_SECRET=bench-secret REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0 UPLOAD_FSYNC=false
+export JWT_SECRET=bench-secret-0123456789abcdef0123456789 REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0 UPLOAD_FSYNC=false
 TOKEN=$("$BIN" token --user bench)
 
 # One run: fresh data, api and worker; prints

@@ -49,7 +49,7 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendo
 PIDS+=($!)
 wait_port "$REDIS_PORT"
 
-export JWT_SECRET=bench-secret REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0
+export JWT_SECRET=bench-secret-0123456789abcdef0123456789 REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0
 export MAX_UPLOAD_BYTES=$(( (BIG_MIB + 1) << 20 ))
 export BENCH_TOKEN=$("$BIN" token --user bench)
 export BENCH_BOUNDARY=benchBoundary0123456789

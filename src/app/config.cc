@@ -63,6 +63,9 @@ std::function<Status(const std::string&, Config&)> Str(const char* name, std::st
 }
 
 constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+// Shortest JWT_SECRET accepted (http::kMinSecretBytes; src/app does not
+// depend on the HTTP parsing library for one constant).
+constexpr size_t kMinJwtSecretBytes = 32;
 
 const std::vector<Setting>& Table() {
   static const std::vector<Setting> table = {
@@ -89,6 +92,36 @@ const std::vector<Setting>& Table() {
        Int("RATE_LIMIT_PER_MINUTE", &Config::rate_limit_per_minute, 0, kMaxInt)},
       {"UPLOAD_FSYNC", "true", "fsync an upload before answering 202 (survives power loss)",
        Bool("UPLOAD_FSYNC", &Config::upload_fsync)},
+      {"MAX_CONNECTIONS", "10000",
+       "open HTTP connections at once; past it the longest-idle keep-alive connection is "
+       "closed, or the newcomer gets 503 (kept below the open-files limit)",
+       Int("MAX_CONNECTIONS", &Config::max_connections, 1, 1000000)},
+      {"MAX_CONNECTIONS_PER_CLIENT", "256",
+       "open HTTP connections from one client IP address; more get 503; 0 disables",
+       Int("MAX_CONNECTIONS_PER_CLIENT", &Config::max_connections_per_client, 0, 1000000)},
+      {"KEEPALIVE_TIMEOUT_MS", "15000",
+       "an idle keep-alive connection is closed after this long without a new request",
+       Int("KEEPALIVE_TIMEOUT_MS", &Config::keepalive_timeout_ms, 100, 3600000)},
+      {"BODY_MIN_RATE_BYTES", "32768",
+       "bytes a request body must deliver per BODY_RATE_WINDOW_MS (pro rata), else 408 and "
+       "close; 0 disables",
+       Int("BODY_MIN_RATE_BYTES", &Config::body_min_rate_bytes, 0, int64_t{1} << 40)},
+      {"BODY_RATE_WINDOW_MS", "30000", "window over which BODY_MIN_RATE_BYTES is measured",
+       Int("BODY_RATE_WINDOW_MS", &Config::body_rate_window_ms, 100, 3600000)},
+      {"MAX_CHUNK_LINE_BYTES", "4096",
+       "longest chunk-size line of a chunked body, extensions included; longer gets 400",
+       Int("MAX_CHUNK_LINE_BYTES", &Config::max_chunk_line_bytes, 64, 1 << 20)},
+      {"MAX_TRAILER_BYTES", "8192", "largest trailer section of a chunked body; larger gets 400",
+       Int("MAX_TRAILER_BYTES", &Config::max_trailer_bytes, 64, 1 << 20)},
+      {"LINGER_IDLE_MS", "5000",
+       "after an answer sent before the body was read, unread body is discarded until the "
+       "client is silent this long",
+       Int("LINGER_IDLE_MS", &Config::linger_idle_ms, 0, 600000)},
+      {"LINGER_MAX_MS", "30000", "longest such lingering close",
+       Int("LINGER_MAX_MS", &Config::linger_max_ms, 0, 3600000)},
+      {"METRICS_TOKEN", "(none)",
+       "when set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`",
+       Str("METRICS_TOKEN", &Config::metrics_token, true)},
       {"REDIS_HOST", "localhost", "Redis host of the queue (`dev` starts its own when unset)",
        [](const std::string& v, Config& c) -> Status {
          if (v.empty()) return InvalidArgument("REDIS_HOST must not be empty");
@@ -117,8 +150,21 @@ const std::vector<Setting>& Table() {
        }},
       {"STORAGE_DIR", "<DATA_DIR>/uploads", "where uploads wait until processed",
        Str("STORAGE_DIR", &Config::storage_dir, false)},
-      {"JWT_SECRET", "(none)", "HS256 secret of bearer tokens; `api` refuses to start without it",
-       Str("JWT_SECRET", &Config::jwt_secret, true)},
+      {"JWT_SECRET", "(none)",
+       "HS256 secret of bearer tokens, at least 32 bytes; `api` refuses to start without it",
+       [](const std::string& v, Config& c) -> Status {
+         // Short HS256 keys fall to an offline search from a single token.
+         if (!v.empty() && v.size() < kMinJwtSecretBytes) {
+           return InvalidArgument("JWT_SECRET is " + std::to_string(v.size()) +
+                                  " bytes; it must be at least " +
+                                  std::to_string(kMinJwtSecretBytes) + " (e.g. openssl rand -hex 32)");
+         }
+         c.jwt_secret = v;
+         return OkStatus();
+       }},
+      {"JWT_REQUIRE_EXP", "true",
+       "refuse bearer tokens without an `exp` claim (false: such tokens never expire)",
+       Bool("JWT_REQUIRE_EXP", &Config::jwt_require_exp)},
       {"WORKER_CONCURRENCY", "2", "jobs processed at once per worker",
        Int("WORKER_CONCURRENCY", &Config::worker_concurrency, 1, 1024)},
       {"JOB_LOCK_MS", "30000", "job lock duration; a job whose lock lapses is recovered",

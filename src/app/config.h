@@ -28,6 +28,16 @@ struct Config {
   int64_t shutdown_grace_ms = 10000;       // in-flight requests after SIGTERM
   int rate_limit_per_minute = 600;         // uploads per user per minute (0: off)
   bool upload_fsync = true;                // fsync the upload before 202
+  int max_connections = 10000;             // open HTTP connections at once
+  int max_connections_per_client = 256;    // per client IP address (0: off)
+  int64_t keepalive_timeout_ms = 15000;    // silence allowed between two requests
+  int64_t body_min_rate_bytes = 32768;     // body bytes due per rate window (0: off)
+  int64_t body_rate_window_ms = 30000;     // the window of body_min_rate_bytes
+  int64_t max_chunk_line_bytes = 4096;     // chunk-size line with extensions
+  int64_t max_trailer_bytes = 8192;        // trailer section of a chunked body
+  int64_t linger_idle_ms = 5000;           // lingering close: silence that ends it
+  int64_t linger_max_ms = 30000;           // lingering close: longest
+  std::string metrics_token;               // /metrics needs "Bearer <this>" when set
 
   // Redis / queue
   std::string redis_host = "localhost";
@@ -43,7 +53,8 @@ struct Config {
   std::string storage_dir;                 // default: <data_dir>/uploads
 
   // Auth
-  std::string jwt_secret;                  // required by `api`
+  std::string jwt_secret;                  // required by `api`, >= 32 bytes
+  bool jwt_require_exp = true;             // refuse tokens without `exp`
 
   // Worker
   int worker_concurrency = 2;

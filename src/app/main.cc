@@ -92,7 +92,18 @@ http::ServerSettings ServerSettingsFrom(const Config& c) {
   s.rate_limit_per_minute = c.rate_limit_per_minute;
   s.upload_fsync = c.upload_fsync;
   s.jwt_secret = c.jwt_secret;
+  s.jwt_require_exp = c.jwt_require_exp;
+  s.metrics_token = c.metrics_token;
   s.queue_name = c.queue_name;
+  s.max_connections = c.max_connections;
+  s.max_connections_per_client = c.max_connections_per_client;
+  s.keepalive_timeout_ms = c.keepalive_timeout_ms;
+  s.body_min_rate_bytes = c.body_min_rate_bytes;
+  s.body_rate_window_ms = c.body_rate_window_ms;
+  s.max_chunk_line_bytes = c.max_chunk_line_bytes;
+  s.max_trailer_bytes = c.max_trailer_bytes;
+  s.linger_idle_ms = c.linger_idle_ms;
+  s.linger_max_ms = c.linger_max_ms;
   return s;
 }
 

@@ -5,7 +5,8 @@
 // libjwt sees the token, the algorithm libjwt decoded is checked again
 // afterwards, and an empty secret is refused outright. libjwt 1.10 does not
 // check `exp`; the claims are read here from the decoded JSON (exp and nbf may
-// be any JSON number, as RFC 7519 allows).
+// be any JSON number, as RFC 7519 allows), and a token without exp is refused
+// unless the caller allows it.
 #include "http/auth.h"
 
 #include <jwt.h>
@@ -104,7 +105,7 @@ Result<std::string_view> BearerToken(std::string_view authorization) {
 }
 
 Result<VerifiedToken> VerifyToken(std::string_view token, std::string_view secret,
-                                  int64_t now_s) {
+                                  int64_t now_s, bool require_exp) {
   // An empty key makes libjwt skip signature verification altogether.
   if (secret.empty()) return Unauthenticated("no token secret configured");
   if (!HeaderIsHs256(token)) return Unauthenticated("token algorithm is not HS256");
@@ -130,6 +131,9 @@ Result<VerifiedToken> VerifyToken(std::string_view token, std::string_view secre
     out.exp_s = exp->get<double>();
     // RFC 7519 §4.1.4: the token must not be accepted on or after exp.
     if (static_cast<double>(now_s) >= out.exp_s) return Unauthenticated("token expired");
+  } else if (require_exp) {
+    // A token without exp would be valid forever, also after it leaked.
+    return Unauthenticated("token without exp");
   }
   if (auto nbf = claims.find("nbf"); nbf != claims.end()) {
     if (!nbf->is_number()) return Unauthenticated("token nbf is not a number");
@@ -146,12 +150,12 @@ Result<VerifiedToken> VerifyToken(std::string_view token, std::string_view secre
 }
 
 Result<std::string> VerifyBearer(std::string_view authorization, std::string_view secret,
-                                 int64_t now_s) {
+                                 int64_t now_s, bool require_exp) {
   // An empty key makes libjwt skip signature verification altogether.
   if (secret.empty()) return Unauthenticated("no token secret configured");
   auto token = BearerToken(authorization);
   if (!token) return token.status();
-  auto verified = VerifyToken(*token, secret, now_s);
+  auto verified = VerifyToken(*token, secret, now_s, require_exp);
   if (!verified) return verified.status();
   return std::move(verified->user_id);
 }

@@ -74,9 +74,16 @@ TEST(Auth, HandCraftedHs256TokenVerifies) {
       "Bearer " + Craft(R"({"alg":"HS256","typ":"JWT"})", Payload(), EVP_sha256()), kSecret, kNow);
   ASSERT_TRUE(user.ok()) << user.status().ToString();
   EXPECT_EQ(*user, "user-1");
-  // exp is optional.
-  user = VerifyBearer("Bearer " + Craft(R"({"alg":"HS256"})", R"({"sub":"u"})", EVP_sha256()),
-                      kSecret, kNow);
+}
+
+TEST(Auth, TokenWithoutExpIsRefusedUnlessAllowed_Hardening) {
+  const std::string no_exp =
+      "Bearer " + Craft(R"({"alg":"HS256"})", R"({"sub":"u"})", EVP_sha256());
+  auto user = VerifyBearer(no_exp, kSecret, kNow);
+  EXPECT_EQ(user.code(), Errc::kUnauthenticated);
+  EXPECT_EQ(user.status().message(), "token without exp");
+  // JWT_REQUIRE_EXP=false: accepted, valid until the secret changes.
+  user = VerifyBearer(no_exp, kSecret, kNow, /*require_exp=*/false);
   ASSERT_TRUE(user.ok()) << user.status().ToString();
   EXPECT_EQ(*user, "u");
 }

@@ -19,6 +19,8 @@ constexpr CodeStatus kSpecificStatus[] = {
     {"rate_limited", 429},
     {"header_too_large", 431},
     {"method_not_allowed", 405},
+    {"body_too_slow", 408},
+    {"too_many_connections", 503},
 };
 
 struct ErrcMapping {
@@ -77,6 +79,56 @@ Response ErrorResponse(const Status& status, std::string_view code, uint64_t req
   r.status = m.status;
   r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return r;
+}
+
+Response StoreErrorResponse(const Status& status, uint64_t request_id) {
+  switch (status.code()) {
+    case Errc::kNotFound:
+    case Errc::kPermissionDenied:
+      return ErrorResponse(NotFound("not found"), {}, request_id);
+    case Errc::kInvalidArgument:
+    case Errc::kFailedPrecondition:
+    case Errc::kAlreadyExists:
+      spdlog::warn("request {}: refused by the store: {}", request_id, status.ToString());
+      return ErrorResponse(InvalidArgument("the request was refused as invalid"),
+                           "invalid_request", request_id);
+    default:
+      return ErrorResponse(status, {}, request_id);  // 5xx: detail logged, not sent
+  }
+}
+
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4, cp = c & 0x07;
+    } else {
+      return false;  // continuation byte, overlong lead (c0, c1) or above f4
+    }
+    if (s.size() - i < len) return false;
+    for (size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
 }
 
 Response SuccessResponse(int status, std::string_view data_json) {

@@ -47,6 +47,9 @@ std::string Metrics::Render() const {
         static_cast<long long>(in_flight_.load()));
   gauge("conveyor_http_connections_open", "gauge", "Open client connections.",
         static_cast<long long>(connections_.load()));
+  gauge("conveyor_http_connections_refused_total", "counter",
+        "Connections answered 503 at a connection limit.",
+        static_cast<long long>(refused_.load()));
 
   out += "# HELP conveyor_upload_duration_seconds Upload time from request header to 202.\n";
   out += "# TYPE conveyor_upload_duration_seconds histogram\n";

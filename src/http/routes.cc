@@ -113,7 +113,7 @@ Response UploadStatus(const Request& req, HandlerEnv& env) {
   // Anything that is not a job id shape cannot be a job: same answer as unknown.
   if (!IsUuid(id)) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
   auto row = env.store->GetJobForUser(id, req.user_id);
-  if (!row) return ErrorResponse(row.status(), {}, req.request_id);
+  if (!row) return StoreErrorResponse(row.status(), req.request_id);
   if (!row->has_value()) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
   const storage::JobRecord& job = **row;
   // Built as text rather than through a json object: the id is a UUID (checked
@@ -167,6 +167,13 @@ Response MemorySearch(const Request& req, HandlerEnv& env) {
     return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
                          req.request_id);
   }
+  if (!IsUtf8(session_id)) {
+    return ErrorResponse(InvalidArgument("session_id is not valid UTF-8"), "invalid_session_id",
+                         req.request_id);
+  }
+  if (!IsUtf8(q)) {
+    return ErrorResponse(InvalidArgument("q is not valid UTF-8"), "invalid_query", req.request_id);
+  }
   if (q.empty())
     return ErrorResponse(InvalidArgument("q is required"), "missing_query", req.request_id);
   int limit = kSearchDefaultLimit;
@@ -179,7 +186,7 @@ Response MemorySearch(const Request& req, HandlerEnv& env) {
     limit = static_cast<int>(std::min<long>(v, kSearchMaxLimit));
   }
   auto hits = env.store->SearchMemory(req.user_id, session_id, q, limit);
-  if (!hits) return ErrorResponse(hits.status(), {}, req.request_id);
+  if (!hits) return StoreErrorResponse(hits.status(), req.request_id);
   json results = json::array();
   for (const auto& h : *hits) {
     results.push_back({{"fileId", h.file_id},
@@ -220,13 +227,13 @@ bool MatchPattern(std::string_view pattern, std::string_view path,
 const std::vector<Route>& Routes() {
   // clang-format off
   static const std::vector<Route> kRoutes = {
-    // method  path pattern                        kind                handler       auth   pool   body limit        metrics label
-    {"POST",   "/api/chat/upload/async",          RouteKind::kUpload, nullptr,      true,  true,  kUploadBodyLimit, "upload"},
-    {"GET",    "/api/chat/upload/status/:jobId",  RouteKind::kSimple, UploadStatus, true,  true,  0,                "upload_status"},
-    {"GET",    "/api/chat/memory/search",         RouteKind::kSimple, MemorySearch, true,  true,  0,                "memory_search"},
-    {"GET",    "/healthz",                        RouteKind::kSimple, Healthz,      false, false, 0,                "healthz"},
-    {"GET",    "/readyz",                         RouteKind::kSimple, Readyz,       false, true,  0,                "readyz"},
-    {"GET",    "/metrics",                        RouteKind::kSimple, MetricsText,  false, false, 0,                "metrics"},
+    // method  path pattern                        kind                handler       auth            pool   body limit        metrics label
+    {"POST",   "/api/chat/upload/async",          RouteKind::kUpload, nullptr,      Auth::kUser,    true,  kUploadBodyLimit, "upload"},
+    {"GET",    "/api/chat/upload/status/:jobId",  RouteKind::kSimple, UploadStatus, Auth::kUser,    true,  0,                "upload_status"},
+    {"GET",    "/api/chat/memory/search",         RouteKind::kSimple, MemorySearch, Auth::kUser,    true,  0,                "memory_search"},
+    {"GET",    "/healthz",                        RouteKind::kSimple, Healthz,      Auth::kNone,    false, 0,                "healthz"},
+    {"GET",    "/readyz",                         RouteKind::kSimple, Readyz,       Auth::kNone,    true,  0,                "readyz"},
+    {"GET",    "/metrics",                        RouteKind::kSimple, MetricsText,  Auth::kMetrics, false, 0,                "metrics"},
   };
   // clang-format on
   return kRoutes;

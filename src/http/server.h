@@ -20,7 +20,23 @@
 // max_upload_bytes exactly while it streams, which also bounds chunked
 // bodies); 429 with Retry-After past rate_limit_per_minute; 431 for a header
 // block over max_header_bytes. An error answered before the body was read
-// closes the connection. Implementation: server.cc (listener, lifecycle),
+// closes the connection, after a lingering read (linger_idle_ms, linger_max_ms).
+//
+// Request heads are checked (http/request_head.h): a Transfer-Encoding other
+// than exactly `chunked`, Transfer-Encoding with Content-Length, a repeated or
+// invalid Content-Length, control bytes in the target or a field: 400 and
+// close. Chunked bodies are decoded by http/chunked.h with bounded size lines
+// and trailers (max_chunk_line_bytes, max_trailer_bytes: 400). A body slower
+// than body_min_rate_bytes per body_rate_window_ms gets 408 and a close.
+//
+// Connection limits: at most max_connections open and
+// max_connections_per_client per client address. A new connection over the
+// total closes the longest-idle keep-alive connection to make room, or, when
+// none is idle, is answered 503 (too_many_connections) and closed, as is one
+// over its address's limit. Start() raises the soft RLIMIT_NOFILE to the hard
+// limit and keeps one spare descriptor, so even when descriptors run out a
+// new connection gets its 503 instead of silence. Idle keep-alive
+// connections close after keepalive_timeout_ms. Implementation: server.cc (listener, lifecycle),
 // session.cc (connections, the upload stream), routes.cc (the route table).
 #pragma once
 
@@ -55,6 +71,26 @@ struct ServerSettings {
   int rate_limit_per_minute = 600;       // uploads per user per minute; 0: off
   bool upload_fsync = true;              // fsync uploads before 202
   std::string jwt_secret;                // HS256 secret
+  bool jwt_require_exp = true;           // refuse tokens without `exp`
+  std::string metrics_token;             // non-empty: /metrics needs "Bearer <this>"
+
+  // Connections (see "Connection limits" above).
+  int max_connections = 10000;           // open at once; clamped below RLIMIT_NOFILE
+  int max_connections_per_client = 256;  // per client IP address; 0: no limit
+  int64_t keepalive_timeout_ms = 15000;  // silence allowed between two requests
+  // Slow bodies: at least body_min_rate_bytes must arrive per
+  // body_rate_window_ms (pro rata), else 408 and close. 0: no minimum.
+  int64_t body_min_rate_bytes = 32768;
+  int64_t body_rate_window_ms = 30000;
+  // Chunked framing: one chunk-size line (with extensions) and the trailer
+  // section; longer is 400.
+  int64_t max_chunk_line_bytes = 4096;
+  int64_t max_trailer_bytes = 8192;
+  // Lingering close after an answer sent before the body was read: discard
+  // what the client still sends until it is silent for linger_idle_ms or
+  // linger_max_ms passed, so it reads the answer instead of a reset.
+  int64_t linger_idle_ms = 5000;
+  int64_t linger_max_ms = 30000;
   std::string queue_name = "file-upload";
   // The sandbox layers of the worker sharing this process (`conveyor dev`),
   // (name, in place) each, listed by /readyz under "sandbox"; empty for `api`.

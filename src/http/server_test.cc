@@ -228,6 +228,8 @@ class ServerTest : public ::testing::Test {
     settings_.upload_fsync = false;
     settings_.jwt_secret = kSecret;
     settings_.rate_limit_per_minute = 0;
+    // Tests wait for closes: a short lingering close keeps them quick.
+    settings_.linger_idle_ms = 500;
   }
   ~ServerTest() override { StopServer(); }
 

@@ -2,31 +2,36 @@
 //
 // Design. Each connection is a C++20 coroutine on its own strand, so its
 // state needs no locks. The header is read with Beast's parser (bounded by
-// max_header_bytes and header_timeout_ms); routing, auth, rate limit and size
+// max_header_bytes and header_timeout_ms), then checked by
+// RequestHeadChecker (request_head.h: framing and bytes; anything that could
+// smuggle a request is 400 and close); routing, auth, rate limit and size
 // checks are all decided from the header, before a single body byte is read,
 // so a refused upload costs only its header. Ordinary routes have no body;
 // their handler runs on the blocking pool when it touches the store.
 //
-// The upload body is streamed, never buffered whole. A Content-Length body is
-// read straight from the socket into fixed 512 KiB buffers (bytes the header
-// read already pulled in are taken first), bypassing Beast's body parser: its
-// buffer_body path tops out far below what raw reads reach. A chunked body goes
-// through Beast's parser with buffer_body, which does the de-chunking. Each
-// filled buffer is scanned by the multipart parser on the strand (a memchr
-// scan, cheap), which collects the file part's pieces; then two pool tasks
-// hash them (SHA-256, the slowest stage) and write them to the blob at once,
-// while the coroutine reads the next buffer (two buffers, alternating). So
-// socket reads, hashing and writing overlap. Memory per upload is two buffers
-// whatever the file size. A small body fits one buffer and costs one pool hop
-// in total: parse, hash, write, commit, insert the row and enqueue happen in
-// that one task.
+// The upload body is streamed, never buffered whole, and never through
+// Beast's body parser. A Content-Length body is read straight from the socket
+// into fixed 512 KiB buffers (bytes the header read already pulled in are
+// taken first). A chunked body is read into the same buffers and decoded in
+// place by ChunkedDecoder (chunked.h), which keeps no buffer of its own and
+// bounds size lines and trailers, so no framing makes the session's memory
+// grow. The two buffers are allocated when the first body bytes arrive, not
+// with the header. Each filled buffer is scanned by the multipart parser on
+// the strand (a memchr scan, cheap), which collects the file part's pieces;
+// then two pool tasks hash them (SHA-256, the slowest stage) and write them to
+// the blob at once, while the coroutine reads the next buffer (two buffers,
+// alternating). So socket reads, hashing and writing overlap. Memory per
+// upload is two buffers whatever the file size. A small body fits one buffer
+// and costs one pool hop in total: parse, hash, write, commit, insert the row
+// and enqueue happen in that one task.
 //
-// Every read has a deadline (header_timeout_ms for a header, body_idle_timeout_ms
-// per body read), and a connection whose deadline passes is closed; an
-// unfinished upload's temp file is deleted when its FileSink is destroyed.
-// After an error response with unread body bytes the connection is closed
-// (Connection: close): after a short, bounded lingering read so the client sees
-// the response instead of a reset.
+// Every read has a deadline (keepalive_timeout_ms between requests,
+// header_timeout_ms for a header, body_idle_timeout_ms per body read) and a
+// body must keep up body_min_rate_bytes per body_rate_window_ms; a connection
+// that misses one is closed; an unfinished upload's temp file is deleted when
+// its FileSink is destroyed. After an error response with unread body bytes
+// the connection is closed (Connection: close) by a lingering close (see
+// LingerClose), so the client sees the response instead of a reset.
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -47,10 +52,13 @@
 #include <string>
 
 #include "core/ids.h"
+#include "http/auth.h"
+#include "http/chunked.h"
 #include "http/internal/error_response.h"
 #include "http/internal/routing.h"
 #include "http/internal/server_context.h"
 #include "http/multipart.h"
+#include "http/request_head.h"
 #include "uploads/uploads.h"
 
 namespace conveyor::http {
@@ -72,10 +80,12 @@ constexpr size_t kUploadBufferBytes = 512 * 1024;
 constexpr int64_t kMultipartOverheadBytes = 128 * 1024;
 // Form fields other than file/session_id/message are skipped, up to this total.
 constexpr size_t kMaxIgnoredFieldBytes = 64 * 1024;
-// After an error with unread body: read and discard for at most this long /
-// this much, so the client reads our answer rather than a TCP reset.
-constexpr auto kLingerTime = std::chrono::milliseconds(500);
-constexpr size_t kLingerBytes = 1024 * 1024;
+// First read of a keep-alive connection's next request, and of a body (into
+// the small header buffer, before the upload buffers exist).
+constexpr size_t kKeepAliveReadBytes = 1024;
+constexpr size_t kFirstBodyReadBytes = 4096;
+// An idle connection's header buffer is shrunk back when it grew past this.
+constexpr size_t kIdleBufferBytes = 4096;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -166,6 +176,14 @@ class UploadForm {
       return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
                            request_id);
     }
+    if (!IsUtf8(session_id_)) {
+      return ErrorResponse(InvalidArgument("session_id is not valid UTF-8"), "invalid_session_id",
+                           request_id);
+    }
+    if (!IsUtf8(message_)) {
+      return ErrorResponse(InvalidArgument("message is not valid UTF-8"), "invalid_message",
+                           request_id);
+    }
     if (sink_.size() == 0) {
       return ErrorResponse(InvalidArgument("the file is empty"), "empty_file", request_id);
     }
@@ -179,7 +197,9 @@ class UploadForm {
     opts.fsync = ctx_.settings.upload_fsync;
     auto r = uploads::Accept(std::move(up), sink_, *ctx_.deps.store, *ctx_.deps.queue, opts);
     if (!r) {
-      if (r.code() == Errc::kInvalidArgument) return ErrorResponse(r.status(), {}, request_id);
+      // The form was checked above, so a refusal here comes from the store:
+      // its text (SQL, server messages) goes to the log only.
+      if (r.code() == Errc::kInvalidArgument) return StoreErrorResponse(r.status(), request_id);
       // The blob is gone and no row exists: the client may simply retry.
       spdlog::error("request {}: upload not stored: {}", request_id, r.status().ToString());
       return ErrorResponse(Unavailable(r.status().message()), {}, request_id);
@@ -312,18 +332,28 @@ class UploadForm {
   std::string_view reject_code_;
 };
 
+// What ended a FillBuffer: trivially copyable (it crosses co_await).
+enum class FillError {
+  kNone,
+  kSocket,    // Fill::ec: the client went away, was silent, or half-closed
+  kFraming,   // chunked framing refused (Session::body_error_ says why)
+  kTooLarge,  // chunked body past the route's limit
+  kTooSlow,   // below body_min_rate_bytes per body_rate_window_ms
+};
+
 struct Fill {
-  beast::error_code ec;
-  size_t n = 0;       // bytes placed in the buffer
-  bool done = false;  // the body is complete
+  FillError error = FillError::kNone;
+  beast::error_code ec;  // kSocket
+  size_t n = 0;          // bytes placed in the buffer
+  bool done = false;     // the body is complete
 };
 
 }  // namespace
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(ServerContext& ctx, tcp::socket socket, uint64_t id)
-      : ctx_(ctx), stream_(std::move(socket)), id_(id) {
+  Session(ServerContext& ctx, tcp::socket socket, uint64_t id, std::string client)
+      : ctx_(ctx), stream_(std::move(socket)), client_(std::move(client)), id_(id) {
     ctx_.metrics.ConnectionOpened();
   }
   ~Session() {
@@ -331,6 +361,10 @@ class Session : public std::enable_shared_from_this<Session> {
     {
       std::lock_guard lock(ctx_.sessions_mu);
       ctx_.sessions.erase(id_);
+      if (auto it = ctx_.sessions_per_client.find(client_);
+          it != ctx_.sessions_per_client.end() && --it->second <= 0) {
+        ctx_.sessions_per_client.erase(it);
+      }
     }
     if (ctx_.open_sessions.fetch_sub(1) == 1 && ctx_.stopping.load() && ctx_.on_drained) {
       ctx_.on_drained();
@@ -349,18 +383,35 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // Since when (steady ms) the session waits for a request header; 0 while
+  // it serves one. Read from any thread (eviction at max_connections).
+  int64_t idle_since_ms() const { return idle_since_ms_.load(std::memory_order_relaxed); }
+
   net::awaitable<void> Run() {
-    for (;;) {
+    for (bool first = true;; first = false) {
       if (ctx_.stopping.load()) break;
-      idle_ = true;
+      SetIdle(true);
       parser_.emplace();
       parser_->header_limit(static_cast<std::uint32_t>(ctx_.settings.max_header_bytes));
-      // Body limits are the route's business, decided after the header.
+      // Body limits are the route's business, decided after the header; the
+      // session reads bodies itself, never through this parser.
       parser_->body_limit(boost::none);
+      if (!first && buffer_.size() == 0) {
+        if (buffer_.capacity() > kIdleBufferBytes) buffer_.shrink_to_fit();
+        // Between two requests: the next one may take keepalive_timeout_ms
+        // to start, then header_timeout_ms to arrive whole.
+        stream_.expires_after(std::chrono::milliseconds(ctx_.settings.keepalive_timeout_ms));
+        auto space = buffer_.prepare(kKeepAliveReadBytes);
+        auto [ec, n] = co_await stream_.async_read_some(space, AsTuple());
+        if (ec) break;  // closed, idle too long, or shut down
+        buffer_.commit(n);
+      }
       stream_.expires_after(std::chrono::milliseconds(ctx_.settings.header_timeout_ms));
       auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, *parser_, AsTuple());
-      idle_ = false;
+      SetIdle(false);
       if (ec) {
+        // After an answered error the rest of the request may still come.
+        body_unread_ = true;
         if (ec == bhttp::error::header_limit) {
           out_ = ErrorResponse(InvalidArgument("request header too large"), "header_too_large");
           co_await SendOut("unmatched", false);
@@ -368,10 +419,18 @@ class Session : public std::enable_shared_from_this<Session> {
                    ec == beast::error::timeout || ec == net::error::operation_aborted ||
                    ec == net::error::connection_reset || ec == net::error::bad_descriptor) {
           // The client went away, was idle too long, or we are shutting down.
+          no_linger_ = true;
         } else {
           out_ = ErrorResponse(InvalidArgument("malformed HTTP request"), "malformed_request");
           co_await SendOut("unmatched", false);
         }
+        break;
+      }
+      if (Status s = CheckHead(); !s.ok()) {
+        // The body's extent is unknown: answer and close (RFC 9112 §6.3).
+        body_unread_ = true;
+        out_ = ErrorResponse(InvalidArgument(s.message()), "malformed_request");
+        co_await SendOut("unmatched", false);
         break;
       }
       ctx_.metrics.EnterRequest();
@@ -379,12 +438,35 @@ class Session : public std::enable_shared_from_this<Session> {
       ctx_.metrics.LeaveRequest();
       if (!keep_alive) break;
     }
+    co_await LingerClose();
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.socket().close(ec);
   }
 
  private:
+  void SetIdle(bool idle) {
+    idle_ = idle;
+    idle_since_ms_.store(idle ? MonotonicMs() : 0, std::memory_order_relaxed);
+  }
+
+  // The head rules of request_head.h; sets framing_ and body_unread_.
+  Status CheckHead() {
+    const auto& req = parser_->get();
+    RequestHeadChecker check;
+    if (Status s = check.Target(ToView(req.target())); !s.ok()) return s;
+    for (const auto& field : req) {
+      if (Status s = check.Field(ToView(field.name_string()), ToView(field.value())); !s.ok()) {
+        return s;
+      }
+    }
+    auto framing = check.Finish(req.version());
+    if (!framing) return framing.status();
+    framing_ = *framing;
+    body_unread_ = framing_.kind == BodyFraming::kChunked ||
+                   (framing_.kind == BodyFraming::kContentLength && framing_.content_length > 0);
+    return OkStatus();
+  }
+
   // Serves one request whose header is in parser_. True to keep the
   // connection for another request.
   net::awaitable<bool> Handle() {
@@ -398,7 +480,7 @@ class Session : public std::enable_shared_from_this<Session> {
     r.path = target.substr(0, q);
     if (q != std::string_view::npos) r.query = target.substr(q + 1);
 
-    const bool has_body = parser_->chunked() || parser_->content_length().value_or(0) > 0;
+    const bool has_body = body_unread_;
     // A response sent before the body was read ends the connection: closing
     // is how the unread body is skipped.
     bool keep_alive = req.keep_alive() && !ctx_.stopping.load();
@@ -414,13 +496,16 @@ class Session : public std::enable_shared_from_this<Session> {
     const Route& route = *m.route;
     r.params = std::move(m.params);
 
-    if (route.auth) {
+    if (route.auth == Auth::kUser) {
       auto user = ctx_.tokens.Verify(ToView(req[bhttp::field::authorization]), NowMs() / 1000);
       if (!user) {
         out_ = ErrorResponse(Unauthenticated(user.status().message()), {}, r.request_id);
         co_return co_await SendOut(route.name, keep_alive && !has_body);
       }
       r.user_id = std::move(*user);
+    } else if (route.auth == Auth::kMetrics && !MetricsTokenMatches()) {
+      out_ = ErrorResponse(Unauthenticated("metrics token required"), {}, r.request_id);
+      co_return co_await SendOut(route.name, keep_alive && !has_body);
     }
 
     if (route.kind == RouteKind::kUpload) {
@@ -436,6 +521,20 @@ class Session : public std::enable_shared_from_this<Session> {
     co_return co_await SendOut(route.name, keep_alive && !has_body);
   }
 
+  // METRICS_TOKEN unset, or "Authorization: Bearer <METRICS_TOKEN>" (compared
+  // in constant time).
+  bool MetricsTokenMatches() {
+    const std::string& want = ctx_.settings.metrics_token;
+    if (want.empty()) return true;
+    auto token = BearerToken(ToView(parser_->get()[bhttp::field::authorization]));
+    if (!token || token->size() != want.size()) return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      diff |= static_cast<unsigned char>((*token)[i] ^ want[i]);
+    }
+    return diff == 0;
+  }
+
   net::awaitable<bool> HandleUpload(const Request& r, const Route& route, bool keep_alive,
                                     std::chrono::steady_clock::time_point start) {
     auto& req = parser_->get();
@@ -443,15 +542,16 @@ class Session : public std::enable_shared_from_this<Session> {
     const int64_t body_limit = route.body_limit == kUploadBodyLimit
                                    ? st.max_upload_bytes + kMultipartOverheadBytes
                                    : route.body_limit;
-    const bool chunked = parser_->chunked();
-    const boost::optional<std::uint64_t> content_length = parser_->content_length();
+    const bool chunked = framing_.kind == BodyFraming::kChunked;
+    const uint64_t content_length =
+        framing_.kind == BodyFraming::kContentLength ? framing_.content_length : 0;
 
-    if (!chunked && content_length.value_or(0) == 0) {
+    if (!chunked && content_length == 0) {
       out_ = ErrorResponse(InvalidArgument("a multipart/form-data body is required"),
                            "malformed_body", r.request_id);
       co_return co_await SendOut(route.name, keep_alive);
     }
-    if (content_length && *content_length > static_cast<std::uint64_t>(body_limit)) {
+    if (content_length > static_cast<std::uint64_t>(body_limit)) {
       out_ = ErrorResponse(
           ResourceExhausted("the upload exceeds " + std::to_string(st.max_upload_bytes) + " bytes"),
           "payload_too_large", r.request_id);
@@ -478,17 +578,32 @@ class Session : public std::enable_shared_from_this<Session> {
           stream_, net::buffer(kContinue.data(), kContinue.size()), AsTuple());
       if (ec) co_return false;
     }
-    if (chunked) parser_->body_limit(static_cast<std::uint64_t>(body_limit));
-    remaining_ = static_cast<int64_t>(content_length.value_or(0));
+    body_limit_ = body_limit;
+    remaining_ = static_cast<int64_t>(content_length);
+    if (chunked) {
+      ChunkedLimits limits;
+      limits.max_line_bytes = static_cast<size_t>(st.max_chunk_line_bytes);
+      limits.max_trailer_bytes = static_cast<size_t>(st.max_trailer_bytes);
+      chunked_.emplace(limits);
+    }
+    window_start_ = std::chrono::steady_clock::now();
+    window_bytes_ = 0;
 
     UploadForm form(ctx_, std::move(*boundary), NewUuid());
+    // The upload buffers are allocated only once body bytes arrived: a client
+    // that sends a header and then nothing costs a few KiB, not 1 MiB.
+    if (buffer_.size() == 0) {
+      Fill first = co_await AwaitBody();
+      if (first.error != FillError::kNone) co_return co_await BodyReadFailed(first, r, route);
+    }
     char* bufs[2] = {Buffer(0), nullptr};
     int cur = 0;
     Fill f = co_await FillBuffer(bufs[cur], chunked);
     for (;;) {
-      if (f.ec) co_return co_await BodyReadFailed(f, bufs[cur], form, r, route);
+      if (f.error != FillError::kNone) co_return co_await BodyReadFailed(f, r, route);
       std::string_view chunk(bufs[cur], f.n);
       if (f.done) {
+        body_unread_ = false;
         bool accepted = false;
         Response resp = co_await OnPool(ctx_, [&] {
           if (auto refused = form.Feed(chunk, r.request_id)) return std::move(*refused);
@@ -524,30 +639,101 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // A body read ended in an error: the client is gone or silent (nothing to
-  // answer), or the body broke the framing or a limit (answer, then close).
-  net::awaitable<bool> BodyReadFailed(const Fill& f, char* buf, UploadForm& form, const Request& r,
-                                      const Route& route) {
-    if (f.ec == bhttp::error::body_limit) {
-      out_ = ErrorResponse(
-          ResourceExhausted("the upload exceeds " + std::to_string(ctx_.settings.max_upload_bytes) +
-                            " bytes"),
-          "payload_too_large", r.request_id);
-      co_return co_await SendOut(route.name, false);
+  // answer), too slow, or the body broke the framing or a limit (answer, then
+  // close).
+  net::awaitable<bool> BodyReadFailed(const Fill& f, const Request& r, const Route& route) {
+    switch (f.error) {
+      case FillError::kTooLarge:
+        out_ = ErrorResponse(ResourceExhausted("the upload exceeds " +
+                                               std::to_string(ctx_.settings.max_upload_bytes) +
+                                               " bytes"),
+                             "payload_too_large", r.request_id);
+        co_return co_await SendOut(route.name, false);
+      case FillError::kFraming:
+        out_ = ErrorResponse(InvalidArgument("malformed chunked body: " + body_error_.message()),
+                             "malformed_body", r.request_id);
+        co_return co_await SendOut(route.name, false);
+      case FillError::kTooSlow:
+        spdlog::info("request {}: upload below {} bytes per {} ms; closing", r.request_id,
+                     ctx_.settings.body_min_rate_bytes, ctx_.settings.body_rate_window_ms);
+        // No lingering: that would give a slow client more time, not less.
+        no_linger_ = true;
+        out_ = ErrorResponse(DeadlineExceeded("the body arrives too slowly"), "body_too_slow",
+                             r.request_id);
+        co_return co_await SendOut(route.name, false);
+      case FillError::kSocket:
+      case FillError::kNone:
+        break;
     }
-    if (f.ec == net::error::eof || f.ec == bhttp::error::partial_message) {
+    if (f.ec == net::error::eof) {
       // The client half-closed before sending the whole body: it may still
       // read an answer.
+      body_unread_ = false;
       out_ = ErrorResponse(InvalidArgument("the body ended early"), "malformed_body", r.request_id);
       co_return co_await SendOut(route.name, false);
     }
-    if (f.ec.category() ==
-        beast::error_code(bhttp::error::bad_chunk).category()) {  // any HTTP parse error
-      out_ =
-          ErrorResponse(InvalidArgument("malformed chunked body"), "malformed_body", r.request_id);
-      co_return co_await SendOut(route.name, false);
-    }
     spdlog::info("request {}: upload abandoned: {}", r.request_id, f.ec.message());
+    no_linger_ = true;  // silent past its timeout, or gone
     co_return false;
+  }
+
+  // Counts `got` body bytes just read against the minimum rate. True when the
+  // body is too slow: fewer than body_min_rate_bytes per body_rate_window_ms
+  // (pro rata) arrived over a window that has passed.
+  bool TooSlow(size_t got) {
+    window_bytes_ += static_cast<int64_t>(got);
+    const int64_t min_bytes = ctx_.settings.body_min_rate_bytes;
+    if (min_bytes <= 0) return false;
+    auto now = std::chrono::steady_clock::now();
+    int64_t elapsed_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - window_start_).count();
+    const int64_t window_ms = ctx_.settings.body_rate_window_ms;
+    if (elapsed_ms < window_ms) return false;
+    // long double: min_bytes * elapsed_ms may pass 2^63 with extreme settings.
+    const long double required = static_cast<long double>(min_bytes) * elapsed_ms / window_ms;
+    if (static_cast<long double>(window_bytes_) < required) return true;
+    window_start_ = now;
+    window_bytes_ = 0;
+    return false;
+  }
+
+  // Waits for the first body bytes into buffer_ (small), under the idle
+  // timeout and the minimum rate.
+  net::awaitable<Fill> AwaitBody() {
+    Fill f;
+    stream_.expires_after(std::chrono::milliseconds(ctx_.settings.body_idle_timeout_ms));
+    auto space = buffer_.prepare(kFirstBodyReadBytes);
+    auto [ec, got] = co_await stream_.async_read_some(space, AsTuple());
+    buffer_.commit(got);
+    if (ec) {
+      f.error = FillError::kSocket;
+      f.ec = ec;
+    } else if (TooSlow(got)) {
+      f.error = FillError::kTooSlow;
+    }
+    co_return f;
+  }
+
+  // Decodes chunked bytes `raw` into `out` (which may be raw itself: decoded
+  // data never overtakes the input). Returns the input bytes used, adds the
+  // data to f->n; stops at the end of the body or an error (set in `f`).
+  size_t Dechunk(std::string_view raw, char* out, Fill* f) {
+    size_t pos = 0;
+    while (pos < raw.size() && !chunked_->done()) {
+      auto e = chunked_->Next(raw.substr(pos));
+      if (!e) {
+        body_error_ = e.status();
+        f->error = FillError::kFraming;
+        return pos;
+      }
+      if (!e->data.empty()) {
+        std::memmove(out + f->n, e->data.data(), e->data.size());
+        f->n += e->data.size();
+      }
+      pos += e->consumed;
+    }
+    if (chunked_->body_bytes() > static_cast<uint64_t>(body_limit_)) f->error = FillError::kTooLarge;
+    return pos;
   }
 
   // Fills `buf` with the next body bytes: up to a whole buffer, or the rest of
@@ -556,23 +742,42 @@ class Session : public std::enable_shared_from_this<Session> {
     Fill f;
     const auto idle = std::chrono::milliseconds(ctx_.settings.body_idle_timeout_ms);
     if (chunked) {
-      while (f.n < kUploadBufferBytes && !parser_->is_done()) {
-        auto& body = parser_->get().body();
-        body.data = buf + f.n;
-        body.size = kUploadBufferBytes - f.n;
-        body.more = true;
+      while (f.error == FillError::kNone && f.n < kUploadBufferBytes && !chunked_->done()) {
+        if (buffer_.size() > 0) {
+          // Bytes that arrived with the header come first; only as many as
+          // surely fit (data is never longer than its framing).
+          std::string_view raw(static_cast<const char*>(buffer_.data().data()),
+                               std::min(buffer_.size(), kUploadBufferBytes - f.n));
+          buffer_.consume(Dechunk(raw, buf, &f));
+          continue;
+        }
+        // Raw bytes go into the free end of the buffer and are decoded in
+        // place, so a read never costs more memory than the buffer.
         stream_.expires_after(idle);
-        auto [ec, got] = co_await bhttp::async_read_some(stream_, buffer_, *parser_, AsTuple());
-        size_t wrote = kUploadBufferBytes - f.n - body.size;
-        f.n += wrote;
-        ctx_.metrics.AddBytesReceived(static_cast<int64_t>(wrote));
-        if (ec == bhttp::error::need_buffer) ec = {};
+        auto space = net::buffer(buf + f.n, kUploadBufferBytes - f.n);
+        auto [ec, got] = co_await stream_.async_read_some(space, AsTuple());
+        ctx_.metrics.AddBytesReceived(static_cast<int64_t>(got));
+        std::string_view raw(buf + f.n, got);
+        size_t used = Dechunk(raw, buf, &f);
+        if (f.error != FillError::kNone) co_return f;
+        if (used < raw.size()) {
+          // The body ended: what follows is the next request.
+          std::string_view rest = raw.substr(used);
+          auto dst = buffer_.prepare(rest.size());
+          std::memcpy(dst.data(), rest.data(), rest.size());
+          buffer_.commit(rest.size());
+        }
         if (ec) {
+          f.error = FillError::kSocket;
           f.ec = ec;
           co_return f;
         }
+        if (TooSlow(got)) {
+          f.error = FillError::kTooSlow;
+          co_return f;
+        }
       }
-      f.done = parser_->is_done();
+      f.done = f.error == FillError::kNone && chunked_->done();
       co_return f;
     }
     const size_t want = static_cast<size_t>(std::min<int64_t>(remaining_, kUploadBufferBytes));
@@ -589,13 +794,18 @@ class Session : public std::enable_shared_from_this<Session> {
           co_await stream_.async_read_some(net::buffer(buf + f.n, want - f.n), AsTuple());
       f.n += got;
       if (ec) {
+        f.error = FillError::kSocket;
         f.ec = ec;
+        break;
+      }
+      if (TooSlow(got)) {
+        f.error = FillError::kTooSlow;
         break;
       }
     }
     ctx_.metrics.AddBytesReceived(static_cast<int64_t>(f.n));
     remaining_ -= static_cast<int64_t>(f.n);
-    f.done = !f.ec && remaining_ == 0;
+    f.done = f.error == FillError::kNone && remaining_ == 0;
     co_return f;
   }
 
@@ -617,8 +827,12 @@ class Session : public std::enable_shared_from_this<Session> {
     std::array<net::const_buffer, 2> bufs = {net::buffer(head_), net::buffer(body_)};
     stream_.expires_after(std::chrono::milliseconds(ctx_.settings.body_idle_timeout_ms));
     auto [ec, n] = co_await net::async_write(stream_, bufs, AsTuple());
-    if (ec) co_return false;
-    if (!keep_alive) co_await LingerClose();
+    if (ec) {
+      write_failed_ = true;
+      co_return false;
+    }
+    // Without keep-alive, Run() closes: lingering there, once the request's
+    // state (an unfinished upload's temp file) is gone.
     co_return keep_alive;
   }
 
@@ -642,25 +856,39 @@ class Session : public std::enable_shared_from_this<Session> {
     out->append("\r\n\r\n");
   }
 
-  // Half-closes, then discards what the client still sends for a short while
-  // so that closing does not reset the connection under our response.
+  // Lingering close, as nginx does it: half-close, then read and discard
+  // what the client still sends until it has been silent for linger_idle_ms
+  // or linger_max_ms have passed, then close. Closing with unread bytes
+  // would make the kernel send a reset, and a client still writing its body
+  // (curl without Expect: 100-continue) would then see the reset instead of
+  // our answer. The connection limits bound what lingering connections cost.
+  // Skipped when the request was read whole (nothing is coming) and for
+  // clients refused as too slow.
   net::awaitable<void> LingerClose() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) co_return;
-    stream_.expires_after(kLingerTime);
-    char scratch[4096];
-    size_t total = buffer_.size();
+    if (ec || write_failed_ || no_linger_ || (!body_unread_ && buffer_.size() == 0)) co_return;
     buffer_.clear();
-    while (total < kLingerBytes) {
-      auto [rec, n] = co_await stream_.async_read_some(net::buffer(scratch), AsTuple());
-      if (rec) break;
-      total += n;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(ctx_.settings.linger_max_ms);
+    const auto idle = std::chrono::milliseconds(ctx_.settings.linger_idle_ms);
+    // The upload buffer when there is one; else a small one on the frame.
+    char scratch[4096];
+    net::mutable_buffer sink =
+        bufs_[0] ? net::buffer(bufs_[0].get(), kUploadBufferBytes) : net::buffer(scratch);
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      stream_.expires_after(std::min(left, idle));
+      auto [rec, n] = co_await stream_.async_read_some(sink, AsTuple());
+      if (rec) break;  // EOF (the client read our answer and closed), silence, reset
     }
   }
 
   char* Buffer(int i) {
-    if (!bufs_[i]) bufs_[i] = std::make_unique<char[]>(kUploadBufferBytes);
+    // for_overwrite: no zero-fill, so pages cost memory only once written.
+    if (!bufs_[i]) bufs_[i] = std::make_unique_for_overwrite<char[]>(kUploadBufferBytes);
     return bufs_[i].get();
   }
 
@@ -674,24 +902,83 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
-  // Upload buffers, allocated on a connection's first upload and reused by
-  // its later ones (no per-request allocation of large blocks).
+  // Upload buffers, allocated on a connection's first upload body and reused
+  // by its later ones (no per-request allocation of large blocks).
   std::unique_ptr<char[]> bufs_[2];
-  int64_t remaining_ = 0;  // Content-Length body bytes not read yet
-  Response out_;           // the next response SendOut() writes
-  std::string head_;       // SendOut's status line and fields (capacity reused)
-  std::string body_;       // the body being written by SendOut
+  RequestFraming framing_;                 // of the current request (CheckHead)
+  bool body_unread_ = false;               // body bytes of it may still come
+  std::optional<ChunkedDecoder> chunked_;  // the current chunked body
+  Status body_error_;                      // why the chunked framing was refused
+  int64_t body_limit_ = 0;                 // bytes of body the route accepts
+  int64_t remaining_ = 0;                  // Content-Length body bytes not read yet
+  // Minimum body rate: bytes received since window_start_.
+  std::chrono::steady_clock::time_point window_start_;
+  int64_t window_bytes_ = 0;
+  bool no_linger_ = false;     // close without the lingering read
+  bool write_failed_ = false;  // the client stopped reading: nothing to linger for
+  Response out_;            // the next response SendOut() writes
+  std::string head_;        // SendOut's status line and fields (capacity reused)
+  std::string body_;        // the body being written by SendOut
+  std::string client_;      // client address (per-client connection count)
   uint64_t id_;
   bool idle_ = false;  // waiting for a request header (Shutdown closes at once)
+  std::atomic<int64_t> idle_since_ms_{0};
 };
 
-void StartSession(ServerContext& ctx, tcp::socket socket) {
+namespace {
+
+// The session that has waited longest for a request header, or null.
+std::shared_ptr<Session> OldestIdle(ServerContext& ctx) {
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard lock(ctx.sessions_mu);
+    live.reserve(ctx.sessions.size());
+    for (auto& [id, weak] : ctx.sessions) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  // `live` is released outside the lock: a last reference dropped here runs
+  // ~Session, which takes sessions_mu.
+  std::shared_ptr<Session> oldest;
+  int64_t oldest_ms = 0;
+  for (auto& s : live) {
+    int64_t since = s->idle_since_ms();
+    if (since != 0 && (!oldest || since < oldest_ms)) {
+      oldest = s;
+      oldest_ms = since;
+    }
+  }
+  return oldest;
+}
+
+}  // namespace
+
+Admission StartSession(ServerContext& ctx, tcp::socket& socket, std::string client) {
+  const int per_client = ctx.settings.max_connections_per_client;
+  bool full = false;
+  {
+    std::lock_guard lock(ctx.sessions_mu);
+    auto it = ctx.sessions_per_client.find(client);
+    if (per_client > 0 && it != ctx.sessions_per_client.end() && it->second >= per_client) {
+      return Admission::kClientFull;
+    }
+    full = ctx.open_sessions.load() >= ctx.max_connections;
+  }
+  if (full) {
+    // Make room by closing the longest-idle keep-alive connection (nginx
+    // reuses connections the same way); the newcomer is admitted at once and
+    // the count dips back as the closed session unwinds.
+    std::shared_ptr<Session> victim = OldestIdle(ctx);
+    if (!victim) return Admission::kServerFull;
+    victim->Close(/*hard=*/false);
+  }
   std::shared_ptr<Session> session;
   {
     std::lock_guard lock(ctx.sessions_mu);
     uint64_t id = ctx.next_session_id++;
     ctx.open_sessions.fetch_add(1);
-    session = std::make_shared<Session>(ctx, std::move(socket), id);
+    ++ctx.sessions_per_client[client];
+    session = std::make_shared<Session>(ctx, std::move(socket), id, std::move(client));
     ctx.sessions.emplace(id, session);
   }
   auto ex = session->executor();
@@ -708,6 +995,7 @@ void StartSession(ServerContext& ctx, tcp::socket socket) {
           spdlog::error("session ended by an unknown exception");
         }
       });
+  return Admission::kAdmitted;
 }
 
 void CloseSessions(ServerContext& ctx, bool hard) {

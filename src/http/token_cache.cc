@@ -6,8 +6,8 @@
 
 namespace conveyor::http {
 
-TokenCache::TokenCache(std::string secret, size_t capacity)
-    : secret_(std::move(secret)), capacity_(capacity < 1 ? 1 : capacity) {}
+TokenCache::TokenCache(std::string secret, size_t capacity, bool require_exp)
+    : secret_(std::move(secret)), capacity_(capacity < 1 ? 1 : capacity), require_exp_(require_exp) {}
 
 Result<std::string> TokenCache::Verify(std::string_view authorization, int64_t now_s) {
   // An empty key makes libjwt skip signature verification: never cache then.
@@ -23,7 +23,7 @@ Result<std::string> TokenCache::Verify(std::string_view authorization, int64_t n
   }
   // Verified outside the lock: two threads may both verify a new token; the
   // second insert is a no-op.
-  auto verified = VerifyToken(*token, secret_, now_s);
+  auto verified = VerifyToken(*token, secret_, now_s, require_exp_);
   if (!verified) return verified.status();
   std::lock_guard lock(mu_);
   if (entries_.size() >= capacity_) EvictLocked(now_s);

@@ -23,7 +23,7 @@ using Env = std::map<std::string, std::string>;
 
 class Service {
  public:
-  static constexpr const char* kSecret = "integration-secret";
+  static constexpr const char* kSecret = "integration-secret-0123456789abcdef";
 
   explicit Service(std::map<std::string, std::string> env = {}) : env_(std::move(env)) {
     api_port_ = FreePort();

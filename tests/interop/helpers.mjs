@@ -25,7 +25,7 @@ export const CONVEYOR_BINARY = path.resolve(
 export const PREFIX = 'bull';
 export const QUEUE = 'file-upload';
 export const JOB_NAME = 'file-upload';
-export const SECRET = 'interop-secret';
+export const SECRET = 'interop-secret-0123456789abcdef0123';
 // conveyor's defaults (DESIGN.md §1 "Queue"), as a Node producer should pass them.
 export const CONVEYOR_JOB_OPTS = {
   attempts: 3,

@@ -6,9 +6,9 @@
 // `code` names the specific problem when the caller knows one (missing_file,
 // rate_limited, ...); otherwise it follows from the Errc. Some specific codes
 // pick their own status (rate_limited 429, payload_too_large 413,
-// header_too_large 431, method_not_allowed 405). kInternal (and any 5xx) never
-// shows the Status message to the client: it goes to the log with
-// `request_id`.
+// header_too_large 431, method_not_allowed 405, body_too_slow 408,
+// too_many_connections 503). kInternal (and any 5xx) never shows the Status
+// message to the client: it goes to the log with `request_id`.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,16 @@
 namespace conveyor::http {
 
 Response ErrorResponse(const Status& status, std::string_view code = {}, uint64_t request_id = 0);
+
+// An error from the metadata store, blob store or queue: its message may hold
+// database text (SQL, constraint names, server messages), so the client gets
+// a fixed message for the class (400 invalid_request, 404, 503, 500) and the
+// log gets the detail with `request_id`.
+Response StoreErrorResponse(const Status& status, uint64_t request_id);
+
+// True when `s` is well-formed UTF-8 (no overlongs, surrogates or code
+// points above U+10FFFF).
+bool IsUtf8(std::string_view s);
 
 // {"success":true,"data":<data_json>} with `status`.
 Response SuccessResponse(int status, std::string_view data_json);

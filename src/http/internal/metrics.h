@@ -30,6 +30,8 @@ class Metrics {
   // conveyor_http_connections_open
   void ConnectionOpened() { connections_.fetch_add(1, std::memory_order_relaxed); }
   void ConnectionClosed() { connections_.fetch_sub(1, std::memory_order_relaxed); }
+  // conveyor_http_connections_refused_total (503 at a connection limit)
+  void ConnectionRefused() { refused_.fetch_add(1, std::memory_order_relaxed); }
 
   std::string Render() const;  // Prometheus text exposition format 0.0.4
 
@@ -41,6 +43,7 @@ class Metrics {
   std::atomic<int64_t> bytes_received_{0};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<int64_t> connections_{0};
+  std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> accepted_{0};
   std::array<std::atomic<uint64_t>, kBuckets.size()> bucket_counts_{};
   std::atomic<uint64_t> latency_sum_us_{0};

@@ -59,12 +59,18 @@ enum class RouteKind {
 // multipart overhead allowance.
 inline constexpr int64_t kUploadBodyLimit = -1;
 
+enum class Auth {
+  kNone,     // open
+  kUser,     // Bearer JWT (auth.h); the user id goes to Request::user_id
+  kMetrics,  // Bearer METRICS_TOKEN when one is set, else open
+};
+
 struct Route {
   std::string_view method;   // "GET", "POST"
   std::string_view pattern;  // "/api/chat/upload/status/:jobId"
   RouteKind kind;
   Handler handler;        // null for kUpload
-  bool auth;              // Bearer token required (checked before any body)
+  Auth auth;              // checked before any body
   bool blocking;          // run on the blocking pool (store/queue calls)
   int64_t body_limit;     // bytes; 0 = no body expected; kUploadBodyLimit
   std::string_view name;  // metrics label

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "http/internal/metrics.h"
@@ -29,7 +30,8 @@ struct ServerContext {
       : settings(std::move(s)),
         deps(d),
         limiter(settings.rate_limit_per_minute),
-        tokens(settings.jwt_secret),
+        tokens(settings.jwt_secret, TokenCache::kDefaultCapacity, settings.jwt_require_exp),
+        max_connections(settings.max_connections),
         pool(static_cast<size_t>(settings.blocking_threads < 1 ? 1 : settings.blocking_threads)),
         ioc(settings.threads < 1 ? 1 : settings.threads) {}
 
@@ -47,6 +49,12 @@ struct ServerContext {
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
   uint64_t next_session_id = 1;
   std::atomic<int64_t> open_sessions{0};
+  // Open sessions per client address (under sessions_mu).
+  std::unordered_map<std::string, int> sessions_per_client;
+  // settings.max_connections, lowered by Start() to fit RLIMIT_NOFILE.
+  int max_connections;
+  // Refused connections still being answered 503 (server.cc).
+  std::atomic<int> refusing{0};
   // Called (from any thread) when the last session ends after Shutdown().
   std::function<void()> on_drained;
 
@@ -56,8 +64,18 @@ struct ServerContext {
   boost::asio::io_context ioc;
 };
 
-// Starts serving an accepted connection on its own strand (session.cc).
-void StartSession(ServerContext& ctx, boost::asio::ip::tcp::socket socket);
+enum class Admission {
+  kAdmitted,    // the session runs and owns the socket
+  kServerFull,  // max_connections open and none idle to close
+  kClientFull,  // max_connections_per_client open from this address
+};
+
+// Starts serving an accepted connection on its own strand (session.cc) if the
+// connection limits allow, taking the socket; otherwise leaves `socket` to
+// the caller, which refuses it. At max_connections the longest-idle
+// keep-alive session is closed to make room when there is one.
+Admission StartSession(ServerContext& ctx, boost::asio::ip::tcp::socket& socket,
+                       std::string client);
 
 // Closes sessions: with `hard` false only those waiting for a request
 // header (idle keep-alive connections); with `hard` true all of them, which

@@ -35,9 +35,9 @@ class TokenCache {
   // clients of one API process, and each is a few hundred bytes.
   static constexpr size_t kDefaultCapacity = 4096;
 
-  TokenCache(std::string secret, size_t capacity = kDefaultCapacity);
+  TokenCache(std::string secret, size_t capacity = kDefaultCapacity, bool require_exp = true);
 
-  // Same contract as VerifyBearer(authorization, secret, now_s).
+  // Same contract as VerifyBearer(authorization, secret, now_s, require_exp).
   Result<std::string> Verify(std::string_view authorization, int64_t now_s);
 
   size_t size() const;
@@ -58,6 +58,7 @@ class TokenCache {
 
   const std::string secret_;
   const size_t capacity_;
+  const bool require_exp_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry, Hash, std::equal_to<>> entries_;
 };
