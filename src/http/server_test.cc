@@ -121,8 +121,16 @@ struct HttpResponse {
 // A blocking HTTP/1.1 client over one TCP connection.
 class Client {
  public:
-  explicit Client(int port) {
+  // `source`: the local address to connect from (127.0.0.2 and up are
+  // loopback too: another client address for per-client limits).
+  explicit Client(int port, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (source != nullptr) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &src.sin_addr);
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src);
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
@@ -719,6 +727,312 @@ TEST_F(UploadHandler, ShutdownLetsAnUploadFinishWithinGrace) {
   runner_.join();
   server_.reset();
   EXPECT_EQ(store_.size(), 1u);
+}
+
+
+// Hardening: each case was a reproduced attack; see the README's Security
+// section for the limits involved.
+using Hardening = ServerTest;
+
+std::string ChunkedUploadHead(const std::string& token) {
+  return "POST /api/chat/upload/async HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + token +
+         "\r\nContent-Type: multipart/form-data; boundary=" + kBoundary +
+         "\r\nTransfer-Encoding: chunked\r\n\r\n";
+}
+
+int64_t RssKiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// A chunk-size line that never ends ("1;" and then megabytes of extension)
+// used to grow the session's read buffer without bound.
+TEST_F(Hardening, EndlessChunkSizeLineGets400_Hardening) {
+  settings_.max_chunk_line_bytes = 1024;
+  StartServer();
+  const int64_t rss0 = RssKiB();
+  for (int i = 0; i < 4; ++i) {
+    Client c(port_);
+    ASSERT_TRUE(c.Send(ChunkedUploadHead(Token("alice")) + "1;"));
+    // Keep sending extension bytes until the server answers (or 16 MiB).
+    const std::string junk(64 * 1024, 'a');
+    std::atomic<bool> stop{false};
+    std::thread sender([&] {
+      for (int k = 0; k < 256 && !stop; ++k) {
+        if (!c.Send(junk)) return;
+      }
+    });
+    auto r = c.Read(5000ms);
+    stop = true;
+    c.HalfClose();
+    sender.join();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_EQ(ErrorCode(*r), "malformed_body");
+    EXPECT_EQ(r->headers["connection"], "close");
+  }
+  // 4 connections, up to 16 MiB each: the server's memory barely moves.
+  EXPECT_LT(RssKiB() - rss0, 8 * 1024);
+  EXPECT_EQ(Get("/healthz").status, 200);
+}
+
+TEST_F(Hardening, EndlessTrailerGets400_Hardening) {
+  settings_.max_trailer_bytes = 1024;
+  StartServer();
+  Client c(port_);
+  std::string body = UploadBody("data");
+  char len[32];
+  std::snprintf(len, sizeof len, "%zx\r\n", body.size());
+  ASSERT_TRUE(c.Send(ChunkedUploadHead(Token("alice")) + len + body + "\r\n0\r\nX-Trailer: " +
+                     std::string(4096, 'v')));
+  auto r = c.Read(5000ms);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(ErrorCode(*r), "malformed_body");
+  EXPECT_EQ(store_.size(), 0u);
+}
+
+TEST_F(Hardening, ChunkedUploadSplitAtEveryFramingByteIsAccepted) {
+  StartServer();
+  Client c(port_);
+  const std::string body = UploadBody("split framing");
+  std::string chunked;
+  for (size_t off = 0; off < body.size(); off += 37) {
+    size_t n = std::min<size_t>(37, body.size() - off);
+    char len[32];
+    std::snprintf(len, sizeof len, "%zx;ext=1\r\n", n);
+    chunked += len + body.substr(off, n) + "\r\n";
+  }
+  chunked += "0\r\nX-Done: yes\r\n\r\n";
+  // Pipelined: a second request right behind the chunked body.
+  ASSERT_TRUE(c.Send(ChunkedUploadHead(Token("alice"))));
+  for (char ch : chunked) ASSERT_TRUE(c.Send(std::string(1, ch)));
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  auto h = c.Read();
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+// Transfer-Encoding other than chunked used to be ignored and the body then
+// parsed as the next request.
+TEST_F(Hardening, TransferEncodingOtherThanChunkedGets400AndClose_Hardening) {
+  StartServer();
+  const std::string smuggled = "GET /nope-smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+  for (const std::string te : {"gzip", "chunked, gzip", "gzip, chunked", "identity"}) {
+    Client c(port_);
+    ASSERT_TRUE(c.Send("POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: " + te +
+                       "\r\n\r\n" + smuggled));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << te;
+    EXPECT_EQ(r->status, 400) << te;
+    EXPECT_EQ(ErrorCode(*r), "malformed_request") << te;
+    EXPECT_EQ(r->headers["connection"], "close") << te;
+    EXPECT_FALSE(c.Read(300ms)) << te << ": the body was served as a request";
+  }
+  for (const std::string fields :
+       {"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n", "Content-Length: 5, 5\r\n",
+        "Content-Length: +5\r\n", "Content-Length: 0x5\r\n"}) {
+    Client c(port_);
+    ASSERT_TRUE(c.Send("POST /healthz HTTP/1.1\r\nHost: t\r\n" + fields + "\r\nhello"));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << fields;
+    EXPECT_EQ(r->status, 400) << fields;
+    EXPECT_EQ(r->headers["connection"], "close") << fields;
+  }
+}
+
+// A client that writes its whole body before reading (curl without Expect:
+// 100-continue) used to get a reset instead of the 413 when the server closed
+// after lingering only 500 ms or 1 MiB; on a loaded machine, always.
+TEST_F(Hardening, EarlyAnswerSurvivesAClientStillSendingItsBody_Hardening) {
+  settings_.linger_idle_ms = 2000;
+  StartServer();
+  std::atomic<bool> burn{true};
+  std::vector<std::thread> burners;
+  for (int i = 0; i < 2; ++i) {
+    burners.emplace_back([&] {
+      volatile uint64_t x = 0;
+      while (burn) x = x * 6364136223846793005ull + 1;
+    });
+  }
+  const std::string body = UploadBody(RandomBytes(8 * 1024 * 1024));  // limit: 1 MiB
+  for (int run = 0; run < 3; ++run) {
+    Client c(port_);
+    ASSERT_TRUE(c.Send(UploadHeader(Token("alice"), body.size()))) << run;
+    // The whole body first, then read: the 413 must still be there.
+    ASSERT_TRUE(c.Send(body)) << run << ": the server reset the connection";
+    auto r = c.Read(5000ms);
+    ASSERT_TRUE(r) << run;
+    EXPECT_EQ(r->status, 413) << run;
+    EXPECT_EQ(ErrorCode(*r), "payload_too_large");
+  }
+  burn = false;
+  for (auto& t : burners) t.join();
+}
+
+TEST_F(Hardening, TricklingBodyGets408_Hardening) {
+  settings_.body_min_rate_bytes = 1000;
+  settings_.body_rate_window_ms = 400;
+  StartServer();
+  std::string body = UploadBody(RandomBytes(64 * 1024));
+  Client c(port_);
+  ASSERT_TRUE(c.Send(UploadHeader(Token("alice"), body.size()) + body.substr(0, 10)));
+  auto start = std::chrono::steady_clock::now();
+  // One byte every 50 ms: never idle long enough for the idle timeout (30 s).
+  std::optional<HttpResponse> r;
+  for (size_t i = 10; i < body.size() && !r; ++i) {
+    c.Send(body.substr(i, 1));
+    r = c.Read(50ms);
+  }
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 408);
+  EXPECT_EQ(ErrorCode(*r), "body_too_slow");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3000ms);
+  EXPECT_TRUE(c.WaitClosed(2000ms));
+  EXPECT_TRUE(Eventually([&] { return TempFiles().empty(); }, 2000ms));
+}
+
+// 200 uploads stalled after their header used to cost 70 MB: each allocated
+// (and zero-filled) its 512 KiB buffers before the first body byte.
+TEST_F(Hardening, StalledUploadsCostNoUploadBuffers_Hardening) {
+  StartServer();
+  const int64_t rss0 = RssKiB();
+  std::vector<std::unique_ptr<Client>> stalled;
+  const std::string token = Token("alice");
+  for (int i = 0; i < 200; ++i) {
+    stalled.push_back(std::make_unique<Client>(port_));
+    ASSERT_TRUE(stalled.back()->Send(UploadHeader(token, 4 * 1024 * 1024)));
+  }
+  EXPECT_EQ(Get("/healthz").status, 200);  // every header was read by now
+  EXPECT_LT(RssKiB() - rss0, 16 * 1024);
+}
+
+TEST_F(Hardening, ConnectionsPerClientAreCappedWith503_Hardening) {
+  settings_.max_connections_per_client = 5;
+  StartServer();
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 5; ++i) {
+    held.push_back(std::make_unique<Client>(port_, "127.0.0.2"));
+    ASSERT_TRUE(held.back()->connected());
+  }
+  // Served: the five are open (a request on each proves it).
+  for (auto& c : held) {
+    ASSERT_TRUE(c->Send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto r = c->Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  Client over(port_, "127.0.0.2");
+  over.Send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto r = over.Read(2000ms);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(ErrorCode(*r), "too_many_connections");
+  EXPECT_TRUE(over.WaitClosed(3000ms));
+  // Another address is not affected.
+  EXPECT_EQ(Get("/healthz").status, 200);
+  // A freed slot is usable again.
+  held.pop_back();
+  EXPECT_TRUE(Eventually(
+      [&] {
+        Client again(port_, "127.0.0.2");
+        again.Send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        auto a = again.Read(1000ms);
+        return a && a->status == 200;
+      },
+      3000ms));
+}
+
+TEST_F(Hardening, FullServerClosesIdleConnectionsToServeNewOnes_Hardening) {
+  settings_.max_connections = 20;
+  settings_.max_connections_per_client = 0;
+  StartServer();
+  std::vector<std::unique_ptr<Client>> idle;
+  for (int i = 0; i < 20; ++i) idle.push_back(std::make_unique<Client>(port_));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::string m = Get("/metrics").body;
+        return m.find("conveyor_http_connections_open 21") != std::string::npos ||
+               m.find("conveyor_http_connections_open 20") != std::string::npos;
+      },
+      2000ms));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Get("/healthz").status, 200) << i;
+}
+
+TEST_F(Hardening, FullServerOfBusyConnectionsAnswers503_Hardening) {
+  settings_.max_connections = 5;
+  settings_.max_connections_per_client = 0;
+  StartServer();
+  std::vector<std::unique_ptr<Client>> busy;
+  const std::string token = Token("alice");
+  for (int i = 0; i < 5; ++i) {
+    busy.push_back(std::make_unique<Client>(port_));
+    ASSERT_TRUE(busy.back()->Send(UploadHeader(token, 1000) + "--"));  // mid-body
+  }
+  ASSERT_TRUE(Eventually(
+      [&] {
+        Client c(port_);
+        c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        auto r = c.Read(1000ms);
+        return r && r->status == 503 && ErrorCode(*r) == "too_many_connections";
+      },
+      3000ms));
+}
+
+TEST_F(Hardening, IdleKeepAliveConnectionIsClosed) {
+  settings_.keepalive_timeout_ms = 300;
+  StartServer();
+  Client c(port_);
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(c.Read());
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.WaitClosed(3000ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms);
+}
+
+TEST_F(Hardening, InvalidUtf8InSessionIdOrMessageGets400_Hardening) {
+  StartServer();
+  HttpResponse r = Upload(UploadBody("data", "s\xff\xfe"), Token("alice"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(ErrorCode(r), "invalid_session_id");
+  std::string body = Multipart({{"session_id", "s1", std::nullopt, ""},
+                                {"message", "caf\xc3", std::nullopt, ""},
+                                {"file", "x", "a.txt", "text/plain"}});
+  r = Upload(body, Token("alice"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(ErrorCode(r), "invalid_message");
+  EXPECT_EQ(store_.size(), 0u);
+  EXPECT_EQ(Upload(UploadBody("data", "caf\xc3\xa9"), Token("alice")).status, 202);
+}
+
+TEST_F(Hardening, StoreErrorTextIsNeverSentToClients_Hardening) {
+  StartServer();
+  store_.fail_insert = Errc::kInvalidArgument;  // as a database refusal would be
+  HttpResponse r = Upload(UploadBody("data"), Token("alice"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(ErrorCode(r), "invalid_request");
+  EXPECT_EQ(r.body.find("injected"), std::string::npos) << r.body;
+}
+
+TEST_F(Hardening, MetricsNeedTheirTokenWhenOneIsSet) {
+  settings_.metrics_token = "metrics-secret";
+  StartServer();
+  EXPECT_EQ(Get("/metrics").status, 401);
+  EXPECT_EQ(Get("/metrics", "wrong").status, 401);
+  EXPECT_EQ(Get("/metrics", Token("alice")).status, 401);
+  HttpResponse m = Get("/metrics", "metrics-secret");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("conveyor_http_connections_open"), std::string::npos);
+  EXPECT_EQ(Get("/healthz").status, 200);
 }
 
 using StatusHandler = ServerTest;
