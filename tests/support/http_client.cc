@@ -12,8 +12,20 @@
 
 namespace conveyor::testing {
 
-HttpConnection::HttpConnection(int port) {
+HttpConnection::HttpConnection(int port) : HttpConnection(port, std::string()) {}
+
+HttpConnection::HttpConnection(int port, const std::string& source_address) {
   fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (!source_address.empty()) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source_address.c_str(), &src.sin_addr) != 1 ||
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -40,6 +52,8 @@ bool HttpConnection::Send(const std::string& bytes) {
   }
   return true;
 }
+
+void HttpConnection::HalfClose() { ::shutdown(fd_, SHUT_WR); }
 
 namespace {
 

@@ -22,6 +22,9 @@ struct HttpResponse {
 class HttpConnection {
  public:
   explicit HttpConnection(int port);
+  // Connects from `source_address` (127.0.0.2 and up are loopback too: a
+  // distinct client address for per-client limits).
+  HttpConnection(int port, const std::string& source_address);
   ~HttpConnection();
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;
@@ -29,6 +32,8 @@ class HttpConnection {
   bool connected() const { return fd_ >= 0; }
   // Sends raw bytes; false if the peer closed or reset.
   bool Send(const std::string& bytes);
+  // Ends our side (shutdown SHUT_WR); the response can still be read.
+  void HalfClose();
   // Reads one response (status line, headers, Content-Length or chunked body).
   HttpResponse Read(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // True when the server closed the connection (EOF or reset) within `timeout`.
