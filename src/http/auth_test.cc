@@ -7,45 +7,19 @@
 #include <string>
 #include <vector>
 
+#include "crafted_jwt.h"
+
 namespace conveyor::http {
 namespace {
 
 constexpr std::string_view kSecret = "test-secret-0123456789";
 constexpr int64_t kNow = 1'700'000'000;
 
-std::string Base64Url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
-  return out;
-}
-
 // A token built by hand: header and payload JSON as given, signed with HMAC
 // over `md` (nullptr: empty signature, as for alg "none").
 std::string Craft(std::string_view header, std::string_view payload, const EVP_MD* md,
                   std::string_view secret = kSecret) {
-  std::string signing_input = Base64Url(header) + "." + Base64Url(payload);
-  std::string sig;
-  if (md != nullptr) {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    HMAC(md, secret.data(), static_cast<int>(secret.size()),
-         reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
-         &mac_len);
-    sig = Base64Url(std::string_view(reinterpret_cast<char*>(mac), mac_len));
-  }
-  return signing_input + "." + sig;
+  return testing::CraftJwt(header, payload, md, secret);
 }
 
 std::string Payload(std::string_view sub = "user-1", int64_t exp = kNow + 3600) {
@@ -169,7 +143,7 @@ TEST(Auth, RejectsTamperedPayload) {
   size_t first = token->find('.');
   size_t second = token->find('.', first + 1);
   std::string forged =
-      token->substr(0, first + 1) + Base64Url(Payload("admin")) + token->substr(second);
+      token->substr(0, first + 1) + testing::Base64Url(Payload("admin")) + token->substr(second);
   EXPECT_EQ(Verify(forged), Errc::kUnauthenticated);
   // Flipping one signature character fails too.
   std::string flipped = *token;

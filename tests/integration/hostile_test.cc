@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "crafted_jwt.h"
 #include "service.h"
 
 namespace conveyor::testing {
@@ -34,37 +35,10 @@ namespace fs = std::filesystem;
 constexpr const char* kBoundary = "hostileBoundary42";
 constexpr int64_t kMaxUpload = 1024 * 1024;
 
-std::string Base64Url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
-  return out;
-}
-
 // A JWT built by hand; `md` null: no signature (alg none).
 std::string Jwt(std::string_view header, std::string_view payload, const EVP_MD* md,
                 std::string_view secret = Service::kSecret) {
-  std::string input = Base64Url(header) + "." + Base64Url(payload);
-  std::string sig;
-  if (md != nullptr) {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(md, secret.data(), static_cast<int>(secret.size()),
-         reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
-    sig = Base64Url(std::string_view(reinterpret_cast<char*>(mac), len));
-  }
-  return input + "." + sig;
+  return CraftJwt(header, payload, md, secret);
 }
 
 std::string Exp(int64_t from_now_s) { return std::to_string(std::time(nullptr) + from_now_s); }
