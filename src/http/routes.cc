@@ -167,11 +167,11 @@ Response MemorySearch(const Request& req, HandlerEnv& env) {
     return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
                          req.request_id);
   }
-  if (!IsUtf8(session_id)) {
+  if (!IsValidUtf8(session_id)) {
     return ErrorResponse(InvalidArgument("session_id is not valid UTF-8"), "invalid_session_id",
                          req.request_id);
   }
-  if (!IsUtf8(q)) {
+  if (!IsValidUtf8(q)) {
     return ErrorResponse(InvalidArgument("q is not valid UTF-8"), "invalid_query", req.request_id);
   }
   if (q.empty())

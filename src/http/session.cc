@@ -176,11 +176,11 @@ class UploadForm {
       return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
                            request_id);
     }
-    if (!IsUtf8(session_id_)) {
+    if (!IsValidUtf8(session_id_)) {
       return ErrorResponse(InvalidArgument("session_id is not valid UTF-8"), "invalid_session_id",
                            request_id);
     }
-    if (!IsUtf8(message_)) {
+    if (!IsValidUtf8(message_)) {
       return ErrorResponse(InvalidArgument("message is not valid UTF-8"), "invalid_message",
                            request_id);
     }

@@ -270,7 +270,9 @@ TEST(LocalBlobStore, AdoptRefusesWhatIsNotTheProducersOwnFile) {
   for (const auto& path : refused) {
     auto r = store->Adopt(path, NewUuid());
     EXPECT_EQ(r.code(), Errc::kInvalidArgument) << path << ": " << r.status().ToString();
-    if (!r.ok()) EXPECT_EQ(r.status().message(), "Invalid storage path") << path;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().message(), "Invalid storage path") << path;
+    }
   }
   EXPECT_TRUE(fs::exists(store->PathFor(other)));
   EXPECT_TRUE(fs::exists(outside_dir + "/secret"));

@@ -136,7 +136,7 @@ TEST(Accept, RefusesAnEmptyFileOrBadFields) {
   }
   // Invalid UTF-8 is refused, never stored raw while the job data carries a
   // replaced copy (the memory would land in another session).
-  for (const std::string bad : {std::string("s\xff"), std::string("s\xc3"), std::string("\xed\xa0\x80")}) {
+  for (const std::string& bad : {std::string("s\xff"), std::string("s\xc3"), std::string("\xed\xa0\x80")}) {
     FileSink sink(blobs, NewUuid(), 1 << 20);
     ASSERT_TRUE(sink.Append("x").ok());
     AcceptedUpload up = Form();

@@ -106,10 +106,10 @@ struct Case {
   std::string request;
   Expect expect;
   // Sent repeatedly after `request` until the answer arrives (at most 64 MiB).
-  std::string stream;
+  std::string stream{};
   // Instead of sending `request` while reading: drives the connection and
   // returns the answer (for rows whose order of sends and reads matters).
-  std::function<HttpResponse(HttpConnection&)> drive;
+  std::function<HttpResponse(HttpConnection&)> drive{};
 };
 
 std::string ErrorCodeOf(const HttpResponse& r) {

@@ -27,10 +27,6 @@ Response ErrorResponse(const Status& status, std::string_view code = {}, uint64_
 // log gets the detail with `request_id`.
 Response StoreErrorResponse(const Status& status, uint64_t request_id);
 
-// True when `s` is well-formed UTF-8 (no overlongs, surrogates or code
-// points above U+10FFFF).
-bool IsUtf8(std::string_view s);
-
 // {"success":true,"data":<data_json>} with `status`.
 Response SuccessResponse(int status, std::string_view data_json);
 
