@@ -102,18 +102,6 @@ Result<long long> IntegerReply(Result<RedisReply> reply, const char* what) {
   return reply->integer;
 }
 
-int ToInt(const std::string& s) {
-  char* end = nullptr;
-  long v = std::strtol(s.c_str(), &end, 10);
-  return end == s.c_str() ? 0 : static_cast<int>(v);
-}
-
-int64_t ToInt64(const std::string& s) {
-  char* end = nullptr;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  return end == s.c_str() ? 0 : static_cast<int64_t>(v);
-}
-
 // ---------------------------------------------------------------------------
 // Producer
 
@@ -419,17 +407,7 @@ class RedisConsumer final : public Consumer {
     job.token = token;
     const auto& fields = r.elements[2].elements;
     for (size_t i = 0; i + 1 < fields.size(); i += 2) {
-      const std::string& k = fields[i].str;
-      const std::string& v = fields[i + 1].str;
-      if (k == "name") job.name = v;
-      else if (k == "data") job.data_json = v;
-      else if (k == "opts") job.opts_json = v;
-      else if (k == "timestamp") job.timestamp_ms = ToInt64(v);
-      else if (k == "atm") job.attempts_made = ToInt(v);
-      else if (k == "attemptsMade" && job.attempts_made == 0) job.attempts_made = ToInt(v);
-      else if (k == "ats") job.attempts_started = ToInt(v);
-      else if (k == "stc") job.stalled_count = ToInt(v);
-      else if (k == "defa") job.deferred_failure = v;
+      internal::ReadJobField(fields[i].str, fields[i + 1].str, &job);
     }
     job.options = internal::ParseJobOptions(job.opts_json);
     return std::optional<ActiveJob>(std::move(job));

@@ -23,4 +23,11 @@ std::string JobOptionsToJson(const std::string& job_id, const JobOptions& opts);
 // applied); {} or no count as -1.
 JobOptions ParseJobOptions(std::string_view opts_json);
 
+// Reads one field of a job's hash (as move_to_active returns it) into `job`:
+// name, data, opts (kept verbatim; parse with ParseJobOptions once all fields
+// are read), timestamp, atm (or the older attemptsMade when atm is absent),
+// ats, stc, defa. Other fields are ignored; a number that does not parse
+// reads as 0.
+void ReadJobField(std::string_view key, const std::string& value, ActiveJob* job);
+
 }  // namespace conveyor::queue::internal

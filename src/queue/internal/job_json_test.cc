@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <utility>
+
 namespace conveyor::queue::internal {
 namespace {
 
@@ -46,6 +49,48 @@ TEST(JobJson, WritesRetentionAsBullMqDoes) {
   EXPECT_NE(text.find(R"("removeOnComplete":true)"), std::string::npos) << text;
   EXPECT_NE(text.find(R"("removeOnFail":false)"), std::string::npos) << text;
   EXPECT_NE(text.find(R"("delay":250)"), std::string::npos) << text;
+}
+
+// Any producer may write the options; numbers beyond int/int64 saturate
+// (casting them was undefined behaviour).
+TEST(JobJson, OutOfRangeNumbersSaturate) {
+  JobOptions o = ParseJobOptions(
+      R"({"attempts":1e10,"backoff":{"type":"exponential","delay":1e300},)"
+      R"("removeOnComplete":-5e9,"removeOnFail":{"count":3e9},"delay":-1e19})");
+  EXPECT_EQ(o.attempts, std::numeric_limits<int>::max());
+  EXPECT_EQ(o.backoff_delay_ms, std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(o.remove_on_complete, -1);
+  EXPECT_EQ(o.remove_on_fail, std::numeric_limits<int>::max());
+  EXPECT_EQ(o.delay_ms, std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(ParseJobOptions(R"({"attempts":-1e10})").attempts, std::numeric_limits<int>::min());
+  EXPECT_EQ(ParseJobOptions(R"({"backoff":-1e300})").backoff_delay_ms,
+            std::numeric_limits<int64_t>::min());
+}
+
+TEST(JobJson, ReadsJobHashFields) {
+  ActiveJob job;
+  for (auto [k, v] : {std::pair{"name", "file-upload"}, std::pair{"data", "{}"},
+                      std::pair{"opts", R"({"attempts":2})"}, std::pair{"timestamp", "1700000000000"},
+                      std::pair{"attemptsMade", "4"}, std::pair{"atm", "1"}, std::pair{"ats", "2"},
+                      std::pair{"stc", "x"}, std::pair{"defa", "stalled"}, std::pair{"other", "?"}}) {
+    ReadJobField(k, v, &job);
+  }
+  EXPECT_EQ(job.name, "file-upload");
+  EXPECT_EQ(job.data_json, "{}");
+  EXPECT_EQ(job.opts_json, R"({"attempts":2})");
+  EXPECT_EQ(job.timestamp_ms, 1700000000000);
+  EXPECT_EQ(job.attempts_made, 1);  // atm wins over the older attemptsMade
+  EXPECT_EQ(job.attempts_started, 2);
+  EXPECT_EQ(job.stalled_count, 0);  // not a number
+  EXPECT_EQ(job.deferred_failure, "stalled");
+}
+
+TEST(JobJson, HashCountsBeyondIntSaturate) {
+  ActiveJob job;
+  ReadJobField("atm", "99999999999", &job);
+  EXPECT_EQ(job.attempts_made, std::numeric_limits<int>::max());
+  ReadJobField("stc", "-99999999999", &job);
+  EXPECT_EQ(job.stalled_count, std::numeric_limits<int>::min());
 }
 
 }  // namespace
