@@ -11,6 +11,7 @@
 #include "core/ids.h"
 #include "http/internal/error_response.h"
 #include "http/internal/metrics.h"
+#include "http/internal/query.h"
 #include "http/internal/routing.h"
 #include "http/server.h"
 #include "queue/queue.h"
@@ -22,55 +23,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kSearchDefaultLimit = 10;
-constexpr int kSearchMaxLimit = 50;
-
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded decoding ('+' is a space). False for a
-// broken %-escape.
-bool FormDecode(std::string_view in, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    char c = in[i];
-    if (c == '+') {
-      out->push_back(' ');
-    } else if (c == '%') {
-      int hi = i + 1 < in.size() ? HexDigit(in[i + 1]) : -1;
-      int lo = i + 2 < in.size() ? HexDigit(in[i + 2]) : -1;
-      if (hi < 0 || lo < 0) return false;
-      out->push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out->push_back(c);
-    }
-  }
-  return true;
-}
-
-// Calls `fn(key, value)` for each decoded pair of a query string.
-template <class Fn>
-bool ParseQuery(std::string_view query, Fn fn) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    std::string key, value;
-    if (!FormDecode(pair.substr(0, eq), &key)) return false;
-    if (eq != std::string_view::npos && !FormDecode(pair.substr(eq + 1), &value)) return false;
-    fn(key, value);
-  }
-  return true;
-}
 
 Response Healthz(const Request&, HandlerEnv&) {
   Response r;
@@ -150,42 +103,10 @@ Response UploadStatus(const Request& req, HandlerEnv& env) {
 }
 
 Response MemorySearch(const Request& req, HandlerEnv& env) {
-  std::string session_id, q;
-  std::string limit_text;
-  bool has_limit = false;
-  if (!ParseQuery(req.query, [&](std::string& key, std::string& value) {
-        if (key == "session_id")
-          session_id.swap(value);
-        else if (key == "q")
-          q.swap(value);
-        else if (key == "limit")
-          limit_text.swap(value), has_limit = true;
-      })) {
-    return ErrorResponse(InvalidArgument("malformed query string"), {}, req.request_id);
-  }
-  if (session_id.empty()) {
-    return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
-                         req.request_id);
-  }
-  if (!IsValidUtf8(session_id)) {
-    return ErrorResponse(InvalidArgument("session_id is not valid UTF-8"), "invalid_session_id",
-                         req.request_id);
-  }
-  if (!IsValidUtf8(q)) {
-    return ErrorResponse(InvalidArgument("q is not valid UTF-8"), "invalid_query", req.request_id);
-  }
-  if (q.empty())
-    return ErrorResponse(InvalidArgument("q is required"), "missing_query", req.request_id);
-  int limit = kSearchDefaultLimit;
-  if (has_limit) {
-    char* end = nullptr;
-    long v = std::strtol(limit_text.c_str(), &end, 10);
-    if (limit_text.empty() || *end != '\0' || v < 1) {
-      return ErrorResponse(InvalidArgument("limit must be a positive integer"), {}, req.request_id);
-    }
-    limit = static_cast<int>(std::min<long>(v, kSearchMaxLimit));
-  }
-  auto hits = env.store->SearchMemory(req.user_id, session_id, q, limit);
+  std::string_view code;
+  auto query = ParseSearchQuery(req.query, &code);
+  if (!query) return ErrorResponse(query.status(), code, req.request_id);
+  auto hits = env.store->SearchMemory(req.user_id, query->session_id, query->q, query->limit);
   if (!hits) return StoreErrorResponse(hits.status(), req.request_id);
   json results = json::array();
   for (const auto& h : *hits) {
