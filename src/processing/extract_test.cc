@@ -308,6 +308,28 @@ TEST_F(Extract, ZipWithoutOfficeContentIsInvalidFormat) {
   EXPECT_EQ(processing::Extract(path, FileKind::kDocx, Limits()).status().message(), "Invalid file format");
 }
 
+// A zip cut right after an entry (no central directory), as a truncated
+// upload may be: libarchive reports it without an error message, which once
+// crashed the reader. It must be refused as a damaged file, for each kind.
+TEST_F(Extract, ZipTruncatedAfterAnEntryIsRefusedCleanly) {
+  std::string path = WriteZip("full.ods", files::Odf("application/vnd.oasis.opendocument.spreadsheet",
+                                                     "<office:spreadsheet/>"));
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t second = bytes.find("PK\x03\x04", 4);  // the second entry's local header
+  ASSERT_NE(second, std::string::npos);
+  for (size_t extra : {0, 1, 3}) {
+    std::string cut = Write("cut.ods", bytes.substr(0, second + extra));
+    EXPECT_EQ(SniffPath(cut), FileKind::kUnknown) << extra;
+    for (FileKind kind : {FileKind::kOds, FileKind::kDocx}) {
+      auto r = processing::Extract(cut, kind, Limits());
+      ASSERT_FALSE(r.ok()) << extra;
+      EXPECT_EQ(r.code(), Errc::kInvalidArgument) << extra;
+      EXPECT_TRUE(Has(r.status().message(), "damaged zip")) << r.status().message();
+    }
+  }
+}
+
 TEST_F(Extract, ZipBombIsRefused) {
   auto entries = files::Docx("<w:p><w:r><w:t>x</w:t></w:r></w:p>");
   // The document part itself is a gigabyte of zeros (about 1 MB compressed).

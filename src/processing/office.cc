@@ -55,6 +55,14 @@ std::string_view KindLabel(FileKind kind) {
   }
 }
 
+// libarchive's message for its last error. It may have none (a zip that ends
+// right after an entry, without its central directory, fails that way), and
+// a null char* must not reach std::string.
+std::string ArchiveError(archive* a) {
+  const char* msg = archive_error_string(a);
+  return msg != nullptr ? msg : "truncated or unreadable";
+}
+
 // Reads the entries `want` selects into memory, enforcing the limits.
 Result<Parts> ReadZip(int fd, const Limits& limits,
                       const std::function<bool(std::string_view)>& want, std::string_view label) {
@@ -75,7 +83,7 @@ Result<Parts> ReadZip(int fd, const Limits& limits,
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
       return InvalidArgument(entries == 0 ? std::string(kInvalidFormat)
                                           : "Invalid " + std::string(label) + ": damaged zip (" +
-                                                archive_error_string(a.get()) + ")");
+                                                ArchiveError(a.get()) + ")");
     }
     if (++entries > limits.max_archive_entries) {
       return ResourceExhausted("Refused " + std::string(label) + ": more than " +
@@ -94,7 +102,7 @@ Result<Parts> ReadZip(int fd, const Limits& limits,
       if (n == 0) break;
       if (n < 0) {
         return InvalidArgument("Invalid " + std::string(label) + ": damaged zip entry " + name +
-                               " (" + archive_error_string(a.get()) + ")");
+                               " (" + ArchiveError(a.get()) + ")");
       }
       total += n;
       if (total > limits.max_archive_bytes) {
