@@ -284,6 +284,30 @@ TEST_F(Extract, OdsYieldsSheetRows) {
   EXPECT_TRUE(Has(r->text, "Sheet: Budget\nItem: Paint, Cost: 30.\n")) << r->text;
 }
 
+// number-columns-repeated is the producer's number: two empty cells
+// repeated INT64_MAX times overflowed the count of pending empty columns
+// (undefined behaviour; in practice the count went negative and the value
+// after them landed in column 1). Columns past the 16,384th are dropped.
+TEST_F(Extract, OdsHugeColumnRepeatsAreHeldToTheRowLimit) {
+  std::string body =
+      "<office:spreadsheet><table:table table:name=\"S\"><table:table-row>"
+      "<table:table-cell table:number-columns-repeated=\"9223372036854775807\"/>"
+      "<table:table-cell table:number-columns-repeated=\"99999999999999999999999\"/>"
+      "<table:table-cell><text:p>far</text:p></table:table-cell></table:table-row>"
+      "<table:table-row><table:table-cell table:number-columns-repeated=\"9223372036854775807\">"
+      "<text:p>near<text:s text:c=\"99999999999999999999\"/>x</text:p></table:table-cell>"
+      "</table:table-row></table:table></office:spreadsheet>";
+  std::string path = WriteZip("repeat.ods", files::Odf("application/vnd.oasis.opendocument.spreadsheet", body));
+  auto r = processing::Extract(path, FileKind::kOds, Limits());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(Has(r->text, "far")) << r->text;
+  // A non-empty cell is repeated at most 256 times; text:c at most 100 spaces.
+  size_t copies = 0;
+  for (size_t at = r->text.find("near"); at != std::string::npos; at = r->text.find("near", at + 1)) ++copies;
+  EXPECT_EQ(copies, 256u);
+  EXPECT_TRUE(Has(r->text, "near" + std::string(100, ' ') + "x")) << r->text.substr(0, 300);
+}
+
 TEST_F(Extract, OdpYieldsSlides) {
   std::string body =
       "<office:presentation><draw:page draw:name=\"p1\"><draw:frame><draw:text-box><text:p>Welcome slide</text:p>"

@@ -18,6 +18,7 @@
 #include <libxml/xmlreader.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -549,6 +550,11 @@ class SlideHandler : public XmlHandler {
 
 // --- ODF ----------------------------------------------------------------------
 
+// A count attribute (text:c, number-columns-repeated): its leading decimal
+// integer, saturated at int64's range (atoll is undefined beyond it); 0 when
+// there is none.
+int64_t ParseCount(const std::string& s) { return std::strtoll(s.c_str(), nullptr, 10); }
+
 class OdfHandler : public XmlHandler {
  public:
   explicit OdfHandler(FileKind kind) : kind_(kind) {}
@@ -562,7 +568,7 @@ class OdfHandler : public XmlHandler {
       ++paragraph_;
     } else if (n == "s") {
       std::string c = Attr(r, "c");
-      int64_t count = c.empty() ? 1 : std::clamp<int64_t>(std::atoll(c.c_str()), 1, 100);
+      int64_t count = c.empty() ? 1 : std::clamp<int64_t>(ParseCount(c), 1, 100);
       Append(std::string(static_cast<size_t>(count), ' '));
     } else if (n == "tab") {
       Append("\t");
@@ -582,7 +588,9 @@ class OdfHandler : public XmlHandler {
     } else if (n == "table-cell" || n == "covered-table-cell") {
       cell_.clear();
       std::string rep = Attr(r, "number-columns-repeated");
-      repeat_ = rep.empty() ? 1 : std::max<int64_t>(std::atoll(rep.c_str()), 1);
+      // Held to the columns a row keeps, so that counting repeated empty
+      // cells (pending_empty_) cannot overflow.
+      repeat_ = rep.empty() ? 1 : std::clamp<int64_t>(ParseCount(rep), 1, kMaxColumns);
       in_cell_ = true;
     } else if (n == "page" && kind_ == FileKind::kOdp) {
       ++slides;
@@ -611,7 +619,7 @@ class OdfHandler : public XmlHandler {
         if (cell_.empty()) {
           // Trailing empty cells repeated to the sheet's edge are common;
           // they are counted, and only materialised before a value.
-          pending_empty_ += repeat_;
+          pending_empty_ = std::min<int64_t>(pending_empty_ + repeat_, kMaxColumns);
         } else {
           for (int64_t i = 0; i < pending_empty_ && row_.size() < kMaxColumns; ++i) row_.emplace_back();
           pending_empty_ = 0;
