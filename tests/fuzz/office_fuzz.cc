@@ -16,6 +16,7 @@
 // text is valid UTF-8.
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -107,13 +108,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool written = input.starts_with("PK") ? WriteRaw(input, path) : WriteZip(input, path);
   Check(written, "cannot write the input file");
 
+  // The readers take an open descriptor, as the sandbox child gets one.
+  struct Fd {
+    int fd;
+    ~Fd() { if (fd >= 0) ::close(fd); }
+  } in{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  Check(in.fd >= 0, "cannot open the input file");
+
   const Limits limits;  // production limits
-  FileKind kind = internal::OfficeKind(path, limits);
+  FileKind kind = internal::OfficeKind(in.fd, limits);
   if (kind == FileKind::kUnknown) return 0;
   Check(kind == FileKind::kDocx || kind == FileKind::kXlsx || kind == FileKind::kPptx ||
             kind == FileKind::kOdt || kind == FileKind::kOds || kind == FileKind::kOdp,
         "OfficeKind returned a kind that is not an office format");
-  auto out = internal::ExtractOffice(path, kind, limits);
+  auto out = internal::ExtractOffice(in.fd, kind, limits);
   if (!out.ok()) {
     Check(out.code() == Errc::kInvalidArgument || out.code() == Errc::kResourceExhausted,
           "extraction failed with an undocumented code");

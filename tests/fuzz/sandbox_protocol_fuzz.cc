@@ -39,6 +39,7 @@ std::string Encode(const Message& m) {
     case Message::Type::kProgress: return ProgressLine(m.stage, m.percent);
     case Message::Type::kResult: return ResultLine(m.output, m.isolation);
     case Message::Type::kError: return ErrorLine(m.error);
+    case Message::Type::kProbe: return ProbeLine(m.isolation);
   }
   return {};
 }
@@ -48,7 +49,7 @@ std::string Encode(const Message& m) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view line(reinterpret_cast<const char*>(data), size);
 
-  auto m = DecodeLine(line);
+  auto m = DecodeLine(line, kDefaultMaxDecodedBytes);
   if (m.ok()) {
     if (m->type == Message::Type::kError) Check(!m->error.ok(), "decoded error is OK");
     std::string again_line = Encode(*m);
@@ -70,6 +71,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Check(again->error.code() == m->error.code() &&
                   again->error.message() == m->error.message(),
               "error changed");
+        break;
+      case Message::Type::kProbe:
+        Check(again->isolation == m->isolation, "probe layers changed");
         break;
     }
   } else {
