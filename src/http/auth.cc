@@ -8,6 +8,7 @@
 // be any JSON number, as RFC 7519 allows), and a token without exp is refused
 // unless the caller allows it.
 #include "http/auth.h"
+#include "http/internal/ascii.h"
 
 #include <jwt.h>
 
@@ -19,6 +20,8 @@
 
 namespace conveyor::http {
 namespace {
+
+using internal::EqualsIgnoreCase;
 
 // A bearer token is a few hundred bytes; anything much larger is not ours.
 constexpr size_t kMaxTokenBytes = 8 * 1024;
@@ -33,17 +36,6 @@ struct CFree {
   void operator()(char* p) const { std::free(p); }
 };
 using CStringPtr = std::unique_ptr<char, CFree>;
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 int Base64UrlValue(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';

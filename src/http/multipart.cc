@@ -14,6 +14,7 @@
 // "--boundary" (no preamble, the usual case) matches the same delimiter as any
 // later boundary.
 #include "http/multipart.h"
+#include "http/internal/ascii.h"
 
 #include <algorithm>
 #include <cstring>
@@ -35,6 +36,8 @@ enum class MultipartParser::State {
 
 namespace {
 
+using internal::EqualsIgnoreCase;
+
 constexpr size_t kMaxBoundaryLength = 70;  // RFC 2046 §5.1.1
 
 bool IsBChar(char c) {
@@ -55,14 +58,6 @@ bool IsTChar(char c) {
 bool IsOws(char c) { return c == ' ' || c == '\t'; }
 
 char ToLowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (ToLowerAscii(a[i]) != ToLowerAscii(b[i])) return false;
-  }
-  return true;
-}
 
 std::string LowerAscii(std::string_view s) {
   std::string out(s);

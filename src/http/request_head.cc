@@ -1,21 +1,13 @@
 // Request head checks; see request_head.h for the rules and their reasons.
 #include "http/request_head.h"
+#include "http/internal/ascii.h"
 
 namespace conveyor::http {
 namespace {
 
-constexpr size_t kMaxContentLengthDigits = 18;  // < 2^63: no overflow anywhere
+using internal::EqualsIgnoreCase;
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+constexpr size_t kMaxContentLengthDigits = 18;  // < 2^63: no overflow anywhere
 
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -46,7 +38,7 @@ Status RequestHeadChecker::Field(std::string_view name, std::string_view value) 
       return InvalidArgument("control byte in a header field value");
     }
   }
-  if (IEquals(name, "content-length")) {
+  if (EqualsIgnoreCase(name, "content-length")) {
     if (++content_length_fields_ > 1) return InvalidArgument("more than one Content-Length");
     std::string_view v = TrimOws(value);
     if (v.empty() || v.size() > kMaxContentLengthDigits) {
@@ -58,10 +50,10 @@ Status RequestHeadChecker::Field(std::string_view name, std::string_view value) 
       n = n * 10 + static_cast<uint64_t>(c - '0');
     }
     content_length_ = n;
-  } else if (IEquals(name, "transfer-encoding")) {
+  } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
     ++transfer_encoding_fields_;
-    transfer_encoding_chunked_only_ = IEquals(TrimOws(value), "chunked");
-  } else if (IEquals(name, "host")) {
+    transfer_encoding_chunked_only_ = EqualsIgnoreCase(TrimOws(value), "chunked");
+  } else if (EqualsIgnoreCase(name, "host")) {
     if (++host_fields_ > 1) return InvalidArgument("more than one Host");
   }
   return OkStatus();

@@ -31,12 +31,14 @@
 
 #include "http/auth.h"
 #include "http/internal/token_cache.h"
+#include "../support/crafted_jwt.h"
 
 namespace {
 
 using conveyor::Errc;
 using conveyor::Result;
 using namespace conveyor::http;
+using conveyor::testing::Base64Url;
 
 constexpr std::string_view kSecret = "fuzz-secret-0123456789";
 constexpr std::string_view kOtherSecret = "fuzz-secret-0123456788";
@@ -48,24 +50,6 @@ void Check(bool ok, const char* what) {
     std::fprintf(stderr, "auth_fuzz: invariant broken: %s\n", what);
     std::abort();
   }
-}
-
-std::string Base64Url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
-  return out;
 }
 
 std::string Base64UrlDecode(std::string_view in) {  // lenient: skips non-alphabet bytes
