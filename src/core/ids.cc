@@ -71,6 +71,10 @@ Status CheckSessionId(std::string_view session_id) {
                            " bytes");
   }
   if (!IsValidUtf8(session_id)) return InvalidArgument("session_id is not valid UTF-8");
+  // libpq passes text parameters as C strings: a NUL would cut the id short.
+  if (session_id.find('\0') != std::string_view::npos) {
+    return InvalidArgument("session_id contains a NUL byte");
+  }
   return OkStatus();
 }
 

@@ -32,7 +32,8 @@ inline constexpr size_t kMaxSessionIdBytes = 256;
 
 // The one rule for a session id, applied by the upload path and by the worker
 // to jobs that arrive without a row (Node.js producers), so that a session
-// means the same bytes everywhere: 1..kMaxSessionIdBytes bytes of valid UTF-8.
+// means the same bytes everywhere: 1..kMaxSessionIdBytes bytes of valid UTF-8,
+// no NUL.
 // Session ids are never rewritten (a replaced byte would file the memory
 // under another session); a bad one is refused with kInvalidArgument.
 Status CheckSessionId(std::string_view session_id);

@@ -73,9 +73,9 @@ Result<SearchQuery> ParseSearchQuery(std::string_view query, std::string_view* c
     *code = "missing_session_id";
     return InvalidArgument("session_id is required");
   }
-  if (!IsValidUtf8(out.session_id)) {
+  if (Status s = CheckSessionId(out.session_id); !s.ok()) {
     *code = "invalid_session_id";
-    return InvalidArgument("session_id is not valid UTF-8");
+    return s;
   }
   if (!IsValidUtf8(out.q)) {
     *code = "invalid_query";

@@ -61,6 +61,15 @@ TEST(Query, SearchQueryErrorsCarryTheirCodes) {
     EXPECT_EQ(ParseSearchQuery(bad, &code).code(), Errc::kInvalidArgument) << bad;
     EXPECT_TRUE(code.empty()) << bad;
   }
+  // The session id rule of uploads: valid UTF-8, no NUL (libpq would cut the
+  // id at it and search another session), at most 256 bytes.
+  for (std::string bad : {std::string("session_id=s%00t&q=x"), std::string("session_id=s%FF&q=x"),
+                          "session_id=" + std::string(257, 's') + "&q=x"}) {
+    EXPECT_EQ(ParseSearchQuery(bad, &code).code(), Errc::kInvalidArgument) << bad;
+    EXPECT_EQ(code, "invalid_session_id") << bad;
+  }
+  EXPECT_EQ(ParseSearchQuery("session_id=s&q=%FF", &code).code(), Errc::kInvalidArgument);
+  EXPECT_EQ(code, "invalid_query");
 }
 
 }  // namespace

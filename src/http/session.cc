@@ -176,9 +176,8 @@ class UploadForm {
       return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
                            request_id);
     }
-    if (!IsValidUtf8(session_id_)) {
-      return ErrorResponse(InvalidArgument("session_id is not valid UTF-8"), "invalid_session_id",
-                           request_id);
+    if (Status s = CheckSessionId(session_id_); !s.ok()) {
+      return ErrorResponse(std::move(s), "invalid_session_id", request_id);
     }
     if (!IsValidUtf8(message_)) {
       return ErrorResponse(InvalidArgument("message is not valid UTF-8"), "invalid_message",

@@ -136,7 +136,8 @@ TEST(Accept, RefusesAnEmptyFileOrBadFields) {
   }
   // Invalid UTF-8 is refused, never stored raw while the job data carries a
   // replaced copy (the memory would land in another session).
-  for (const std::string& bad : {std::string("s\xff"), std::string("s\xc3"), std::string("\xed\xa0\x80")}) {
+  for (const std::string& bad :
+       {std::string("s\xff"), std::string("s\xc3"), std::string("\xed\xa0\x80")}) {
     FileSink sink(blobs, NewUuid(), 1 << 20);
     ASSERT_TRUE(sink.Append("x").ok());
     AcceptedUpload up = Form();
@@ -144,6 +145,16 @@ TEST(Accept, RefusesAnEmptyFileOrBadFields) {
     auto r = Accept(up, sink, store, queue, {});
     EXPECT_EQ(r.code(), Errc::kInvalidArgument);
     EXPECT_EQ(r.status().message(), "session_id is not valid UTF-8");
+  }
+  // A NUL would be cut off by libpq (text parameters are C strings).
+  {
+    FileSink sink(blobs, NewUuid(), 1 << 20);
+    ASSERT_TRUE(sink.Append("x").ok());
+    AcceptedUpload up = Form();
+    up.session_id = std::string("s\0t", 3);
+    auto r = Accept(up, sink, store, queue, {});
+    EXPECT_EQ(r.code(), Errc::kInvalidArgument);
+    EXPECT_EQ(r.status().message(), "session_id contains a NUL byte");
   }
   EXPECT_EQ(store.size(), 0u);
   EXPECT_TRUE(DirBlobStore::ListFiles(dir.path()).empty());
