@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/ids.h"
 #include "http/internal/query.h"
 #include "http/internal/routing.h"
 
@@ -129,11 +130,18 @@ void CheckQuery(std::string_view query) {
   auto search = ParseSearchQuery(query, &code);
   if (!search.ok()) {
     Check(search.code() == conveyor::Errc::kInvalidArgument, "search error is not kInvalidArgument");
-    Check(code.empty() || code == "missing_session_id" || code == "missing_query",
+    Check(code.empty() || code == "missing_session_id" || code == "missing_query" ||
+              code == "invalid_session_id" || code == "invalid_query",
           "unknown error code");
+    if (code == "invalid_session_id") {
+      Check(!conveyor::CheckSessionId(session_id).ok(), "a valid session_id refused");
+    }
+    if (code == "invalid_query") Check(!conveyor::IsValidUtf8(q), "a valid q refused");
     return;
   }
   Check(code.empty(), "error code set on success");
+  Check(conveyor::CheckSessionId(search->session_id).ok(), "an invalid session_id accepted");
+  Check(conveyor::IsValidUtf8(search->q), "a q that is not UTF-8 accepted");
   Check(ok, "search parameters from a malformed query string");
   Check(search->session_id == session_id && !session_id.empty(), "session_id is not the last one");
   Check(search->q == q && !q.empty(), "q is not the last one");
