@@ -1,5 +1,7 @@
 #include "storage/job_record.h"
 
+#include <algorithm>
+
 namespace conveyor::storage {
 
 std::string_view JobStatusName(JobStatus s) {
@@ -18,6 +20,16 @@ std::optional<JobStatus> ParseJobStatus(std::string_view s) {
   if (s == "completed") return JobStatus::kCompleted;
   if (s == "failed") return JobStatus::kFailed;
   return std::nullopt;
+}
+
+std::vector<std::string> CleanTerms(const std::vector<std::string>& terms, size_t max) {
+  std::vector<std::string> out;
+  for (const auto& t : terms) {
+    if (out.size() >= max) break;
+    if (t.empty() || t.size() > kMaxIndexTermBytes) continue;
+    if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+  }
+  return out;
 }
 
 }  // namespace conveyor::storage

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace conveyor::storage {
 
@@ -63,5 +64,45 @@ struct MemoryHit {
   std::string snippet;  // a short excerpt around the match
   double score = 0;     // higher is better
 };
+
+// What one processed file leaves in memory: its chunks (searchable text) and
+// its index terms (its most characteristic words, lower case), by which later
+// files of the session find it as a reference.
+struct FileMemory {
+  std::string user_id;
+  std::string session_id;
+  std::string job_id;
+  std::string file_id;
+  std::vector<MemoryChunk> chunks;
+  std::vector<std::string> terms;
+};
+
+// A question for MetadataStore::FindRelatedFiles: which files of the scope
+// hold some of `terms` among their index terms.
+struct RelatedQuery {
+  std::string user_id;
+  std::string session_id;
+  std::string exclude_file_id;     // the asking file itself
+  std::vector<std::string> terms;  // distinct; at most kMaxRelatedTerms are used
+  int per_term_limit = 200;        // newest files read per term (the bound on cost)
+  int limit = 5;                   // files returned at most
+};
+
+struct RelatedFile {
+  std::string file_id;
+  std::string job_id;
+  std::vector<std::string> terms;  // the query's terms it holds, in query order
+  std::string snippet;             // its best chunk excerpt for the terms, matches as **word**
+};
+
+inline constexpr int kMaxRelatedTerms = 16;
+inline constexpr size_t kMaxFileTerms = 64;      // index terms kept per file
+inline constexpr size_t kMaxIndexTermBytes = 64;  // longer terms are skipped
+
+// `terms` as stored or searched: in order, without repeats, empty terms or
+// terms over kMaxIndexTermBytes, at most `max`.
+std::vector<std::string> CleanTerms(const std::vector<std::string>& terms, size_t max);
+inline constexpr int kMaxRelatedPerTerm = 1000;
+inline constexpr int kMaxRelatedFiles = 50;
 
 }  // namespace conveyor::storage

@@ -26,6 +26,9 @@
 
 namespace conveyor::storage {
 
+// Matching chunks a search ranks at most (the newest ones).
+inline constexpr int kSearchCandidates = 1000;
+
 class MetadataStore {
  public:
   virtual ~MetadataStore() = default;
@@ -64,19 +67,36 @@ class MetadataStore {
   // ms), oldest first, at most `limit`: the reconciler re-adds their jobs.
   virtual Result<std::vector<JobRecord>> ListPending(int64_t older_than_ms, int limit) = 0;
 
-  // Replaces the memory chunks of `file_id` (idempotent: a retried job writes
-  // the same chunks again without duplicates). Chunks an earlier attempt of
-  // `job_id` stored under another file id are dropped too. kNotFound when
-  // there is no job row `job_id`; kInvalidArgument for a repeated chunk index.
-  virtual Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
-                                   const std::string& job_id, const std::string& file_id,
-                                   const std::vector<MemoryChunk>& chunks) = 0;
+  // Replaces what `memory.file_id` left in memory, chunks and index terms, in
+  // one transaction (idempotent: a retried job writes the same rows again
+  // without duplicates). What an earlier attempt of the same job stored under
+  // another file id is dropped too. kNotFound when there is no job row
+  // `memory.job_id`; kInvalidArgument for a repeated chunk index. Terms are
+  // deduplicated; empty ones and those over 64 bytes are skipped.
+  virtual Result<void> StoreFileMemory(const FileMemory& memory) = 0;
+
+  // StoreFileMemory without index terms.
+  Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
+                           const std::string& job_id, const std::string& file_id,
+                           const std::vector<MemoryChunk>& chunks) {
+    return StoreFileMemory(FileMemory{user_id, session_id, job_id, file_id, chunks, {}});
+  }
+
+  // Files of the caller's session holding some of `query.terms` among their
+  // index terms (not `query.exclude_file_id`): those holding more terms
+  // first, then the newest. Bounded whatever the session's size: per term
+  // only the `per_term_limit` newest files holding it are read (clamped to
+  // 1..kMaxRelatedPerTerm), through an index; then one snippet query per file
+  // returned (`limit`, clamped to 0..kMaxRelatedFiles), over that file's first
+  // chunks.
+  virtual Result<std::vector<RelatedFile>> FindRelatedFiles(const RelatedQuery& query) = 0;
 
   // Full-text search over the caller's own chunks of one session, best first.
   // `query` is free text (never interpreted as query syntax): its words are
   // OR'ed, rows matching more (and rarer) words rank first; a query with no
   // word yields no hits. Snippets mark matched words as **word**. `limit` is
-  // clamped to 1..100.
+  // clamped to 1..100. Its cost is bounded whatever the session's size: the
+  // ranking looks at the newest kSearchCandidates matching chunks only.
   virtual Result<std::vector<MemoryHit>> SearchMemory(const std::string& user_id,
                                                       const std::string& session_id,
                                                       const std::string& query, int limit) = 0;

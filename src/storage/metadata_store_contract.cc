@@ -247,6 +247,86 @@ TEST_P(MemoryContract, SearchRanksBestMatchFirst) {
   EXPECT_EQ(Search("alice", "s1", "kangaroo", 1).size(), 1u);
 }
 
+TEST_P(MemoryContract, RelatedFilesShareIndexTermsMostSharedThenNewestFirst) {
+  std::string j2 = AddJob("alice", "s1"), j3 = AddJob("alice", "s1"), j4 = AddJob("alice", "s1");
+  std::string bob = AddJob("bob", "s1"), other = AddJob("alice", "s2");
+  auto store = [&](const std::string& user, const std::string& session, const std::string& job,
+                   const std::string& file, const std::string& text,
+                   std::vector<std::string> terms) {
+    ASSERT_TRUE(store_->StoreFileMemory({user, session, job, file, {{0, text}}, std::move(terms)}).ok());
+  };
+  store("alice", "s1", job_, "file_budget", "The warehouse budget and the forklift lease.",
+        {"warehouse", "budget", "forklift", "lease"});
+  store("alice", "s1", j2, "file_old_lease", "An older forklift contract.", {"forklift", "contract"});
+  store("alice", "s1", j3, "file_new_lease", "A newer forklift contract.", {"forklift", "contract"});
+  store("alice", "s1", j4, "file_current", "Warehouse budget: forklift.", {"warehouse", "budget", "forklift"});
+  store("bob", "s1", bob, "file_bob", "Warehouse budget forklift.", {"warehouse", "budget", "forklift"});
+  store("alice", "s2", other, "file_other", "Warehouse budget forklift.", {"warehouse", "budget", "forklift"});
+
+  RelatedQuery q{"alice", "s1", "file_current", {"warehouse", "budget", "forklift", "warehouse", ""}};
+  auto r = store_->FindRelatedFiles(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].file_id, "file_budget");
+  EXPECT_EQ((*r)[0].job_id, job_);
+  EXPECT_EQ((*r)[0].terms, (std::vector<std::string>{"warehouse", "budget", "forklift"}));
+  EXPECT_NE((*r)[0].snippet.find("**"), std::string::npos) << (*r)[0].snippet;
+  // Same number of shared terms: the newest first.
+  EXPECT_EQ((*r)[1].file_id, "file_new_lease");
+  EXPECT_EQ((*r)[2].file_id, "file_old_lease");
+  EXPECT_EQ((*r)[2].terms, (std::vector<std::string>{"forklift"}));
+  EXPECT_NE((*r)[2].snippet.find("**forklift**"), std::string::npos) << (*r)[2].snippet;
+
+  // The limit, and the per-term bound: with one file read per term, the
+  // forklift arm sees only the newest file holding it (the asking file is
+  // excluded before the bound).
+  q.limit = 1;
+  r = store_->FindRelatedFiles(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].file_id, "file_budget");
+  q.limit = 5;
+  q.terms = {"forklift"};
+  q.per_term_limit = 1;
+  r = store_->FindRelatedFiles(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].file_id, "file_new_lease");
+
+  // A retry of a job replaces its terms; no terms, no files.
+  store("alice", "s1", j3, "file_new_lease", "Now about gardening.", {"gardening"});
+  q.per_term_limit = 200;
+  r = store_->FindRelatedFiles(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].file_id, "file_old_lease");
+  q.terms = {};
+  r = store_->FindRelatedFiles(q);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->empty());
+}
+
+TEST_P(MemoryContract, SearchRanksOnlyTheNewestCandidates) {
+  // kSearchCandidates + 10 chunks mention "orbit"; the oldest ten mention it
+  // most often, so a ranking over every match would put them first.
+  std::vector<MemoryChunk> old_chunks, new_chunks;
+  for (int i = 0; i < 10; ++i) old_chunks.push_back({i, "orbit orbit orbit orbit orbit old"});
+  for (int i = 0; i < kSearchCandidates; ++i) {
+    new_chunks.push_back({i, "one orbit among many other words in chunk " + std::to_string(i)});
+  }
+  ASSERT_TRUE(store_->StoreMemory("alice", "s1", job_, "file_old", old_chunks).ok());
+  std::string later = AddJob("alice", "s1");
+  ASSERT_TRUE(store_->StoreMemory("alice", "s1", later, "file_new", new_chunks).ok());
+  auto hits = Search("alice", "s1", "orbit", 5);
+  ASSERT_EQ(hits.size(), 5u);
+  for (const auto& h : hits) EXPECT_EQ(h.file_id, "file_new");
+  // Remove the newer file: the older chunks are candidates again and rank first.
+  ASSERT_TRUE(store_->StoreMemory("alice", "s1", later, "file_new", {{0, "nothing here"}}).ok());
+  hits = Search("alice", "s1", "orbit", 5);
+  ASSERT_EQ(hits.size(), 5u);
+  EXPECT_EQ(hits[0].file_id, "file_old");
+}
+
 TEST_P(MemoryContract, StoreMemoryReplacesChunksIdempotently) {
   ASSERT_TRUE(store_->StoreMemory("alice", "s1", job_, "file_1",
                                   {{0, "alpha bravo"}, {1, "charlie delta"}})

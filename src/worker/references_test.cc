@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "core/ids.h"
@@ -18,7 +19,8 @@ class References : public ::testing::Test {
     store_ = std::move(*s);
   }
 
-  // Stores a file of one job with `chunks` as its memory; returns its file id.
+  // Stores a file of one job with `chunks` as its memory and the index terms
+  // of their text; returns its file id.
   std::string Upload(const std::string& user, const std::string& session,
                      const std::vector<std::string>& chunks) {
     storage::NewJob j;
@@ -32,9 +34,14 @@ class References : public ::testing::Test {
     j.storage_path = "/data/" + j.id;
     EXPECT_TRUE(store_->InsertJob(j).ok());
     std::vector<storage::MemoryChunk> mc;
-    for (size_t i = 0; i < chunks.size(); ++i) mc.push_back({static_cast<int>(i), chunks[i]});
+    std::string text;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      mc.push_back({static_cast<int>(i), chunks[i]});
+      text += chunks[i] + "\n";
+    }
     std::string file_id = "file_" + j.id;
-    auto r = store_->StoreMemory(user, session, j.id, file_id, mc);
+    // As the worker stores a file: its chunks and its index terms.
+    auto r = store_->StoreFileMemory({user, session, j.id, file_id, mc, IndexTerms(text)});
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     job_of_[file_id] = j.id;
     return file_id;
@@ -93,6 +100,24 @@ TEST_F(References, MinimumSharedTermsAndMaximumCountApply) {
   ASSERT_TRUE(refs.ok());
   ASSERT_EQ(refs->size(), 1u);
   EXPECT_EQ((*refs)[0].file_id, both);
+}
+
+TEST_F(References, IndexTermsAreTheTextsCharacteristicWordsLowerCase) {
+  auto terms = IndexTerms("Forklift leasing: the forklift fleet. FORKLIFT costs 42 euros.");
+  ASSERT_FALSE(terms.empty());
+  EXPECT_EQ(terms[0], "forklift");
+  EXPECT_EQ(std::count(terms.begin(), terms.end(), "the"), 0);
+  EXPECT_EQ(std::count(terms.begin(), terms.end(), "42"), 0);
+  EXPECT_LE(terms.size(), static_cast<size_t>(kIndexTerms));
+}
+
+TEST_F(References, KeywordsAreComparedLowerCase) {
+  std::string earlier = Upload("alice", "s1", {"Warehouse inventory."});
+  auto refs = FindReferences(*store_, "alice", "s1", "file_new", {"WAREHOUSE"});
+  ASSERT_TRUE(refs.ok());
+  ASSERT_EQ(refs->size(), 1u);
+  EXPECT_EQ((*refs)[0].file_id, earlier);
+  EXPECT_EQ((*refs)[0].terms, (std::vector<std::string>{"warehouse"}));
 }
 
 TEST_F(References, NoKeywordsOrNoMemoryGiveNoReferences) {

@@ -429,10 +429,12 @@ class Worker::Impl {
     }
 
     const std::string file_id = FileIdFor(job.id);
-    // Earlier files of the session that share key terms: best effort.
+    // The file's index terms: stored with its chunks, and its top ones find
+    // earlier files of the session holding them (best effort).
+    std::vector<std::string> index_terms = IndexTerms(out->text);
     nlohmann::json references = nlohmann::json::array();
     if (auto refs = FindReferences(*store_, facts.user_id, facts.session_id, file_id,
-                                   analysis->keywords, settings_.references)) {
+                                   index_terms, settings_.references)) {
       for (const auto& r : *refs) {
         references.push_back(
             {{"fileId", r.file_id}, {"jobId", r.job_id}, {"snippet", r.snippet}, {"terms", r.terms}});
@@ -446,8 +448,9 @@ class Worker::Impl {
       chunks.push_back({static_cast<int>(i), std::move(out->chunks[i])});
     }
     progress("store", 90);
-    auto stored =
-        store_->StoreMemory(facts.user_id, facts.session_id, job.id, file_id, chunks);
+    const size_t chunk_count = chunks.size();
+    auto stored = store_->StoreFileMemory({facts.user_id, facts.session_id, job.id, file_id,
+                                           std::move(chunks), std::move(index_terms)});
     if (!stored) {
       RetryLater(consumer, job, stored.status());
       return std::nullopt;
@@ -459,7 +462,7 @@ class Worker::Impl {
         {"words", out->words},
         {"pages", out->pages},
         {"tables", out->tables},
-        {"chunks", chunks.size()},
+        {"chunks", chunk_count},
         {"keywords", analysis->keywords},
         {"language", analysis->language},
         {"provider", analysis->provider},

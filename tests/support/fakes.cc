@@ -120,14 +120,56 @@ Result<std::vector<storage::JobRecord>> FakeMetadataStore::ListPending(int64_t o
   return out;
 }
 
-Result<void> FakeMetadataStore::StoreMemory(const std::string& user_id,
-                                            const std::string& session_id,
-                                            const std::string& job_id, const std::string& file_id,
-                                            const std::vector<storage::MemoryChunk>& chunks) {
+Result<void> FakeMetadataStore::StoreFileMemory(const storage::FileMemory& m) {
   std::lock_guard lock(mu_);
-  std::erase_if(chunks_, [&](const Chunk& c) { return c.file_id == file_id; });
-  for (const auto& c : chunks) chunks_.push_back({user_id, session_id, job_id, file_id, c});
+  std::erase_if(chunks_, [&](const Chunk& c) { return c.file_id == m.file_id || c.job_id == m.job_id; });
+  for (const auto& c : m.chunks) chunks_.push_back({m.user_id, m.session_id, m.job_id, m.file_id, c});
+  std::erase_if(files_, [&](const storage::FileMemory& f) {
+    return f.file_id == m.file_id || f.job_id == m.job_id;
+  });
+  storage::FileMemory entry = m;
+  entry.chunks.clear();
+  files_.push_back(std::move(entry));
   return {};
+}
+
+// The contract without the bounds: every file of the scope is looked at.
+Result<std::vector<storage::RelatedFile>> FakeMetadataStore::FindRelatedFiles(
+    const storage::RelatedQuery& q) {
+  std::lock_guard lock(mu_);
+  struct Found {
+    storage::RelatedFile file;
+    size_t order;  // position in files_: newer is larger
+  };
+  std::vector<Found> found;
+  for (size_t i = 0; i < files_.size(); ++i) {
+    const auto& f = files_[i];
+    if (f.user_id != q.user_id || f.session_id != q.session_id || f.file_id == q.exclude_file_id) {
+      continue;
+    }
+    storage::RelatedFile r{f.file_id, f.job_id, {}, {}};
+    for (const auto& t : q.terms) {
+      if (std::find(f.terms.begin(), f.terms.end(), t) != f.terms.end()) r.terms.push_back(t);
+    }
+    if (r.terms.empty()) continue;
+    for (const auto& c : chunks_) {
+      if (c.file_id == f.file_id) {
+        r.snippet = c.chunk.text.substr(0, 80);
+        break;
+      }
+    }
+    found.push_back({std::move(r), i});
+  }
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
+    if (a.file.terms.size() != b.file.terms.size()) return a.file.terms.size() > b.file.terms.size();
+    return a.order > b.order;
+  });
+  std::vector<storage::RelatedFile> out;
+  for (auto& f : found) {
+    if (static_cast<int>(out.size()) >= q.limit) break;
+    out.push_back(std::move(f.file));
+  }
+  return out;
 }
 
 Result<std::vector<storage::MemoryHit>> FakeMetadataStore::SearchMemory(

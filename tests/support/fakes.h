@@ -38,9 +38,9 @@ class FakeMetadataStore : public storage::MetadataStore {
   Result<void> MarkFailed(const std::string& id, const std::string& error) override;
   Result<void> MarkPending(const std::string& id) override;
   Result<std::vector<storage::JobRecord>> ListPending(int64_t older_than_ms, int limit) override;
-  Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
-                           const std::string& job_id, const std::string& file_id,
-                           const std::vector<storage::MemoryChunk>& chunks) override;
+  Result<void> StoreFileMemory(const storage::FileMemory& memory) override;
+  Result<std::vector<storage::RelatedFile>> FindRelatedFiles(
+      const storage::RelatedQuery& query) override;
   Result<std::vector<storage::MemoryHit>> SearchMemory(const std::string& user_id,
                                                        const std::string& session_id,
                                                        const std::string& query,
@@ -61,6 +61,7 @@ class FakeMetadataStore : public storage::MetadataStore {
   mutable std::mutex mu_;
   std::map<std::string, storage::JobRecord> rows_;
   std::vector<Chunk> chunks_;
+  std::vector<storage::FileMemory> files_;  // terms of each file, newest last (no chunks)
 };
 
 class FakeQueue : public queue::Queue {

@@ -38,6 +38,8 @@ constexpr const char* kSessionOptions = "-c statement_timeout=30000 -c lock_time
 constexpr const char* kTcpUserTimeoutMs = "30000";
 // Search results per call are clamped to [1, kMaxSearchLimit].
 constexpr int kMaxSearchLimit = 100;
+// A reference's snippet comes from the first this many chunks of its file.
+constexpr int kSnippetChunks = 64;
 // Free-text queries keep at most this many distinct words of at most
 // kMaxTermBytes each (as the SQLite backend does).
 constexpr size_t kMaxTerms = 32;
@@ -552,12 +554,11 @@ class PostgresMetadataStore final : public MetadataStore {
     return out;
   }
 
-  Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
-                           const std::string& job_id, const std::string& file_id,
-                           const std::vector<MemoryChunk>& chunks) override {
-    if (user_id.empty() || session_id.empty() || job_id.empty() || file_id.empty()) {
+  Result<void> StoreFileMemory(const FileMemory& m) override {
+    if (m.user_id.empty() || m.session_id.empty() || m.job_id.empty() || m.file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
+    const std::vector<std::string> terms = CleanTerms(m.terms, kMaxFileTerms);
     return WithSession(pool_, [&](Session& s) -> Result<void> {
       Transaction tx(s);
       CONVEYOR_RETURN_IF_ERROR(tx.Begin());
@@ -565,24 +566,121 @@ class PostgresMetadataStore final : public MetadataStore {
       // another file id: one job yields one file's memory.
       CONVEYOR_RETURN_IF_ERROR(
           s.Exec("DELETE FROM \"MemoryChunk\" WHERE \"fileId\" = $1 OR \"jobId\" = $2",
-                 {file_id, job_id}));
+                 {m.file_id, m.job_id}));
+      CONVEYOR_RETURN_IF_ERROR(
+          s.Exec("DELETE FROM \"MemoryTerm\" WHERE \"fileId\" = $1 OR \"jobId\" = $2",
+                 {m.file_id, m.job_id}));
       std::string now = std::to_string(NowMs());
-      for (const auto& chunk : chunks) {
+      for (const auto& chunk : m.chunks) {
         auto r = s.Exec("INSERT INTO \"MemoryChunk\" (\"userId\", \"sessionId\", \"jobId\","
                         " \"fileId\", \"chunkIndex\", \"text\", \"createdAt\")"
                         " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        {user_id, session_id, job_id, file_id, std::to_string(chunk.index),
-                         chunk.text, now});
+                        {m.user_id, m.session_id, m.job_id, m.file_id,
+                         std::to_string(chunk.index), chunk.text, now});
         if (!r) {
-          if (r.code() == Errc::kNotFound) return NotFound("no job " + job_id);
+          if (r.code() == Errc::kNotFound) return NotFound("no job " + m.job_id);
           if (r.code() == Errc::kAlreadyExists) {
             return InvalidArgument("chunk index " + std::to_string(chunk.index) + " given twice");
           }
           return r.status();
         }
       }
+      if (!terms.empty()) {
+        // All terms in one statement: the terms are parameters $5.., one row each.
+        std::string sql =
+            "INSERT INTO \"MemoryTerm\" (\"userId\", \"sessionId\", \"jobId\", \"fileId\", \"term\")"
+            " SELECT $1, $2, $3, $4, t FROM (VALUES ";
+        std::vector<std::string> params = {m.user_id, m.session_id, m.job_id, m.file_id};
+        for (size_t i = 0; i < terms.size(); ++i) {
+          params.push_back(terms[i]);
+          sql += (i > 0 ? ", ($" : "($") + std::to_string(params.size()) + "::text)";
+        }
+        sql += ") AS v(t)";
+        auto r = s.Exec(sql.c_str(), params);
+        if (!r) return r.code() == Errc::kNotFound ? NotFound("no job " + m.job_id) : r.status();
+      }
       return tx.Commit();
     });
+  }
+
+  Result<std::vector<RelatedFile>> FindRelatedFiles(const RelatedQuery& q) override {
+    std::vector<RelatedFile> out;
+    const std::vector<std::string> terms = CleanTerms(q.terms, kMaxRelatedTerms);
+    const int limit = std::clamp(q.limit, 0, kMaxRelatedFiles);
+    if (terms.empty() || limit == 0) return out;
+    // Per term, the newest files of the scope holding it, through
+    // "MemoryTerm_scope_term_idx" (userId, sessionId, term, id) backwards.
+    std::vector<std::string> params = {
+        q.user_id, q.session_id, q.exclude_file_id,
+        std::to_string(std::clamp(q.per_term_limit, 1, kMaxRelatedPerTerm)),
+        std::to_string(limit)};
+    std::string arms;
+    for (const auto& t : terms) {
+      params.push_back(t);
+      if (!arms.empty()) arms += " UNION ALL ";
+      arms += "(SELECT \"id\", \"fileId\", \"jobId\", \"term\" FROM \"MemoryTerm\""
+              " WHERE \"userId\" = $1 AND \"sessionId\" = $2 AND \"term\" = $" +
+              std::to_string(params.size()) +
+              " AND \"fileId\" <> $3 ORDER BY \"id\" DESC LIMIT $4::integer)";
+    }
+    std::string sql = "SELECT \"fileId\", max(\"jobId\"), array_agg(\"term\"), count(*) AS n,"
+                      " max(\"id\") AS newest FROM (" + arms +
+                      ") t GROUP BY \"fileId\" ORDER BY n DESC, newest DESC LIMIT $5::integer";
+    auto r = WithSession(pool_, [&](Session& s) { return s.Exec(sql.c_str(), params); });
+    if (!r) return r.status();
+    int n = PQntuples(r->get());
+    for (int i = 0; i < n; ++i) {
+      RelatedFile f;
+      f.file_id = Val(r->get(), i, 0);
+      f.job_id = Val(r->get(), i, 1);
+      // array_agg's text form: {a,b,"c d"}; terms are words, but compare
+      // element by element all the same.
+      std::string held(Val(r->get(), i, 2));
+      for (const auto& t : terms) {
+        for (const std::string& form : {t, "\"" + t + "\""}) {
+          size_t pos = held.find(form);
+          bool found = false;
+          while (pos != std::string::npos) {
+            size_t end = pos + form.size();
+            if ((held[pos - 1] == '{' || held[pos - 1] == ',') &&
+                (held[end] == '}' || held[end] == ',')) {
+              found = true;
+              break;
+            }
+            pos = held.find(form, end);
+          }
+          if (found) {
+            f.terms.push_back(t);
+            break;
+          }
+        }
+      }
+      out.push_back(std::move(f));
+    }
+    // Each file's best snippet, from its first kSnippetChunks chunks only
+    // (the unique index on (fileId, chunkIndex)).
+    std::vector<std::string> sparams = {"", q.user_id, q.session_id};
+    std::string tsquery;
+    for (const auto& t : terms) {
+      sparams.push_back(t);
+      if (!tsquery.empty()) tsquery += " || ";
+      tsquery += "plainto_tsquery(" CONVEYOR_TS_CONFIG ", $" + std::to_string(sparams.size()) + ")";
+    }
+    std::string ssql =
+        "WITH q AS (SELECT (" + tsquery + ") AS q)"
+        " SELECT ts_headline(" CONVEYOR_TS_CONFIG ", c.\"text\", q.q,"
+        " 'StartSel=\"**\", StopSel=\"**\", MinWords=12, MaxWords=25, ShortWord=0')"
+        " FROM \"MemoryChunk\" c, q"
+        " WHERE c.\"fileId\" = $1 AND c.\"chunkIndex\" < " + std::to_string(kSnippetChunks) +
+        " AND c.\"userId\" = $2 AND c.\"sessionId\" = $3 AND c.\"tsv\" @@ q.q"
+        " ORDER BY ts_rank(c.\"tsv\", q.q, 1) DESC, c.\"chunkIndex\" LIMIT 1";
+    for (auto& f : out) {
+      sparams[0] = f.file_id;
+      auto sr = WithSession(pool_, [&](Session& s) { return s.Exec(ssql.c_str(), sparams); });
+      if (!sr) return sr.status();
+      if (PQntuples(sr->get()) > 0) f.snippet = Val(sr->get(), 0, 0);
+    }
+    return out;
   }
 
   Result<std::vector<MemoryHit>> SearchMemory(const std::string& user_id,
@@ -596,21 +694,28 @@ class PostgresMetadataStore final : public MetadataStore {
     // it as plain text, never as query syntax), and the words are OR'ed.
     std::string tsquery;
     std::vector<std::string> params = {user_id, session_id,
-                                       std::to_string(std::clamp(limit, 1, kMaxSearchLimit))};
+                                       std::to_string(std::clamp(limit, 1, kMaxSearchLimit)),
+                                       std::to_string(kSearchCandidates)};
     for (const auto& t : terms) {
       if (!tsquery.empty()) tsquery += " || ";
       params.push_back(t);
       tsquery += "plainto_tsquery(" CONVEYOR_TS_CONFIG ", $" + std::to_string(params.size()) + ")";
     }
+    // Ranked: the newest $4 matching chunks of the scope only
+    // ("MemoryChunk_scope_id_idx" walks them newest first); headlines: the
+    // hits kept only.
     std::string sql =
-        "WITH q AS (SELECT (" + tsquery + ") AS q)"
+        "WITH q AS (SELECT (" + tsquery + ") AS q),"
+        " cand AS (SELECT c.\"id\", ts_rank(c.\"tsv\", q.q, 1) AS rank FROM \"MemoryChunk\" c, q"
+        "   WHERE c.\"userId\" = $1 AND c.\"sessionId\" = $2 AND c.\"tsv\" @@ q.q"
+        "   ORDER BY c.\"id\" DESC LIMIT $4::integer),"
+        " top AS (SELECT \"id\", rank FROM cand ORDER BY rank DESC, \"id\" LIMIT $3::integer)"
         " SELECT c.\"fileId\", c.\"jobId\", c.\"chunkIndex\","
         " ts_headline(" CONVEYOR_TS_CONFIG ", c.\"text\", q.q,"
         " 'StartSel=\"**\", StopSel=\"**\", MinWords=12, MaxWords=25, ShortWord=0'),"
-        " ts_rank(c.\"tsv\", q.q, 1) AS rank"
-        " FROM \"MemoryChunk\" c, q"
-        " WHERE c.\"userId\" = $1 AND c.\"sessionId\" = $2 AND c.\"tsv\" @@ q.q"
-        " ORDER BY rank DESC, c.\"id\" LIMIT $3::integer";
+        " top.rank"
+        " FROM top JOIN \"MemoryChunk\" c ON c.\"id\" = top.\"id\", q"
+        " ORDER BY top.rank DESC, c.\"id\"";
     auto r = WithSession(pool_, [&](Session& s) { return s.Exec(sql.c_str(), params); });
     if (!r) return r.status();
     int n = PQntuples(r->get());

@@ -36,6 +36,28 @@ constexpr size_t kMaxTerms = 32;
 constexpr size_t kMaxTermBytes = 64;
 // Tokens of context on each side of a match in a snippet.
 constexpr int kSnippetTokens = 12;
+// A reference's snippet comes from the first this many chunks of its file.
+constexpr int kSnippetChunks = 64;
+
+// FindRelatedFiles in one statement: per term (?6 .. ?6+kMaxRelatedTerms-1,
+// NULL when unused) the ?4 newest files of scope (?1, ?2) holding it, but
+// ?3, read through "MemoryTerm_scope_term_idx" backwards; grouped by file,
+// most terms then newest first, ?5 files.
+const char* RelatedFilesSql() {
+  static const std::string sql = [] {
+    std::string arms;
+    for (int i = 0; i < kMaxRelatedTerms; ++i) {
+      if (i > 0) arms += " UNION ALL ";
+      arms += "SELECT * FROM (SELECT \"id\", \"fileId\", \"jobId\", \"term\" FROM \"MemoryTerm\""
+              " WHERE \"userId\" = ?1 AND \"sessionId\" = ?2 AND \"term\" = ?" +
+              std::to_string(6 + i) + " AND \"fileId\" <> ?3 ORDER BY \"id\" DESC LIMIT ?4)";
+    }
+    return "SELECT \"fileId\", max(\"jobId\"), group_concat(\"term\", char(31)),"
+           " count(*) AS n, max(\"id\") AS newest FROM (" + arms +
+           ") GROUP BY \"fileId\" ORDER BY n DESC, newest DESC LIMIT ?5";
+  }();
+  return sql.c_str();
+}
 
 Status SqliteStatus(int rc, sqlite3* db, std::string_view what) {
   std::string msg(what);
@@ -470,43 +492,113 @@ class SqliteMetadataStore final : public MetadataStore {
     return out;
   }
 
-  Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
-                           const std::string& job_id, const std::string& file_id,
-                           const std::vector<MemoryChunk>& chunks) override {
-    if (user_id.empty() || session_id.empty() || job_id.empty() || file_id.empty()) {
+  Result<void> StoreFileMemory(const FileMemory& m) override {
+    if (m.user_id.empty() || m.session_id.empty() || m.job_id.empty() || m.file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
+    const std::vector<std::string> terms = CleanTerms(m.terms, kMaxFileTerms);
     std::lock_guard lock(write_mu_);
     Transaction tx(*writer_);
     CONVEYOR_RETURN_IF_ERROR(tx.Begin());
-    {
-      // Also drops what an earlier attempt of the same job stored under
-      // another file id: one job yields one file's memory.
-      auto del = Stmt::Make(*writer_,
-                            "DELETE FROM \"MemoryChunk\" WHERE \"fileId\" = ?1 OR \"jobId\" = ?2");
+    // Also drops what an earlier attempt of the same job stored under another
+    // file id: one job yields one file's memory.
+    for (const char* sql : {"DELETE FROM \"MemoryChunk\" WHERE \"fileId\" = ?1 OR \"jobId\" = ?2",
+                            "DELETE FROM \"MemoryTerm\" WHERE \"fileId\" = ?1 OR \"jobId\" = ?2"}) {
+      auto del = Stmt::Make(*writer_, sql);
       if (!del) return del.status();
-      del->Bind(1, file_id).Bind(2, job_id);
+      del->Bind(1, m.file_id).Bind(2, m.job_id);
       CONVEYOR_RETURN_IF_ERROR(del->Run());
     }
     int64_t now = NowMs();
-    for (const auto& chunk : chunks) {
+    for (const auto& chunk : m.chunks) {
       auto ins = Stmt::Make(*writer_,
                             "INSERT INTO \"MemoryChunk\" (\"userId\", \"sessionId\", \"jobId\","
                             " \"fileId\", \"chunkIndex\", \"text\", \"createdAt\")"
                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
       if (!ins) return ins.status();
-      ins->Bind(1, user_id).Bind(2, session_id).Bind(3, job_id).Bind(4, file_id);
+      ins->Bind(1, m.user_id).Bind(2, m.session_id).Bind(3, m.job_id).Bind(4, m.file_id);
       ins->Bind(5, chunk.index).Bind(6, chunk.text).Bind(7, now);
       auto r = ins->Run();
       if (!r) {
-        if (r.code() == Errc::kNotFound) return NotFound("no job " + job_id);
+        if (r.code() == Errc::kNotFound) return NotFound("no job " + m.job_id);
         if (r.code() == Errc::kAlreadyExists) {
           return InvalidArgument("chunk index " + std::to_string(chunk.index) + " given twice");
         }
         return r.status();
       }
     }
+    for (const auto& term : terms) {
+      auto ins = Stmt::Make(*writer_,
+                            "INSERT INTO \"MemoryTerm\" (\"userId\", \"sessionId\", \"jobId\","
+                            " \"fileId\", \"term\") VALUES (?1, ?2, ?3, ?4, ?5)");
+      if (!ins) return ins.status();
+      ins->Bind(1, m.user_id).Bind(2, m.session_id).Bind(3, m.job_id).Bind(4, m.file_id);
+      ins->Bind(5, term);
+      auto r = ins->Run();
+      if (!r) return r.code() == Errc::kNotFound ? NotFound("no job " + m.job_id) : r.status();
+    }
     return tx.Commit();
+  }
+
+  Result<std::vector<RelatedFile>> FindRelatedFiles(const RelatedQuery& q) override {
+    std::vector<RelatedFile> out;
+    const std::vector<std::string> terms = CleanTerms(q.terms, kMaxRelatedTerms);
+    const int limit = std::clamp(q.limit, 0, kMaxRelatedFiles);
+    if (terms.empty() || limit == 0) return out;
+    Reader reader(*this);
+    {
+      auto s = Stmt::Make(reader.conn(), RelatedFilesSql());
+      if (!s) return s.status();
+      s->Bind(1, q.user_id).Bind(2, q.session_id).Bind(3, q.exclude_file_id);
+      s->Bind(4, std::clamp(q.per_term_limit, 1, kMaxRelatedPerTerm)).Bind(5, limit);
+      // Arms without a term keep their parameter NULL: they match nothing.
+      for (size_t i = 0; i < terms.size(); ++i) s->Bind(6 + static_cast<int>(i), terms[i]);
+      for (;;) {
+        auto row = s->Step();
+        if (!row) return row.status();
+        if (!*row) break;
+        RelatedFile f;
+        f.file_id = s->Text(0);
+        f.job_id = s->Text(1);
+        std::string held = s->Text(2);
+        for (const auto& t : terms) {
+          // group_concat joined the terms with \x1f, which no term holds.
+          size_t pos = 0;
+          while ((pos = held.find(t, pos)) != std::string::npos) {
+            size_t end = pos + t.size();
+            if ((pos == 0 || held[pos - 1] == '\x1f') && (end == held.size() || held[end] == '\x1f')) {
+              f.terms.push_back(t);
+              break;
+            }
+            pos = end;
+          }
+        }
+        out.push_back(std::move(f));
+      }
+    }
+    // Each file's best snippet, from its first kSnippetChunks chunks only.
+    std::string all;
+    for (const auto& t : terms) all += (all.empty() ? "" : " ") + t;
+    const std::string match =
+        "scope : \"" + ScopeToken(q.user_id, q.session_id) + "\" AND " + BuildFtsMatch(all);
+    for (auto& f : out) {
+      auto s = Stmt::Make(
+          reader.conn(),
+          "SELECT snippet(\"MemoryChunkFts\", 0, '**', '**', '…', ?4)"
+          " FROM \"MemoryChunkFts\" JOIN \"MemoryChunk\" c ON c.\"id\" = \"MemoryChunkFts\".rowid"
+          " WHERE \"MemoryChunkFts\" MATCH ?1"
+          " AND \"MemoryChunkFts\".rowid BETWEEN"
+          "   (SELECT \"id\" FROM \"MemoryChunk\" WHERE \"fileId\" = ?2 AND \"chunkIndex\" = 0)"
+          "   AND (SELECT \"id\" FROM \"MemoryChunk\" WHERE \"fileId\" = ?2 AND \"chunkIndex\" = 0) + ?3"
+          " AND c.\"fileId\" = ?2"
+          " ORDER BY bm25(\"MemoryChunkFts\", 1.0, 0.0) LIMIT 1");
+      if (!s) return s.status();
+      s->Bind(1, match).Bind(2, f.file_id).Bind(3, kSnippetChunks - 1).Bind(4, kSnippetTokens);
+      auto row = s->Step();
+      if (!row) return row.status();
+      if (*row) f.snippet = s->Text(0);
+    }
+    return out;
   }
 
   Result<std::vector<MemoryHit>> SearchMemory(const std::string& user_id,
@@ -517,23 +609,42 @@ class SqliteMetadataStore final : public MetadataStore {
     if (words.empty()) return out;
     std::string match = "scope : \"" + ScopeToken(user_id, session_id) + "\" AND " + words;
     Reader reader(*this);
-    // bm25 weights: text 1, scope 0 (the scope token is in every row of the
-    // scope, so it must not sway the ranking). bm25 is lower-is-better.
-    auto s = Stmt::Make(
-        reader.conn(),
-        "SELECT c.\"fileId\", c.\"jobId\", c.\"chunkIndex\","
-        " snippet(\"MemoryChunkFts\", 0, '**', '**', '…', ?5),"
-        " bm25(\"MemoryChunkFts\", 1.0, 0.0) AS rank"
-        " FROM \"MemoryChunkFts\" JOIN \"MemoryChunk\" c ON c.\"id\" = \"MemoryChunkFts\".rowid"
-        " WHERE \"MemoryChunkFts\" MATCH ?1 AND c.\"userId\" = ?2 AND c.\"sessionId\" = ?3"
-        " ORDER BY rank, c.\"id\" LIMIT ?4");
-    if (!s) return s.status();
-    s->Bind(1, match).Bind(2, user_id).Bind(3, session_id);
-    s->Bind(4, std::clamp(limit, 1, kMaxSearchLimit)).Bind(5, kSnippetTokens);
-    for (;;) {
+    // First the ranking, over the newest kSearchCandidates matches only (FTS5
+    // walks the index by descending rowid and stops there), then a snippet for
+    // each hit kept: both cost what the result costs, not what the session
+    // holds. bm25 weights: text 1, scope 0 (the scope token is in every row of
+    // the scope, so it must not sway the ranking); lower is better.
+    std::vector<int64_t> ids;
+    {
+      auto s = Stmt::Make(
+          reader.conn(),
+          "SELECT rid FROM (SELECT rowid AS rid, bm25(\"MemoryChunkFts\", 1.0, 0.0) AS rank"
+          " FROM \"MemoryChunkFts\" WHERE \"MemoryChunkFts\" MATCH ?1"
+          " ORDER BY rowid DESC LIMIT ?2)"
+          " ORDER BY rank, rid LIMIT ?3");
+      if (!s) return s.status();
+      s->Bind(1, match).Bind(2, kSearchCandidates).Bind(3, std::clamp(limit, 1, kMaxSearchLimit));
+      for (;;) {
+        auto row = s->Step();
+        if (!row) return row.status();
+        if (!*row) break;
+        ids.push_back(s->Int64(0));
+      }
+    }
+    for (int64_t id : ids) {
+      auto s = Stmt::Make(
+          reader.conn(),
+          "SELECT c.\"fileId\", c.\"jobId\", c.\"chunkIndex\","
+          " snippet(\"MemoryChunkFts\", 0, '**', '**', '…', ?5),"
+          " bm25(\"MemoryChunkFts\", 1.0, 0.0)"
+          " FROM \"MemoryChunkFts\" JOIN \"MemoryChunk\" c ON c.\"id\" = \"MemoryChunkFts\".rowid"
+          " WHERE \"MemoryChunkFts\" MATCH ?1 AND \"MemoryChunkFts\".rowid = ?2"
+          " AND c.\"userId\" = ?3 AND c.\"sessionId\" = ?4");
+      if (!s) return s.status();
+      s->Bind(1, match).Bind(2, id).Bind(3, user_id).Bind(4, session_id).Bind(5, kSnippetTokens);
       auto row = s->Step();
       if (!row) return row.status();
-      if (!*row) break;
+      if (!*row) continue;  // deleted meanwhile
       MemoryHit hit;
       hit.file_id = s->Text(0);
       hit.job_id = s->Text(1);

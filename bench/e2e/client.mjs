@@ -1,0 +1,138 @@
+// End-to-end load for bench/e2e.sh: uploads E2E_N small text files with
+// E2E_CONCURRENCY clients spread over E2E_USERS users (each user its own
+// token and session), polls their status until every job is final, and
+// prints one line of key=value figures.
+//
+// env: PORT, JWT_SECRET (HS256 tokens are minted here, sub = "e2e-user-<u>"),
+//      E2E_N (500), E2E_CONCURRENCY (32), E2E_USERS (1), E2E_POLL_INTERVAL_MS
+//      (20), E2E_POLL_CONCURRENCY (8), E2E_TIMEOUT_S (300)
+//
+// A job's latency runs from the start of its upload request to the first
+// status answer that says completed or failed. Polling sweeps the oldest
+// unfinished jobs, at most E2E_POLL_CONCURRENCY requests in flight, one sweep
+// every E2E_POLL_INTERVAL_MS at most: latencies carry about one sweep of
+// granularity, the same for every target.
+import { createHmac } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+
+const env = (name, def) => Number(process.env[name] || def);
+const N = env('E2E_N', 500);
+const CONC = env('E2E_CONCURRENCY', 32);
+const USERS = env('E2E_USERS', 1);
+const POLL_INTERVAL_MS = env('E2E_POLL_INTERVAL_MS', 20);
+const POLL_CONC = env('E2E_POLL_CONCURRENCY', 8);
+const TIMEOUT_MS = env('E2E_TIMEOUT_S', 300) * 1000;
+const BASE = `http://127.0.0.1:${process.env.PORT}`;
+const SECRET = process.env.JWT_SECRET;
+if (!process.env.PORT || !SECRET) {
+  console.error('client.mjs: PORT and JWT_SECRET are required');
+  process.exit(2);
+}
+
+function token(user) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const iat = Math.floor(Date.now() / 1000);
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: user, iat, exp: iat + 3600 })}`;
+  return `${head}.${createHmac('sha256', SECRET).update(head).digest('base64url')}`;
+}
+
+// About 2 KiB of sentence-shaped text per file; files differ in word order.
+const WORDS = ('harbour ledger invoice pallet forklift warehouse budget quarter audit freight ' +
+  'customs tariff vessel cargo manifest crane berth tanker anchor pilot').split(' ');
+function documentText(i) {
+  const lines = [];
+  for (let l = 0; l < 24; l++) {
+    const w = [];
+    for (let k = 0; k < 12; k++) w.push(WORDS[(i * 7 + l * 3 + k * 5) % WORDS.length]);
+    lines.push(`Document ${i} line ${l}: ${w.join(' ')}.`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const pct = (s, p) => (s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : NaN);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function pool(items, limit, fn) {
+  let next = 0;
+  const run = async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+}
+
+const users = Array.from({ length: USERS }, (_, u) => ({
+  auth: { authorization: `Bearer ${token(`e2e-user-${u}`)}` },
+  session: `e2e-session-${u}`,
+}));
+const jobs = Array.from({ length: N }, (_, i) => ({ i, user: users[i % USERS], t0: 0, tAccepted: 0, tDone: 0, id: null, status: null }));
+let uploadErrors = 0;
+let pollErrors = 0;
+let polls = 0;
+let uploadsDone = false;
+const deadline = performance.now() + TIMEOUT_MS;
+const tStart = performance.now();
+
+const uploader = pool(jobs, CONC, async (job) => {
+  const form = new FormData();
+  form.append('session_id', job.user.session);
+  form.append('file', new Blob([documentText(job.i)], { type: 'text/plain' }), `doc-${job.i}.txt`);
+  job.t0 = performance.now();
+  try {
+    const res = await fetch(`${BASE}/api/chat/upload/async`, { method: 'POST', headers: job.user.auth, body: form });
+    const body = await res.json();
+    job.tAccepted = performance.now();
+    if (res.status !== 202 || !body.data || !body.data.jobId) throw new Error(`HTTP ${res.status}`);
+    job.id = body.data.jobId;
+  } catch {
+    uploadErrors++;
+    job.status = 'upload_error';
+    job.tDone = performance.now();
+  }
+}).then(() => { uploadsDone = true; });
+
+const poller = (async () => {
+  for (;;) {
+    const open = jobs.filter((j) => j.id && !j.tDone).slice(0, 64);
+    if (uploadsDone && open.length === 0) return;
+    if (performance.now() > deadline) return;
+    const sweep = performance.now();
+    await pool(open, POLL_CONC, async (job) => {
+      try {
+        const res = await fetch(`${BASE}/api/chat/upload/status/${job.id}`, { headers: job.user.auth });
+        const body = await res.json();
+        polls++;
+        if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+        const st = body.data.status;
+        if (st === 'completed' || st === 'failed') {
+          job.tDone = performance.now();
+          job.status = st;
+        }
+      } catch {
+        pollErrors++;
+      }
+    });
+    const wait = POLL_INTERVAL_MS - (performance.now() - sweep);
+    if (wait > 0) await sleep(wait);
+  }
+})();
+
+await uploader;
+await poller;
+const totalS = (performance.now() - tStart) / 1000;
+const done = jobs.filter((j) => j.status === 'completed');
+const lat = done.map((j) => j.tDone - j.t0).sort((a, b) => a - b);
+const upl = jobs.filter((j) => j.tAccepted).map((j) => j.tAccepted - j.t0).sort((a, b) => a - b);
+const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'nan');
+console.log([
+  `n=${N}`, `conc=${CONC}`, `users=${USERS}`, `total_s=${f(totalS, 2)}`,
+  `jobs_per_s=${f(done.length / totalS)}`, `completed=${done.length}`,
+  `failed=${jobs.filter((j) => j.status === 'failed').length}`,
+  `unfinished=${jobs.filter((j) => !j.tDone).length}`, `upload_errors=${uploadErrors}`,
+  `upload_p50_ms=${f(pct(upl, 50))}`, `upload_p99_ms=${f(pct(upl, 99))}`,
+  `lat_p50_ms=${f(pct(lat, 50))}`, `lat_p99_ms=${f(pct(lat, 99))}`,
+  `polls=${polls}`, `poll_errors=${pollErrors}`,
+].join(' '));
+if (done.length !== N) process.exitCode = 1;
