@@ -252,9 +252,8 @@ void SqlitePlans(const std::string& path, const std::vector<std::string>& vocab)
     }
     sqlite3_finalize(s);
   };
-  plan("SELECT rid FROM (SELECT rowid AS rid, bm25(\"MemoryChunkFts\", 1.0, 0.0) AS rank"
-       " FROM \"MemoryChunkFts\" WHERE \"MemoryChunkFts\" MATCH 'scope : \"u00x00z\" AND text : (\"" +
-       vocab[0] + "\")' ORDER BY rowid DESC LIMIT 1000) ORDER BY rank, rid LIMIT 10");
+  plan("SELECT rowid FROM \"MemoryChunkFts\" WHERE \"MemoryChunkFts\" MATCH"
+       " 'scope : \"u00x00z\" AND text : (\"" + vocab[0] + "\")' ORDER BY rowid DESC LIMIT 1000");
   plan("SELECT \"fileId\" FROM \"MemoryTerm\" WHERE \"userId\" = 'user0' AND \"sessionId\" = 'big'"
        " AND \"term\" = '" + vocab[0] + "' AND \"fileId\" <> 'x' ORDER BY \"id\" DESC LIMIT 200");
   sqlite3_close(db);

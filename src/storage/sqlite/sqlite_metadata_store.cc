@@ -8,6 +8,8 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <unordered_map>
@@ -92,6 +94,121 @@ Status SqliteStatus(int rc, sqlite3* db, std::string_view what) {
   }
 }
 
+// FTS5 auxiliary functions of our own. FTS5's bm25() computes each phrase's
+// document frequency by reading the phrase's whole doclist, across every
+// user, on each query: its cost grows with the whole index. These read the
+// current row only, and the ranking (RankCandidates) takes its statistics
+// from the candidates a search looked at.
+//
+//   conveyor_hits(MemoryChunkFts)  "<tokens of text> <n0> <n1> ...": the
+//                                  text column's size and, per phrase of the
+//                                  MATCH expression, its instances in the text
+//   conveyor_text_hits(MemoryChunkFts)  the sum of those instances
+void CountTextHits(const Fts5ExtensionApi* api, Fts5Context* fts, std::vector<int>* counts,
+                   int* tokens, int* rc) {
+  counts->assign(static_cast<size_t>(api->xPhraseCount(fts)), 0);
+  int n = 0;
+  *rc = api->xInstCount(fts, &n);
+  for (int i = 0; *rc == SQLITE_OK && i < n; ++i) {
+    int phrase = 0, column = 0, offset = 0;
+    *rc = api->xInst(fts, i, &phrase, &column, &offset);
+    if (*rc == SQLITE_OK && column == 0 && phrase >= 0 &&
+        phrase < static_cast<int>(counts->size())) {
+      ++(*counts)[static_cast<size_t>(phrase)];
+    }
+  }
+  if (*rc == SQLITE_OK) *rc = api->xColumnSize(fts, 0, tokens);
+}
+
+void HitsFunction(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_context* ctx, int,
+                  sqlite3_value**) {
+  std::vector<int> counts;
+  int tokens = 0, rc = SQLITE_OK;
+  CountTextHits(api, fts, &counts, &tokens, &rc);
+  if (rc != SQLITE_OK) {
+    sqlite3_result_error_code(ctx, rc);
+    return;
+  }
+  std::string out = std::to_string(tokens);
+  for (int c : counts) out += ' ' + std::to_string(c);
+  sqlite3_result_text(ctx, out.data(), static_cast<int>(out.size()), SQLITE_TRANSIENT);
+}
+
+void TextHitsFunction(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_context* ctx, int,
+                      sqlite3_value**) {
+  std::vector<int> counts;
+  int tokens = 0, rc = SQLITE_OK;
+  CountTextHits(api, fts, &counts, &tokens, &rc);
+  if (rc != SQLITE_OK) {
+    sqlite3_result_error_code(ctx, rc);
+    return;
+  }
+  int64_t sum = 0;
+  for (int c : counts) sum += c;
+  sqlite3_result_int64(ctx, sum);
+}
+
+Status RegisterFts5Functions(sqlite3* db) {
+  fts5_api* api = nullptr;
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &stmt, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_pointer(stmt, 1, &api, "fts5_api_ptr", nullptr);
+    rc = sqlite3_step(stmt);
+    rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_OK || api == nullptr) return Internal("this SQLite has no FTS5");
+  if (api->xCreateFunction(api, "conveyor_hits", nullptr, HitsFunction, nullptr) != SQLITE_OK ||
+      api->xCreateFunction(api, "conveyor_text_hits", nullptr, TextHitsFunction, nullptr) !=
+          SQLITE_OK) {
+    return Internal("cannot register the FTS5 ranking functions");
+  }
+  return OkStatus();
+}
+
+// One candidate of a search: its rowid and conveyor_hits() of it.
+struct Candidate {
+  int64_t id = 0;
+  int tokens = 0;
+  std::vector<int> hits;  // per phrase
+  double score = 0;
+};
+
+// Okapi BM25 (k1 1.2, b 0.75) over `c` with the candidates as the corpus:
+// document frequencies and the average length are theirs. Sorts best first
+// (ties: lower rowid first).
+void RankCandidates(std::vector<Candidate>& c) {
+  if (c.empty()) return;
+  constexpr double k1 = 1.2, b = 0.75;
+  size_t phrases = 0;
+  double total_tokens = 0;
+  for (const auto& x : c) {
+    phrases = std::max(phrases, x.hits.size());
+    total_tokens += x.tokens;
+  }
+  const double n = static_cast<double>(c.size());
+  const double avg = std::max(1.0, total_tokens / n);
+  std::vector<double> idf(phrases, 0);
+  for (size_t p = 0; p < phrases; ++p) {
+    double df = 0;
+    for (const auto& x : c) df += (p < x.hits.size() && x.hits[p] > 0) ? 1 : 0;
+    idf[p] = std::log((n - df + 0.5) / (df + 0.5) + 1.0);
+  }
+  for (auto& x : c) {
+    double s = 0;
+    for (size_t p = 0; p < x.hits.size(); ++p) {
+      double tf = x.hits[p];
+      if (tf > 0) s += idf[p] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * x.tokens / avg));
+    }
+    x.score = s;
+  }
+  std::sort(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.score != b.score) return a.score > b.score;
+    return a.id < b.id;
+  });
+}
+
 // One sqlite3 handle plus its cache of prepared statements. Used by one thread
 // at a time (opened with SQLITE_OPEN_NOMUTEX).
 class Connection {
@@ -112,6 +229,7 @@ class Connection {
         "PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY;");
     if (!st) return st.status();
+    if (Status fts = RegisterFts5Functions(db); !fts.ok()) return fts;
     return conn;
   }
 
@@ -591,7 +709,7 @@ class SqliteMetadataStore final : public MetadataStore {
           "   (SELECT \"id\" FROM \"MemoryChunk\" WHERE \"fileId\" = ?2 AND \"chunkIndex\" = 0)"
           "   AND (SELECT \"id\" FROM \"MemoryChunk\" WHERE \"fileId\" = ?2 AND \"chunkIndex\" = 0) + ?3"
           " AND c.\"fileId\" = ?2"
-          " ORDER BY bm25(\"MemoryChunkFts\", 1.0, 0.0) LIMIT 1");
+          " ORDER BY conveyor_text_hits(\"MemoryChunkFts\") DESC, \"MemoryChunkFts\".rowid LIMIT 1");
       if (!s) return s.status();
       s->Bind(1, match).Bind(2, f.file_id).Bind(3, kSnippetChunks - 1).Bind(4, kSnippetTokens);
       auto row = s->Step();
@@ -610,38 +728,49 @@ class SqliteMetadataStore final : public MetadataStore {
     std::string match = "scope : \"" + ScopeToken(user_id, session_id) + "\" AND " + words;
     Reader reader(*this);
     // First the ranking, over the newest kSearchCandidates matches only (FTS5
-    // walks the index by descending rowid and stops there), then a snippet for
-    // each hit kept: both cost what the result costs, not what the session
-    // holds. bm25 weights: text 1, scope 0 (the scope token is in every row of
-    // the scope, so it must not sway the ranking); lower is better.
-    std::vector<int64_t> ids;
+    // walks the index by descending rowid and stops there) with BM25 whose
+    // statistics are those of the candidates (RankCandidates), then a snippet
+    // for each hit kept: both cost what the result costs, not what the session
+    // or the whole index holds. The scope token is in every candidate, so it
+    // weighs nothing.
+    std::vector<Candidate> candidates;
     {
-      auto s = Stmt::Make(
-          reader.conn(),
-          "SELECT rid FROM (SELECT rowid AS rid, bm25(\"MemoryChunkFts\", 1.0, 0.0) AS rank"
-          " FROM \"MemoryChunkFts\" WHERE \"MemoryChunkFts\" MATCH ?1"
-          " ORDER BY rowid DESC LIMIT ?2)"
-          " ORDER BY rank, rid LIMIT ?3");
+      auto s = Stmt::Make(reader.conn(),
+                          "SELECT rowid, conveyor_hits(\"MemoryChunkFts\") FROM \"MemoryChunkFts\""
+                          " WHERE \"MemoryChunkFts\" MATCH ?1 ORDER BY rowid DESC LIMIT ?2");
       if (!s) return s.status();
-      s->Bind(1, match).Bind(2, kSearchCandidates).Bind(3, std::clamp(limit, 1, kMaxSearchLimit));
+      s->Bind(1, match).Bind(2, kSearchCandidates);
       for (;;) {
         auto row = s->Step();
         if (!row) return row.status();
         if (!*row) break;
-        ids.push_back(s->Int64(0));
+        Candidate c;
+        c.id = s->Int64(0);
+        std::string hits = s->Text(1);
+        const char* p = hits.c_str();
+        char* end = nullptr;
+        c.tokens = static_cast<int>(std::strtol(p, &end, 10));
+        while (end != nullptr && *end == ' ') {
+          p = end;
+          c.hits.push_back(static_cast<int>(std::strtol(p, &end, 10)));
+        }
+        candidates.push_back(std::move(c));
       }
     }
-    for (int64_t id : ids) {
+    RankCandidates(candidates);
+    if (candidates.size() > static_cast<size_t>(std::clamp(limit, 1, kMaxSearchLimit))) {
+      candidates.resize(static_cast<size_t>(std::clamp(limit, 1, kMaxSearchLimit)));
+    }
+    for (const Candidate& c : candidates) {
       auto s = Stmt::Make(
           reader.conn(),
           "SELECT c.\"fileId\", c.\"jobId\", c.\"chunkIndex\","
-          " snippet(\"MemoryChunkFts\", 0, '**', '**', '…', ?5),"
-          " bm25(\"MemoryChunkFts\", 1.0, 0.0)"
+          " snippet(\"MemoryChunkFts\", 0, '**', '**', '…', ?5)"
           " FROM \"MemoryChunkFts\" JOIN \"MemoryChunk\" c ON c.\"id\" = \"MemoryChunkFts\".rowid"
           " WHERE \"MemoryChunkFts\" MATCH ?1 AND \"MemoryChunkFts\".rowid = ?2"
           " AND c.\"userId\" = ?3 AND c.\"sessionId\" = ?4");
       if (!s) return s.status();
-      s->Bind(1, match).Bind(2, id).Bind(3, user_id).Bind(4, session_id).Bind(5, kSnippetTokens);
+      s->Bind(1, match).Bind(2, c.id).Bind(3, user_id).Bind(4, session_id).Bind(5, kSnippetTokens);
       auto row = s->Step();
       if (!row) return row.status();
       if (!*row) continue;  // deleted meanwhile
@@ -650,7 +779,7 @@ class SqliteMetadataStore final : public MetadataStore {
       hit.job_id = s->Text(1);
       hit.chunk_index = static_cast<int>(s->Int64(2));
       hit.snippet = s->Text(3);
-      hit.score = -s->Double(4);
+      hit.score = c.score;
       out.push_back(std::move(hit));
     }
     return out;
