@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The pipeline end to end, conveyor beside the Node.js reference, same machine,
+# same load: E2E_N (500) small text files uploaded by E2E_CONCURRENCY (32)
+# clients, once all into one session of one user and once spread over 50
+# users and sessions; each run waits until every job is completed and prints
+# jobs/s and upload-to-completed p50/p99 (bench/e2e/client.mjs), plus the
+# peak RSS and CPU seconds of the API and the worker.
+#
+#   bench/e2e.sh [RUNS]     RUNS rounds (default 1); each round runs every
+#                           target and user count back to back
+#
+# Environment: PEER_DIR (default ../shared/peer: the reference and its
+# harness, copied to a temp dir, never changed), E2E_TARGETS (default
+# "conveyor node-reference-cluster"), E2E_USER_COUNTS (default "1 50"),
+# CONVEYOR_BIN (default build/src/app/conveyor, built first), and anything
+# the client reads (E2E_N, E2E_CONCURRENCY, ...). Extra settings for
+# conveyor go through the environment as usual (e.g. WORKER_CONCURRENCY).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+source scripts/env.sh
+RUNS=${1:-1}
+PEER_SRC=${PEER_DIR:-$ROOT/../shared/peer}
+TARGETS=${E2E_TARGETS:-conveyor node-reference-cluster}
+USER_COUNTS=${E2E_USER_COUNTS:-1 50}
+
+if [ -z "${CONVEYOR_BIN:-}" ]; then
+  scripts/build.sh conveyor >/dev/null
+  CONVEYOR_BIN=$ROOT/build/src/app/conveyor
+fi
+export CONVEYOR_BIN
+
+work=$(mktemp -d /tmp/conveyor-e2e.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -r "$PEER_SRC" "$work/peer"
+(cd "$work/peer/node-reference" && npm ci --no-audit --no-fund --silent >/dev/null 2>&1) ||
+  { echo "e2e: npm ci of the Node reference failed" >&2; exit 1; }
+
+# One target, one user count: brings the stack up with the harness's own
+# helpers (lib.sh: redis, API and worker on fixed ports, a temp dir), runs
+# the client, prints one line.
+run_one() {
+  local target=$1 users=$2
+  (
+    # shellcheck disable=SC1091
+    source "$work/peer/harness/lib.sh"
+    h_load_target "$work/peer/harness/targets/$target.env"
+    if [ -n "${TARGET_SETUP_CMD:-}" ]; then (cd "$PEER_DIR" && eval "$TARGET_SETUP_CMD") >/dev/null 2>&1; fi
+    h_up 2>/dev/null
+    api0=$(h_cpu_s api) wrk0=$(h_cpu_s worker)
+    rc=0
+    out=$(E2E_USERS=$users node "$ROOT/bench/e2e/client.mjs") || rc=$?
+    api_rss=$(h_peak_rss_kb api) wrk_rss=$(h_peak_rss_kb worker)
+    api_cpu=$(awk -v a="$api0" -v b="$(h_cpu_s api)" 'BEGIN{printf "%.1f", b-a}')
+    wrk_cpu=$(awk -v a="$wrk0" -v b="$(h_cpu_s worker)" 'BEGIN{printf "%.1f", b-a}')
+    h_down 2>/dev/null
+    echo "e2e target=$target $out client_rc=$rc api_peak_rss_mb=$(h_mb "$api_rss") worker_peak_rss_mb=$(h_mb "$wrk_rss") api_cpu_s=$api_cpu worker_cpu_s=$wrk_cpu load1=$(cut -d' ' -f1 /proc/loadavg)"
+  )
+}
+
+for ((r = 1; r <= RUNS; r++)); do
+  for users in $USER_COUNTS; do
+    for target in $TARGETS; do
+      run_one "$target" "$users"
+    done
+  done
+done
