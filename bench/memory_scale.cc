@@ -283,7 +283,9 @@ int main(int argc, char** argv) {
   const auto vocab = Vocabulary(20000);
   if (which == "sqlite" || which == "both") {
     conveyor::testing::TempDir dir;
-    std::string path = dir.path() + "/scale.db";
+    // SCALE_SQLITE_PATH: build the index there and keep it (to look at later).
+    const char* keep = std::getenv("SCALE_SQLITE_PATH");
+    std::string path = keep != nullptr && *keep != '\0' ? keep : dir.path() + "/scale.db";
     auto store = storage::OpenMetadataStore("sqlite://" + path, true);
     if (!store) {
       std::fprintf(stderr, "sqlite: %s\n", store.status().ToString().c_str());

@@ -49,7 +49,7 @@ struct ReferenceSettings {
   int max_terms = 6;          // the new file's top terms looked for
   int max_references = 5;     // earlier files returned at most
   int min_shared_terms = 1;   // an earlier file must hold at least this many of them
-  int per_term_limit = 200;   // newest files read per term (the bound on cost)
+  int per_term_limit = 100;   // newest files read per term (the bound on cost)
 };
 
 // `terms`: the new file's index terms (or any keywords), most characteristic

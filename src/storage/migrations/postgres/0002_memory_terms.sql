@@ -18,7 +18,8 @@ CREATE TABLE "MemoryTerm" (
   "term"      TEXT   NOT NULL,
   UNIQUE ("fileId", "term")
 );
-CREATE INDEX "MemoryTerm_scope_term_idx" ON "MemoryTerm" ("userId", "sessionId", "term", "id");
+CREATE INDEX "MemoryTerm_scope_term_idx" ON "MemoryTerm" ("userId", "sessionId", "term", "id")
+  INCLUDE ("fileId", "jobId");
 CREATE INDEX "MemoryTerm_jobId_idx" ON "MemoryTerm" ("jobId");
 
 CREATE INDEX "MemoryChunk_scope_id_idx" ON "MemoryChunk" ("userId", "sessionId", "id");
