@@ -506,18 +506,25 @@ void ForkedChild::Kill() {
 }
 
 bool ForkedChild::ReadRecord() {
-  if (done_) return true;
-  StatusRecord r;
-  ssize_t n = read(status_fd_.get(), &r, sizeof r);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
-  if (n == static_cast<ssize_t>(sizeof r) && r.kind == StatusRecord::kExited && r.pid == pid_) {
-    status_ = r.value;
-    cpu_usec_ = r.cpu_usec;
-  } else {
-    lost_ = true;  // EOF: the server is gone; anything else: it is broken
-    server_->Kill();
+  // The end is the kExited record and then EOF: the server closes the pipe
+  // right after writing, so once done() nothing of the job is left in it.
+  while (!done_) {
+    StatusRecord r;
+    ssize_t n = read(status_fd_.get(), &r, sizeof r);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+    if (n == static_cast<ssize_t>(sizeof r) && r.kind == StatusRecord::kExited && r.pid == pid_ &&
+        !exited_) {
+      exited_ = true;
+      status_ = r.value;
+      cpu_usec_ = r.cpu_usec;
+      continue;
+    }
+    if (n != 0 || !exited_) {
+      lost_ = true;  // EOF first: the server is gone; anything else: it is broken
+      server_->Kill();
+    }
+    done_ = true;
   }
-  done_ = true;
   return true;
 }
 

@@ -38,8 +38,9 @@
 // Status pipe (one per job, created by the worker, write end sent with the
 // spawn request; server -> worker): StatusRecord's, first kStarted with the
 // pid (or kFailed with the fork's errno), then kExited with the raw wait
-// status and CPU time once the server has reaped the child. EOF before
-// kExited means the server died (its children die with it).
+// status and CPU time once the server has reaped the child, then EOF (the
+// server closes the pipe). EOF before kExited means the server died (its
+// children die with it).
 //
 // Threads: ForkServer is thread-safe; any number of threads may Spawn at
 // once (sendmsg on a SEQPACKET socket sends each request whole). A ForkedChild
@@ -148,6 +149,7 @@ class ForkedChild {
   std::shared_ptr<ForkServerProcess> server_;
   pid_t pid_ = -1;
   UniqueFd status_fd_;
+  bool exited_ = false;  // the kExited record has come (EOF is next)
   bool done_ = false;
   bool lost_ = false;
   int status_ = 0;
