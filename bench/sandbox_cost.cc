@@ -108,13 +108,18 @@ int main(int argc, char** argv) {
   std::string binary = CONVEYOR_BINARY, which = "both";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--jobs") jobs = std::atoi(argv[i + 1]);
-    else if (flag == "--runs") runs = std::atoi(argv[i + 1]);
-    else if (flag == "--binary") binary = argv[i + 1];
-    else if (flag == "--path") which = argv[i + 1];
+    if (flag == "--jobs")
+      jobs = std::atoi(argv[i + 1]);
+    else if (flag == "--runs")
+      runs = std::atoi(argv[i + 1]);
+    else if (flag == "--binary")
+      binary = argv[i + 1];
+    else if (flag == "--path")
+      which = argv[i + 1];
     else {
-      std::fprintf(stderr, "usage: sandbox_cost [--jobs N] [--runs R] [--binary PATH] "
-                           "[--path spawn|fork|both]\n");
+      std::fprintf(stderr,
+                   "usage: sandbox_cost [--jobs N] [--runs R] [--binary PATH] "
+                   "[--path spawn|fork|both]\n");
       return 2;
     }
   }

@@ -61,8 +61,12 @@ constexpr int kExitServerGone = 125;
 
 // --- wire format ------------------------------------------------------------
 
-void PutU32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
-void PutI64(std::string& out, int64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
+void PutU32(std::string& out, uint32_t v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+void PutI64(std::string& out, int64_t v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
 void PutStr(std::string& out, const std::string& s) {
   PutU32(out, static_cast<uint32_t>(s.size()));
   out += s;
@@ -328,7 +332,8 @@ class Server {
       WriteRecord(status.get(), r);
       return;
     }
-    ChildFds child_fds{fds[1].get(), fds[2].get(), fds[3].get(), fds.size() == 5 ? fds[4].get() : -1};
+    ChildFds child_fds{fds[1].get(), fds[2].get(), fds[3].get(),
+                       fds.size() == 5 ? fds[4].get() : -1};
     const pid_t server = getpid();
     pid_t pid = fork();
     if (pid == 0) BecomeChild(*request, child_fds, server, child_main_);
@@ -388,8 +393,8 @@ struct ForkServerProcess {
   bool started = false;  // the keeper's spawn is done (pid or spawn_error)
   int spawn_error = 0;
   pid_t pid = -1;
-  bool exited = false;   // the server has exited (it may not be reaped yet)
-  bool broken = false;   // killed, or found dead, by the worker
+  bool exited = false;  // the server has exited (it may not be reaped yet)
+  bool broken = false;  // killed, or found dead, by the worker
 };
 
 namespace {
@@ -416,12 +421,13 @@ int SpawnServer(const std::vector<std::string>& argv_in, const std::vector<std::
   sigset_t empty, defaults;
   sigemptyset(&empty);
   sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGXCPU, SIGXFSZ, SIGHUP, SIGCHLD}) sigaddset(&defaults, sig);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGXCPU, SIGXFSZ, SIGHUP, SIGCHLD})
+    sigaddset(&defaults, sig);
   posix_spawnattr_setsigmask(&attr, &empty);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   int rc = posix_spawn(pid, argv[0], &fa, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
@@ -471,7 +477,8 @@ Result<std::shared_ptr<ForkServerProcess>> StartServer(const std::vector<std::st
     lock.unlock();
     p->keeper.join();
     if (rc == EAGAIN || rc == ENOMEM) {
-      return Unavailable(std::string("sandbox: cannot start the extract server: ") + std::strerror(rc));
+      return Unavailable(std::string("sandbox: cannot start the extract server: ") +
+                         std::strerror(rc));
     }
     return Internal("sandbox: cannot run " + argv[0] + ": " + std::strerror(rc));
   }
@@ -531,7 +538,8 @@ bool ForkedChild::ReadRecord() {
 bool ForkedChild::Wait(Clock::time_point deadline) {
   for (;;) {
     if (ReadRecord()) return true;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return false;
     pollfd p{status_fd_.get(), POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(std::min<int64_t>(left + 1, 1 << 30))) < 0 && errno != EINTR) {
@@ -586,7 +594,8 @@ Result<std::unique_ptr<ForkedChild>> ForkServer::Spawn(const SpawnRequest& reque
     if (err == 0) break;
     server->Kill();  // dead (EPIPE, ECONNRESET) or not reading (EAGAIN)
     if (attempt == 0 && (err == EPIPE || err == ECONNRESET || err == ENOTCONN)) continue;
-    return Unavailable(std::string("sandbox: cannot reach the extract server: ") + std::strerror(err));
+    return Unavailable(std::string("sandbox: cannot reach the extract server: ") +
+                       std::strerror(err));
   }
   status_w.reset();  // the server holds the only write end now
 
@@ -608,7 +617,8 @@ Result<std::unique_ptr<ForkedChild>> ForkServer::Spawn(const SpawnRequest& reque
       server->Kill();
       return Unavailable("sandbox: the extract server went away");
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
       server->Kill();
       return Unavailable("sandbox: the extract server does not answer");

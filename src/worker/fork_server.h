@@ -87,7 +87,7 @@ struct StatusRecord {
   enum Kind : int32_t { kStarted = 1, kExited = 2, kFailed = 3 };
   int32_t kind = 0;
   int32_t pid = 0;
-  int32_t value = 0;     // kExited: the raw wait status; kFailed: fork's errno
+  int32_t value = 0;  // kExited: the raw wait status; kFailed: fork's errno
   int32_t reserved = 0;
   int64_t cpu_usec = 0;  // kExited: user + system CPU time of the child
 };

@@ -8,9 +8,9 @@
 //   on   forked by the extract server (fork_server.h): `<binary_path>
 //        extract-server`, started once per binary in this process on first
 //        use (and again if it dies), preloads libmagic and then forks a child
-//        per job; a job pays for a fork instead of an exec and the loading of
-//        a binary linked with poppler and Tesseract (about ten times cheaper
-//        for a small file, see bench/sandbox_cost.cc);
+//        per job; a job pays for a fork instead of an exec, the loading of
+//        a binary linked with poppler and Tesseract and libmagic's start-up
+//        (about five times less CPU for a small file, bench/sandbox_cost.cc);
 //   off  spawned: posix_spawn of `<binary_path> extract` for each job.
 // `binary_path` is /proc/self/exe: the running conveyor binary. The upload
 // reaches the child as an open read-only descriptor (sandbox::kInputFd),
