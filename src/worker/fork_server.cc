@@ -224,8 +224,12 @@ class Server {
 
   int Run() {
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-    // A status pipe whose reader left must not kill the server.
-    (void)signal(SIGPIPE, SIG_IGN);
+    // A status pipe whose reader left must not kill the server. Nor may a
+    // shutdown signal sent to the whole service (a terminal's ^C, a
+    // supervisor's SIGTERM to the cgroup): the worker's graceful stop lets
+    // running jobs finish, and the server goes when the worker does. Its
+    // children get default dispositions back (BecomeChild).
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP}) (void)signal(sig, SIG_IGN);
     // Received descriptors must land above kInputFd (see BecomeChild).
     for (int fd = 0; fd <= kInputFd; ++fd) {
       if (fcntl(fd, F_GETFD) < 0) (void)open("/dev/null", O_RDWR);
@@ -248,13 +252,14 @@ class Server {
         signalfd_siginfo info;
         while (read(sigfd.get(), &info, sizeof info) > 0) {
         }
-        Reap(WNOHANG);
+        (void)Reap(WNOHANG);
       }
       if (fds[0].revents != 0 && !Receive(buf)) break;
     }
     // The worker is gone: so are its jobs.
     for (const auto& [pid, fd] : live_) KillChild(pid);
-    while (!live_.empty()) Reap(0);
+    while (!live_.empty() && Reap(0)) {
+    }
     return 0;
   }
 
@@ -264,14 +269,16 @@ class Server {
     (void)kill(pid, SIGKILL);
   }
 
-  // Reaps ended children (`flags` 0: waits for one), reporting each.
-  void Reap(int flags) {
+  // Reaps ended children (`flags` 0: waits for one), reporting each; false
+  // when there is no child left to wait for.
+  bool Reap(int flags) {
     for (;;) {
       int status = 0;
       struct rusage usage {};
       pid_t pid = wait4(-1, &status, flags, &usage);
       if (pid < 0 && errno == EINTR) continue;
-      if (pid <= 0) return;
+      if (pid == 0) return true;
+      if (pid < 0) return false;
       auto it = live_.find(pid);
       if (it != live_.end()) {
         auto usec = [](const timeval& t) { return int64_t{t.tv_sec} * 1000000 + t.tv_usec; };
@@ -283,7 +290,7 @@ class Server {
         WriteRecord(it->second.get(), r);
         live_.erase(it);
       }
-      if (flags == 0) return;
+      if (flags == 0) return true;
     }
   }
 

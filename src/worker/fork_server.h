@@ -13,7 +13,8 @@
 // ever enter its memory, so none can be inherited by a child), descriptors
 // 0-2 on /dev/null and its control socket on 3, nothing else. It is
 // single-threaded, preloads what every job needs (processing::Preload), makes
-// itself non-dumpable and loops on its control socket. It dies with the
+// itself non-dumpable, ignores SIGINT/SIGTERM/SIGHUP (the worker's graceful
+// stop decides) and loops on its control socket. It dies with the
 // worker: PR_SET_PDEATHSIG (the worker starts it from a thread that lives as
 // long as the server) and EOF on the control socket; its children die with it
 // (PR_SET_PDEATHSIG again).

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "test_support.h"
+#include "worker/fork_server.h"
 #include "worker/sandbox_protocol.h"
 
 namespace conveyor::worker {
@@ -334,6 +335,19 @@ TEST(SandboxForkServer, ServerKilledDuringAJobFailsItAsRetryableAndTakesTheChild
   EXPECT_TRUE(NoChildrenLeft());
 }
 
+TEST(SandboxForkServer, ShutdownSignalsToTheServiceLeaveTheServerToTheWorker) {
+  conveyor::testing::TempDir dir;
+  processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
+  ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
+  const pid_t server = ExtractServerPid(ForkSettings());
+  ASSERT_GT(server, 0);
+  // An ignored signal is dropped when sent: no race with the next job.
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) ASSERT_EQ(kill(server, sig), 0);
+  auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
+  ASSERT_TRUE(r) << r.status().ToString();
+  EXPECT_EQ(ExtractServerPid(ForkSettings()), server);
+}
+
 TEST(SandboxForkServer, ServerHoldsNoSecretsAndNoDescriptorButItsSocket) {
   // A worker with a secret in its environment starts a new server.
   setenv("JWT_SECRET", "fork-server-secret", 1);
@@ -373,6 +387,41 @@ TEST(SandboxForkServer, ServerHoldsNoSecretsAndNoDescriptorButItsSocket) {
       EXPECT_EQ(target, "anon_inode:[signalfd]") << "descriptor " << fd;
     }
   }
+}
+
+TEST(SandboxForkServer, SpawnRequestRoundTripsAndGarbageIsRefused) {
+  sandbox::SpawnRequest r;
+  r.limits.cpu_seconds = 7;
+  r.limits.memory_mb = 300;
+  r.limits.max_open_files = 32;
+  r.limits.uid = -1;
+  r.limits.require = "uid+seccomp";
+  r.limits.skip = "netns";
+  r.probe = true;
+  r.env = {"PATH=/usr/bin", "EMPTY="};
+  r.args = {"read", "", "/etc/hostname"};
+  const std::string bytes = sandbox::EncodeSpawnRequest(r);
+  auto back = sandbox::DecodeSpawnRequest(bytes);
+  ASSERT_TRUE(back) << back.status().ToString();
+  EXPECT_EQ(back->limits.cpu_seconds, 7);
+  EXPECT_EQ(back->limits.memory_mb, 300);
+  EXPECT_EQ(back->limits.max_open_files, 32);
+  EXPECT_EQ(back->limits.uid, -1);
+  EXPECT_EQ(back->limits.require, "uid+seccomp");
+  EXPECT_EQ(back->limits.skip, "netns");
+  EXPECT_TRUE(back->probe);
+  EXPECT_EQ(back->env, r.env);
+  EXPECT_EQ(back->args, r.args);
+  // Every cut, a byte more, and an environment entry without '='.
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(sandbox::DecodeSpawnRequest(bytes.substr(0, n))) << "cut at " << n;
+  }
+  EXPECT_FALSE(sandbox::DecodeSpawnRequest(bytes + "x"));
+  r.env = {"NOEQUALS"};
+  EXPECT_FALSE(sandbox::DecodeSpawnRequest(sandbox::EncodeSpawnRequest(r)));
+  // A count that promises more entries than there are bytes.
+  std::string lying = bytes;
+  EXPECT_FALSE(sandbox::DecodeSpawnRequest(std::string(lying.size() + 10, '\xff')));
 }
 
 TEST(SandboxProtocol, ResultLineRoundTripsWithOverlappingChunks) {
