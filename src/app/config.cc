@@ -192,6 +192,10 @@ const std::vector<Setting>& Table() {
        "largest output (text + chunks, JSON) the parser may return; more fails the file",
        Int("EXTRACT_MAX_OUTPUT_BYTES", &Config::extract_max_output_bytes, 1 << 16,
            int64_t{1} << 34)},
+      {"EXTRACT_FORK_SERVER", "on",
+       "on: parser children are forked by a pre-started extract server (cheap per file); off: "
+       "each is started as a new process",
+       Bool("EXTRACT_FORK_SERVER", &Config::extract_fork_server)},
       {"SANDBOX_UID", "65534",
        "account (and group) the parser child runs as when the worker runs as root; -1 keeps root's",
        Int("SANDBOX_UID", &Config::sandbox_uid, -1, 4294967294)},

@@ -1,6 +1,9 @@
 // Run: sniff -> extract -> analyse -> chunk.
 #include "processing/processing.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "processing/internal/analysis.h"
 #include "processing/internal/sniff.h"
 #include "processing/internal/text_util.h"
@@ -141,6 +144,42 @@ Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& p
   report("chunk", kChunkPercent);
   out.chunks = Chunk(out.text, limits.chunk_chars, limits.chunk_overlap_chars);
   return out;
+}
+
+void Preload() {
+  // Heads of the binary formats: libmagic compiles what a signature lookup
+  // needs (Run would fail on them, so Classify alone).
+  static constexpr std::string_view kBinaryHeads[] = {
+      "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n1 0 obj\n",
+      std::string_view("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16),
+      std::string_view("PK\x03\x04\x14\0\0\0\x08\0", 10),
+      "{\\rtf1\\ansi Hello}",
+  };
+  for (std::string_view head : kBinaryHeads) (void)internal::Classify(head, false, "preload");
+  // Whole runs over the text kinds: libmagic's text patterns, the
+  // classifiers', the extractors' and the analysis's tables.
+  static constexpr std::pair<const char*, std::string_view> kSamples[] = {
+      {"preload.txt",
+       "Conveyor stores uploaded files and processes them. The worker extracts text, writes a "
+       "short summary and keeps chunks as searchable memory.\n\nA broken file costs one job.\n"},
+      {"preload.md", "# Title\n\n- one item with a [link](https://example.com)\n- **two**\n\n"
+                     "| a | b |\n|---|---|\n| 1 | 2 |\n"},
+      {"preload.csv", "name,count,price\napple,3,1.50\npear,5,2.25\nplum,7,0.75\n"},
+      {"preload.json", "{\"name\": \"conveyor\", \"items\": [1, 2, 3], \"nested\": {\"ok\": true}}\n"},
+      {"preload.html", "<!DOCTYPE html><html><head><title>T</title></head><body><p>Some "
+                       "words here.</p><table><tr><td>a</td></tr></table></body></html>\n"},
+  };
+  for (const auto& [name, text] : kSamples) {
+    UniqueFd fd(memfd_create("conveyor-preload", MFD_CLOEXEC));
+    if (!fd.valid() || write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+      continue;
+    }
+    Input input;
+    input.fd = fd.get();
+    input.name_hint = name;
+    input.message = "summary";
+    (void)Run(input, Limits{}, nullptr);
+  }
 }
 
 }  // namespace conveyor::processing

@@ -148,6 +148,17 @@ using ProgressFn = std::function<void(const std::string& stage, int percent)>;
 // steers which sentences the summary keeps.
 Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& progress);
 
+// Does, once, the start-up work that every Run pays on a fresh thread:
+// libmagic's database (loaded, and its patterns compiled by a first lookup
+// of each sort of input: text, markup, binary signatures), the classifiers'
+// patterns and the analysis's word tables. Handles are per thread: this
+// warms the calling thread's. A process that forks children to run
+// processing (the worker's extract server) calls it once, on the thread
+// that forks, so that every child starts warm; nothing of a job's data is
+// involved. Runs Run over small built-in samples; never fails (a library
+// that cannot load is left for Run to report).
+void Preload();
+
 // Building blocks, exposed for tests.
 // Sentences with whitespace collapsed; a blank line or a line not continuing
 // in lower case also ends one.

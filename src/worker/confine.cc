@@ -306,6 +306,23 @@ Layers Confine(const ChildLimits& l) {
   return layers;
 }
 
+void LimitFromOutside(pid_t pid, const ChildLimits& l) {
+  auto set = [&](int resource, rlim_t soft, rlim_t hard) {
+    struct rlimit cur {};
+    if (prlimit(pid, static_cast<__rlimit_resource>(resource), nullptr, &cur) != 0) return;
+    if (cur.rlim_max != RLIM_INFINITY) hard = std::min(hard, cur.rlim_max);
+    soft = std::min(soft, hard);
+    struct rlimit lim {soft, hard};
+    (void)prlimit(pid, static_cast<__rlimit_resource>(resource), &lim, nullptr);
+  };
+  const rlim_t cpu = static_cast<rlim_t>(std::max<int64_t>(l.cpu_seconds, 1));
+  set(RLIMIT_CPU, cpu, cpu + 1);
+  const rlim_t as = static_cast<rlim_t>(std::max<int64_t>(l.memory_mb, 16)) << 20;
+  set(RLIMIT_AS, as, as);
+  set(RLIMIT_FSIZE, 0, 0);
+  set(RLIMIT_CORE, 0, 0);
+}
+
 bool ProtectWorkerProcess() {
   (void)prctl(PR_SET_DUMPABLE, 0);
   return prctl(PR_GET_DUMPABLE) == 0;

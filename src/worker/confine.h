@@ -39,6 +39,8 @@
 // where no separate uid is available.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -85,6 +87,11 @@ extern const std::vector<std::string> kReadOnlyPaths;
 // layer the kernel grants, plus the always-on limits above. Keeps
 // descriptors 0..kInputFd. Returns the layers that were applied.
 Layers Confine(const ChildLimits& limits);
+
+// Sets Confine's limits on CPU time, address space, file size and core dumps
+// on the process `pid` from outside (prlimit), never raising a hard limit:
+// the starter of a child binds it even if the child skipped them.
+void LimitFromOutside(pid_t pid, const ChildLimits& limits);
 
 // Makes the calling process non-dumpable (PR_SET_DUMPABLE 0). Idempotent.
 // True when it holds.

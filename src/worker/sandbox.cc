@@ -1,14 +1,24 @@
 // Design
 // ------
-// The parent spawns `<binary> extract` with posix_spawn: stdin is one end of
-// a socketpair (so writing the request after the child died is an EPIPE
-// error, not a SIGPIPE that would kill the worker), stdout and stderr are
-// pipes, every other descriptor is closed in the child, the signal mask and
-// dispositions are reset (the worker blocks SIGINT/SIGTERM in all threads),
-// and the child leads its own process group so one kill reaches anything it
-// might start. The child applies its rlimits itself (sandbox_child.cc); the
-// parent sets the same limits again with prlimit() right after the spawn, so
-// a child that skipped them is still bound.
+// A child is started one of two ways (SandboxSettings::fork_server):
+//
+// - forked by the extract server (fork_server.h; the default): one
+//   `<binary> extract-server` per binary in this process, started on first
+//   use, forks a child per job from a process that has libmagic and the
+//   parsers' libraries loaded already. The worker passes the child's ends of
+//   the pipes and the input over the server's control socket, and learns the
+//   child's pid and, at its end, its wait status and CPU time from a status
+//   pipe. Kills go through the server, which alone reaps its children.
+// - spawned (posix_spawn of `<binary> extract`): stdin is one end of a
+//   socketpair, stdout and stderr are pipes, every other descriptor is closed
+//   in the child, the signal mask and dispositions are reset (the worker
+//   blocks SIGINT/SIGTERM in all threads), and the child leads its own
+//   process group so one kill reaches anything it might start.
+// Either way stdin is a socketpair (so writing the request after the child
+// died is an EPIPE error, not a SIGPIPE that would kill the worker), the
+// child applies its rlimits and confinement itself (sandbox_child.cc), and
+// its starter sets the same limits again with prlimit() right after the
+// start, so a child that skipped them is still bound.
 //
 // One poll() loop then writes the request, reads stdout (complete lines are
 // decoded as they arrive; progress is forwarded) and stderr (kept for the
@@ -32,10 +42,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 
 #include "core/fd.h"
 #include "worker/confine.h"
+#include "worker/fork_server.h"
 #include "worker/sandbox_protocol.h"
 
 extern char** environ;
@@ -61,10 +75,13 @@ void CloseFd(int& fd) {
   fd = -1;
 }
 
-// A started child; the destructor kills and reaps it if nobody has.
+// A started child: our own (posix_spawn) or the extract server's. The
+// destructor kills and reaps it if nobody has.
 class Spawned {
  public:
   explicit Spawned(pid_t pid) : pid_(pid) {}
+  explicit Spawned(std::unique_ptr<sandbox::ForkedChild> forked)
+      : pid_(forked->pid()), forked_(std::move(forked)) {}
   ~Spawned() {
     if (!reaped_) {
       Kill();
@@ -79,6 +96,10 @@ class Spawned {
   void Kill() {
     if (reaped_) return;
     killed_ = true;
+    if (forked_) {
+      forked_->Kill();  // the server kills it while it is still unreaped
+      return;
+    }
     kill(-pid_, SIGKILL);  // its process group
     kill(pid_, SIGKILL);   // in case setpgid did not happen
   }
@@ -87,6 +108,12 @@ class Spawned {
   // Blocking waitpid; the exit status (as from waitpid).
   int Reap() {
     if (reaped_) return status_;
+    if (forked_) {
+      forked_->WaitEnd();
+      status_ = forked_->status();
+      reaped_ = true;
+      return status_;
+    }
     for (;;) {
       pid_t r = wait4(pid_, &status_, 0, &usage_);
       if (r == pid_) break;
@@ -102,49 +129,88 @@ class Spawned {
   // Non-blocking reap; true when the child has exited.
   bool TryReap() {
     if (reaped_) return true;
+    if (forked_) {
+      if (forked_->Wait(Clock::now())) (void)Reap();
+      return reaped_;
+    }
     pid_t r = wait4(pid_, &status_, WNOHANG, &usage_);
     if (r == pid_ || (r < 0 && errno == ECHILD)) reaped_ = true;
     return reaped_;
   }
 
+  // Waits for the child's exit until `deadline`; true when it has exited.
+  bool ReapBy(Clock::time_point deadline) {
+    if (forked_) {
+      if (forked_->Wait(deadline)) (void)Reap();
+      return reaped_;
+    }
+    while (!TryReap()) {
+      if (Clock::now() >= deadline) return false;
+      usleep(1000);
+    }
+    return true;
+  }
+
   double cpu_seconds() const {
+    if (forked_) return forked_->cpu_seconds();
     auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
     return s(usage_.ru_utime) + s(usage_.ru_stime);
   }
 
+  // The extract server died before it reported the child's end (which died
+  // with it): the status means nothing.
+  bool lost() const { return forked_ && forked_->lost(); }
+
  private:
   pid_t pid_;
+  std::unique_ptr<sandbox::ForkedChild> forked_;
   int status_ = 0;
   struct rusage usage_ {};
   bool reaped_ = false;
   bool killed_ = false;
 };
 
-std::vector<std::string> ChildEnvironment(const SandboxSettings& s) {
+// The environment every child (and the extract server) starts from.
+std::vector<std::string> BaseEnvironment() {
   std::vector<std::string> env = {"OMP_THREAD_LIMIT=1"};
   for (const char* name : kPassedEnv) {
     if (const char* v = std::getenv(name)) env.push_back(std::string(name) + "=" + v);
   }
+  return env;
+}
+
+std::vector<std::string> ChildEnvironment(const SandboxSettings& s) {
+  std::vector<std::string> env = BaseEnvironment();
   env.insert(env.end(), s.extra_env.begin(), s.extra_env.end());
   return env;
 }
 
-// The limits again from outside, in case the child did not set them.
-void LimitFromOutside(pid_t pid, const SandboxSettings& s) {
-  auto set = [&](int resource, rlim_t soft, rlim_t hard) {
-    struct rlimit cur {};
-    if (prlimit(pid, static_cast<__rlimit_resource>(resource), nullptr, &cur) != 0) return;
-    if (cur.rlim_max != RLIM_INFINITY) hard = std::min(hard, cur.rlim_max);
-    soft = std::min(soft, hard);
-    struct rlimit lim {soft, hard};
-    (void)prlimit(pid, static_cast<__rlimit_resource>(resource), &lim, nullptr);
-  };
-  const rlim_t cpu = static_cast<rlim_t>(std::max<int64_t>(s.cpu_seconds, 1));
-  set(RLIMIT_CPU, cpu, cpu + 1);
-  const rlim_t as = static_cast<rlim_t>(std::max<int64_t>(s.memory_mb, 16)) << 20;
-  set(RLIMIT_AS, as, as);
-  set(RLIMIT_FSIZE, 0, 0);
-  set(RLIMIT_CORE, 0, 0);
+sandbox::ChildLimits ChildLimitsFrom(const SandboxSettings& s) {
+  sandbox::ChildLimits l;
+  l.cpu_seconds = s.cpu_seconds;
+  l.memory_mb = s.memory_mb;
+  l.max_open_files = s.max_open_files;
+  l.uid = s.uid;
+  l.require = s.require;
+  return l;
+}
+
+// The extract server of `binary`: one per binary in this process, shared by
+// every thread, never destroyed (it dies with the process).
+sandbox::ForkServer& ServerFor(const std::string& binary) {
+  static std::mutex mu;
+  static auto* servers = new std::map<std::string, std::unique_ptr<sandbox::ForkServer>>();
+  std::lock_guard lock(mu);
+  auto& server = (*servers)[binary];
+  if (!server) {
+    // LD_BIND_NOW: the server resolves every symbol once, so that no child
+    // pays for lazy binding of what the server itself never called.
+    std::vector<std::string> env = BaseEnvironment();
+    env.push_back("LD_BIND_NOW=1");
+    server = std::make_unique<sandbox::ForkServer>(std::vector<std::string>{binary, "extract-server"},
+                                                   std::move(env));
+  }
+  return *server;
 }
 
 void LogIsolationOnce(const std::string& isolation) {
@@ -182,10 +248,91 @@ Status ClassifyFailure(const Spawned& child, int status, bool timed_out, bool ov
   return Internal("extract child ended in an unknown way");
 }
 
-// Starts `<binary> extract` on `input_fd` (-1: none, with `probe`), writes
-// `request`, forwards progress, and returns its answer line: a result, an
-// error or a probe. The sandbox's own failures (crash, limits, protocol) are
-// the error.
+// The child's ends of its stdin, stdout and stderr.
+struct ChildEnds {
+  int in = -1;
+  int out = -1;
+  int err = -1;
+};
+
+// posix_spawn of `<binary> extract` on `input_fd` (-1: none, with `probe`).
+Result<std::unique_ptr<Spawned>> SpawnChild(const SandboxSettings& settings, int input_fd,
+                                            bool probe, const ChildEnds& ends) {
+  std::vector<std::string> args = {
+      settings.binary_path, "extract",
+      "--cpu-seconds", std::to_string(settings.cpu_seconds),
+      "--memory-mb", std::to_string(settings.memory_mb),
+      "--max-open-files", std::to_string(settings.max_open_files),
+      "--uid", std::to_string(settings.uid)};
+  if (!settings.require.empty()) {
+    args.push_back("--require");
+    args.push_back(settings.require);
+  }
+  if (probe) args.push_back("--probe");
+  // The input, parked above the descriptors dup2 targets.
+  UniqueFd parked;
+  if (input_fd >= 0) {
+    parked.reset(fcntl(input_fd, F_DUPFD_CLOEXEC, kParkFd));
+    if (!parked.valid()) {
+      return Unavailable(std::string("sandbox: cannot pass the input: ") + std::strerror(errno));
+    }
+  }
+  std::vector<std::string> env = ChildEnvironment(settings);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_adddup2(&fa, ends.in, STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, ends.out, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, ends.err, STDERR_FILENO);
+  if (parked.valid()) posix_spawn_file_actions_adddup2(&fa, parked.get(), sandbox::kInputFd);
+  posix_spawn_file_actions_addclosefrom_np(&fa, sandbox::kInputFd + 1);
+  sigset_t empty, defaults;
+  sigemptyset(&empty);
+  sigemptyset(&defaults);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGXCPU, SIGXFSZ, SIGHUP, SIGCHLD}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, settings.binary_path.c_str(), &fa, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    if (rc == EAGAIN || rc == ENOMEM) {
+      return Unavailable(std::string("sandbox: cannot start a child: ") + std::strerror(rc));
+    }
+    return Internal("sandbox: cannot run " + settings.binary_path + ": " + std::strerror(rc));
+  }
+  auto child = std::make_unique<Spawned>(pid);
+  sandbox::LimitFromOutside(pid, ChildLimitsFrom(settings));
+  return child;
+}
+
+// The same child, forked by the extract server of settings.binary_path.
+Result<std::unique_ptr<Spawned>> ForkChild(const SandboxSettings& settings, int input_fd,
+                                           bool probe, const ChildEnds& ends) {
+  sandbox::SpawnRequest request;
+  request.limits = ChildLimitsFrom(settings);
+  request.probe = probe;
+  request.env = ChildEnvironment(settings);
+  auto forked = ServerFor(settings.binary_path)
+                    .Spawn(request, {ends.in, ends.out, ends.err, input_fd});
+  if (!forked) return forked.status();
+  return std::make_unique<Spawned>(std::move(*forked));
+}
+
+// Starts the child on `input_fd` (-1: none, with `probe`), writes `request`,
+// forwards progress, and returns its answer line: a result, an error or a
+// probe. The sandbox's own failures (crash, limits, protocol) are the error.
 Result<sandbox::Message> RunChild(const SandboxSettings& settings, int input_fd, bool probe,
                                   const std::string& request,
                                   const processing::ProgressFn& progress) {
@@ -205,70 +352,18 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, int input_fd,
     close_all();
     return s;
   }
-
-  std::vector<std::string> args = {
-      settings.binary_path, "extract",
-      "--cpu-seconds", std::to_string(settings.cpu_seconds),
-      "--memory-mb", std::to_string(settings.memory_mb),
-      "--max-open-files", std::to_string(settings.max_open_files),
-      "--uid", std::to_string(settings.uid)};
-  if (!settings.require.empty()) {
-    args.push_back("--require");
-    args.push_back(settings.require);
-  }
-  if (probe) args.push_back("--probe");
-  // The input, parked above the descriptors dup2 targets.
-  UniqueFd parked;
-  if (input_fd >= 0) {
-    parked.reset(fcntl(input_fd, F_DUPFD_CLOEXEC, kParkFd));
-    if (!parked.valid()) {
-      Status s = Unavailable(std::string("sandbox: cannot pass the input: ") + std::strerror(errno));
-      close_all();
-      return s;
-    }
-  }
-  std::vector<std::string> env = ChildEnvironment(settings);
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_adddup2(&fa, in_pair[1], STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], STDERR_FILENO);
-  if (parked.valid()) posix_spawn_file_actions_adddup2(&fa, parked.get(), sandbox::kInputFd);
-  posix_spawn_file_actions_addclosefrom_np(&fa, sandbox::kInputFd + 1);
-  sigset_t empty, defaults;
-  sigemptyset(&empty);
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGXCPU, SIGXFSZ, SIGHUP, SIGCHLD}) sigaddset(&defaults, sig);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETPGROUP);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, settings.binary_path.c_str(), &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  const ChildEnds ends{in_pair[1], out_pipe[1], err_pipe[1]};
+  auto started = settings.fork_server ? ForkChild(settings, input_fd, probe, ends)
+                                      : SpawnChild(settings, input_fd, probe, ends);
   CloseFd(in_pair[1]);
   CloseFd(out_pipe[1]);
   CloseFd(err_pipe[1]);
-  parked.reset();
-  if (rc != 0) {
+  if (!started) {
     close_all();
-    if (rc == EAGAIN || rc == ENOMEM) {
-      return Unavailable(std::string("sandbox: cannot start a child: ") + std::strerror(rc));
-    }
-    return Internal("sandbox: cannot run " + settings.binary_path + ": " + std::strerror(rc));
+    return started.status();
   }
-  Spawned child(pid);
-  LimitFromOutside(pid, settings);
+  Spawned& child = **started;
+  const pid_t pid = child.pid();
 
   size_t request_sent = 0;
   int in_fd = in_pair[0];
@@ -365,16 +460,17 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, int input_fd,
   } else {
     // Both streams are closed; the child is exiting. Wait for it up to the
     // deadline (a child that closed its output and hangs is killed).
-    while (!child.TryReap()) {
-      if (Clock::now() >= deadline) {
-        timed_out = true;
-        child.Kill();
-        break;
-      }
-      usleep(1000);
+    if (!child.ReapBy(deadline)) {
+      timed_out = true;
+      child.Kill();
     }
   }
   int status = child.Reap();
+  if (child.lost()) {
+    // Not the file's fault: the job is retried (with a new server).
+    spdlog::warn("sandbox: the extract server died during the job of child {}", pid);
+    return Unavailable("sandbox: the extract server went away during the extraction");
+  }
 
   if (!err_tail.empty() && (!answer || answer->type != sandbox::Message::Type::kResult)) {
     spdlog::info("sandbox: extract child {} stderr: {}", pid, err_tail);
@@ -418,6 +514,10 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
   if (!answer) return answer.status();
   LogIsolationOnce(answer->isolation);
   return std::move(answer->output);
+}
+
+pid_t ExtractServerPid(const SandboxSettings& settings) {
+  return ServerFor(settings.binary_path).server_pid();
 }
 
 Result<sandbox::Layers> ProbeSandbox(const SandboxSettings& settings) {

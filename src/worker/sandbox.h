@@ -3,11 +3,19 @@
 // Runs processing::Run on an untrusted upload in a child process, so that a
 // malicious or broken file costs one job, never the worker (DESIGN.md §2).
 //
-// The child is `conveyor extract` (src/app/extract_command.cc), started with
-// posix_spawn from `SandboxSettings::binary_path` (/proc/self/exe: the running
-// conveyor binary). The upload reaches it as an open read-only descriptor
-// (sandbox::kInputFd), never as a path. Before it reads anything the child
-// applies its limits:
+// The child runs `conveyor extract`'s code (src/app/extract_command.cc,
+// RunExtractChild). It is started one of two ways (EXTRACT_FORK_SERVER):
+//   on   forked by the extract server (fork_server.h): `<binary_path>
+//        extract-server`, started once per binary in this process on first
+//        use (and again if it dies), preloads libmagic and then forks a child
+//        per job; a job pays for a fork instead of an exec, the loading of
+//        a binary linked with poppler and Tesseract and libmagic's start-up
+//        (about five times less CPU for a small file, bench/sandbox_cost.cc);
+//   off  spawned: posix_spawn of `<binary_path> extract` for each job.
+// `binary_path` is /proc/self/exe: the running conveyor binary. The upload
+// reaches the child as an open read-only descriptor (sandbox::kInputFd),
+// never as a path. Before it reads anything the child applies its limits,
+// the same way on both paths:
 //   RLIMIT_CPU     cpu_seconds (soft; hard one second later)
 //   RLIMIT_AS      memory_mb
 //   RLIMIT_FSIZE   0 (it writes no files; stdout/stderr are pipes)
@@ -20,11 +28,12 @@
 // logs that once per process, unless `require` names it: then the child
 // refuses the job (kUnavailable). ProbeSandbox tells at start which layers
 // this host grants. The child gets a scrubbed environment (no secrets) and no
-// descriptors but 0, 1, 2 and the input.
+// descriptors but 0, 1, 2 and the input; so does the extract server.
 //
 // The parent enforces a wall-clock timeout and an output cap: past either it
-// SIGKILLs the child's process group. Every child is reaped before
-// RunSandboxed returns, whatever happened (no zombies).
+// SIGKILLs the child's process group (through the server on the fork path).
+// Every child is reaped before RunSandboxed returns, whatever happened (no
+// zombies; the server reaps its own children and reports their wait status).
 //
 // Wire format (sandbox_protocol.h): the request is one JSON object on the
 // child's stdin; the child writes JSON lines on stdout: any number of
@@ -41,12 +50,17 @@
 //   output over max_output_bytes        kResourceExhausted "Extracted text too large"
 //   the child cannot be started, or     kInternal (a deployment problem, not the file's);
 //   breaks the protocol                 kUnavailable when fork/pipe fail for lack of resources
+//   the extract server died or broke    kUnavailable (retried; the next job starts a new server)
+//   with this job
 //   (opening input.path) no such file   kFailedPrecondition kInputMissingMessage
 // Every file-caused failure is permanent (not retried by the queue).
 //
 // Threads: RunSandboxed is blocking and thread-safe; any number may run at
-// once (one child each). `progress` is called on the calling thread.
+// once (one child each, all from one extract server on the fork path).
+// `progress` is called on the calling thread.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <string>
@@ -59,8 +73,12 @@
 namespace conveyor::worker {
 
 struct SandboxSettings {
-  // The conveyor binary to run as `<binary_path> extract`.
+  // The conveyor binary to run as `<binary_path> extract` or
+  // `<binary_path> extract-server`.
   std::string binary_path = "/proc/self/exe";
+  // EXTRACT_FORK_SERVER: children forked by the extract server (true) or
+  // spawned one by one (false). See the file comment.
+  bool fork_server = true;
   int64_t timeout_ms = 60000;                  // EXTRACT_TIMEOUT_MS: wall clock per file
   int64_t memory_mb = 1024;                    // EXTRACT_MEMORY_MB: child's address space
   int64_t cpu_seconds = 60;                    // EXTRACT_CPU_SECONDS: child's CPU time
@@ -74,7 +92,10 @@ struct SandboxSettings {
   // variables passed through (PATH, LANG, LC_ALL, TZ, TMPDIR, MAGIC) and
   // OMP_THREAD_LIMIT=1 (one OCR thread per child: workers run many). Nothing
   // else of the worker's environment (JWT_SECRET, AI_API_KEY...) reaches it.
-  // Tests put CONVEYOR_EXTRACT_TEST_FAULT=... here.
+  // Tests put CONVEYOR_EXTRACT_TEST_FAULT=... here. On the fork path the
+  // child's environment is replaced by this one before its code runs, but
+  // libraries that read a variable while loading (OMP_*, MAGIC) saw the
+  // server's: the passed-through ones and OMP_THREAD_LIMIT=1 only.
   std::vector<std::string> extra_env;
 };
 
@@ -92,6 +113,10 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
 // reading anything: what this host grants. Errors as for RunSandboxed (a
 // child that cannot start is kInternal).
 Result<sandbox::Layers> ProbeSandbox(const SandboxSettings& settings);
+
+// The pid of the extract server of `settings.binary_path`, -1 when none is
+// running (tests).
+pid_t ExtractServerPid(const SandboxSettings& settings);
 
 // The messages of the sandbox's own failures (exposed for tests and callers
 // that want to tell them apart).

@@ -3,10 +3,15 @@
 // thing. Every escape is first shown to work unconfined (so a test that
 // passes proves the layer, not a broken probe), then refused confined, by
 // all layers together and by the one layer that must refuse it on its own.
+// Each runs twice: with the probe started as a new process (the spawn path)
+// and forked by an extract server (sandbox_probe --fork-server, the fork
+// path: the same server loop and child set-up as `conveyor extract-server`).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,7 +19,9 @@
 #include <vector>
 
 #include "test_support.h"
+#include "core/fd.h"
 #include "worker/confine.h"
+#include "worker/fork_server.h"
 #include "worker/sandbox.h"
 
 namespace conveyor::worker {
@@ -25,7 +32,38 @@ using conveyor::testing::TempDir;
 
 std::string ProbeBinary() { return CONVEYOR_SANDBOX_PROBE; }
 
-class SandboxConfine : public ::testing::Test {
+// The probe's extract server, shared by every fork-path run (it dies with
+// this process).
+sandbox::ForkServer& ProbeServer() {
+  static auto* server = new sandbox::ForkServer({ProbeBinary(), "--fork-server"},
+                                                {"PATH=/usr/bin:/bin", "OMP_THREAD_LIMIT=1"});
+  return *server;
+}
+
+// The probe's output when forked by ProbeServer() with `words` on `input`.
+std::string ForkProbe(const std::vector<std::string>& words, const std::string& input) {
+  sandbox::SpawnRequest request;
+  request.limits.cpu_seconds = 10;
+  request.limits.memory_mb = 512;
+  request.env = {"PATH=/usr/bin:/bin"};
+  request.args = words;
+  UniqueFd in(::open(input.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  int out[2];
+  if (!in.valid() || !null.valid() || pipe2(out, O_CLOEXEC) != 0) return "test: cannot open";
+  UniqueFd out_r(out[0]), out_w(out[1]);
+  auto child = ProbeServer().Spawn(request, {null.get(), out_w.get(), null.get(), in.get()});
+  if (!child) return "test: " + child.status().ToString();
+  out_w.reset();
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(out_r.get(), buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  EXPECT_TRUE((*child)->Wait(std::chrono::steady_clock::now() + std::chrono::seconds(20)));
+  return text;
+}
+
+// The parameter: forked by an extract server (true) or spawned (false).
+class SandboxConfine : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     // The worker's side: secrets in its environment, non-dumpable.
@@ -53,11 +91,17 @@ class SandboxConfine : public ::testing::Test {
   // The probe's verdict line ("allowed" / "refused: ...").
   std::string Probe(const std::vector<std::string>& flags, const std::string& action,
                     const std::string& arg = "") {
-    std::vector<std::string> argv = {ProbeBinary(), "--input", input_};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.push_back(action);
-    if (!arg.empty()) argv.push_back(arg);
-    std::string out = RunCapture(argv);
+    std::vector<std::string> words = flags;
+    words.push_back(action);
+    if (!arg.empty()) words.push_back(arg);
+    std::string out;
+    if (GetParam()) {
+      out = ForkProbe(words, input_);
+    } else {
+      std::vector<std::string> argv = {ProbeBinary(), "--input", input_};
+      argv.insert(argv.end(), words.begin(), words.end());
+      out = RunCapture(argv);
+    }
     while (!out.empty() && out.back() == '\n') out.pop_back();
     return out;
   }
@@ -96,7 +140,7 @@ class SandboxConfine : public ::testing::Test {
   std::string layers_;
 };
 
-TEST_F(SandboxConfine, ThisHostGrantsTheLayersItShould) {
+TEST_P(SandboxConfine, ThisHostGrantsTheLayersItShould) {
   std::string layers = Probe({}, "layers");
   std::printf("sandbox layers on this host: %s\n", layers.c_str());
   EXPECT_TRUE(sandbox::ParseLayers(layers).seccomp) << layers;
@@ -106,13 +150,13 @@ TEST_F(SandboxConfine, ThisHostGrantsTheLayersItShould) {
   }
 }
 
-TEST_F(SandboxConfine, ChildStillReadsItsInputAndLibrariesAndStartsThreads) {
+TEST_P(SandboxConfine, ChildStillReadsItsInputAndLibrariesAndStartsThreads) {
   EXPECT_EQ(Probe({}, "read-input"), "allowed");
   EXPECT_EQ(Probe({}, "read", "/usr/lib/os-release"), "allowed");
   EXPECT_EQ(Probe({}, "thread"), "allowed");
 }
 
-TEST_F(SandboxConfine, CannotReadTheDatabaseOrAnotherUpload) {
+TEST_P(SandboxConfine, CannotReadTheDatabaseOrAnotherUpload) {
   if (!Root()) GTEST_SKIP() << "the unconfined baseline needs root (tests and CI run as root)";
   ExpectRefused("read", db_, "uid");
   ExpectRefused("read", db_, "landlock");
@@ -120,12 +164,12 @@ TEST_F(SandboxConfine, CannotReadTheDatabaseOrAnotherUpload) {
   ExpectRefused("read", other_upload_, "landlock");
 }
 
-TEST_F(SandboxConfine, CannotReadFilesOutsideItsViewEvenWorldReadableOnes) {
+TEST_P(SandboxConfine, CannotReadFilesOutsideItsViewEvenWorldReadableOnes) {
   ExpectRefused("read", public_, "landlock");
   ExpectRefused("read", "/etc/hostname", "landlock");
 }
 
-TEST_F(SandboxConfine, CannotWriteOrTruncateAnything) {
+TEST_P(SandboxConfine, CannotWriteOrTruncateAnything) {
   if (!Root()) GTEST_SKIP() << "the unconfined baseline needs root";
   ExpectRefused("write", dir_ / "data/uploads/dropped", "uid");
   ExpectRefused("write", dir_ / "data/uploads/dropped2", "landlock");
@@ -146,20 +190,20 @@ TEST_F(SandboxConfine, CannotWriteOrTruncateAnything) {
   EXPECT_EQ(content, "SQLite format 3 secret rows");
 }
 
-TEST_F(SandboxConfine, CannotReadTheWorkersEnvironment) {
+TEST_P(SandboxConfine, CannotReadTheWorkersEnvironment) {
   if (!Root()) GTEST_SKIP() << "the unconfined baseline needs root";
   const std::string me = std::to_string(getpid());
   ExpectRefused("environ", me, "uid");
   ExpectRefused("environ", me, "landlock");
 }
 
-TEST_F(SandboxConfine, CannotStartProcessesOrExec) {
+TEST_P(SandboxConfine, CannotStartProcessesOrExec) {
   ExpectRefused("fork", "", "seccomp");
   EXPECT_TRUE(Probe({}, "exec").starts_with("refused"));
   EXPECT_TRUE(Probe(Only("seccomp"), "exec").starts_with("refused"));
 }
 
-TEST_F(SandboxConfine, CannotTraceOrSignalTheWorker) {
+TEST_P(SandboxConfine, CannotTraceOrSignalTheWorker) {
   if (!Root()) GTEST_SKIP() << "the unconfined baseline needs root";
   const std::string me = std::to_string(getpid());
   ExpectRefused("kill", me, "uid");
@@ -171,11 +215,39 @@ TEST_F(SandboxConfine, CannotTraceOrSignalTheWorker) {
   EXPECT_TRUE(Probe(Only("uid"), "ptrace", me).starts_with("refused"));
 }
 
-TEST_F(SandboxConfine, HasNoSocketsAndNoIoUring) {
+TEST_P(SandboxConfine, HasNoSocketsAndNoIoUring) {
   ExpectRefused("socket-inet", "", "seccomp");
   ExpectRefused("socket-unix", "", "seccomp");
   ExpectRefused("io-uring", "", "seccomp");
 }
+
+TEST_P(SandboxConfine, ChildHasNoDescriptorButItsFour) {
+  EXPECT_EQ(Probe({}, "fds"), "0 1 2 3");
+  // The fork path closes the server's own (its control socket, other jobs'
+  // status pipes) before the child's code runs, confined or not.
+  if (GetParam()) {
+    EXPECT_EQ(Probe({"--no-confine"}, "fds"), "0 1 2 3");
+  }
+}
+
+TEST_P(SandboxConfine, CannotReadTheServersEnvironmentOrSignalIt) {
+  if (!GetParam()) GTEST_SKIP() << "the fork path's server only";
+  if (!Root()) GTEST_SKIP() << "the unconfined baseline needs root";
+  ASSERT_EQ(Probe({}, "read-input"), "allowed");  // the server is running
+  const pid_t server = ProbeServer().server_pid();
+  ASSERT_GT(server, 0);
+  const std::string pid = std::to_string(server);
+  ExpectRefused("environ", pid, "uid");
+  ExpectRefused("environ", pid, "landlock");
+  ExpectRefused("kill", pid, "uid");
+  ExpectRefused("kill", pid, "seccomp");
+  EXPECT_TRUE(Probe({}, "ptrace", pid).starts_with("refused"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, SandboxConfine, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ForkServer" : "Spawn";
+                         });
 
 TEST(SandboxLayers, RequirementsParseAndMissingLayersAreNamed) {
   EXPECT_EQ(*sandbox::ParseRequirement("none"), "");
@@ -189,13 +261,16 @@ TEST(SandboxLayers, RequirementsParseAndMissingLayersAreNamed) {
 }
 
 TEST(SandboxLayers, ProbeReportsWhatTheExtractChildGets) {
-  SandboxSettings s;
-  s.binary_path = conveyor::testing::ConveyorBinary();
-  auto layers = ProbeSandbox(s);
-  ASSERT_TRUE(layers) << layers.status().ToString();
-  EXPECT_TRUE(layers->seccomp);
-  if (geteuid() == 0) {
-    EXPECT_TRUE(layers->uid);
+  for (bool fork_server : {false, true}) {
+    SandboxSettings s;
+    s.binary_path = conveyor::testing::ConveyorBinary();
+    s.fork_server = fork_server;
+    auto layers = ProbeSandbox(s);
+    ASSERT_TRUE(layers) << layers.status().ToString();
+    EXPECT_TRUE(layers->seccomp) << "fork_server=" << fork_server;
+    if (geteuid() == 0) {
+      EXPECT_TRUE(layers->uid) << "fork_server=" << fork_server;
+    }
   }
 }
 
@@ -203,14 +278,17 @@ TEST(SandboxLayers, ARequiredLayerTheChildLacksRefusesTheJob) {
   conveyor::testing::TempDir dir;
   std::string path = dir / "a.txt";
   std::ofstream(path) << "Some text to read.\n";
-  SandboxSettings s;
-  s.binary_path = conveyor::testing::ConveyorBinary();
-  s.uid = -1;  // stays root: no uid layer
-  s.require = "uid";
-  auto r = RunSandboxed(s, {path, "a.txt", ""}, {}, nullptr);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.code(), Errc::kUnavailable);
-  EXPECT_NE(r.status().message().find("uid"), std::string::npos) << r.status().message();
+  for (bool fork_server : {false, true}) {
+    SandboxSettings s;
+    s.binary_path = conveyor::testing::ConveyorBinary();
+    s.fork_server = fork_server;
+    s.uid = -1;  // stays root: no uid layer
+    s.require = "uid";
+    auto r = RunSandboxed(s, {path, "a.txt", ""}, {}, nullptr);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.code(), Errc::kUnavailable);
+    EXPECT_NE(r.status().message().find("uid"), std::string::npos) << r.status().message();
+  }
 }
 
 }  // namespace

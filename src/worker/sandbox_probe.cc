@@ -4,10 +4,17 @@
 // "refused: <reason>". sandbox_confine_test runs it.
 //
 //   sandbox_probe [--no-confine] [--skip LAYERS] [--uid N] [--input FILE] ACTION [ARG]
+//   sandbox_probe --fork-server
 //
 // ACTION: read PATH | write PATH | truncate PATH | environ PID | fork | thread
 //         | exec | ptrace PID | kill PID | socket-inet | socket-unix | io-uring
-//         | read-input | uid | layers
+//         | read-input | uid | layers | fds (the open descriptors)
+//
+// --fork-server: an extract server (worker/fork_server.h) as `conveyor
+// extract-server` is one, preloaded the same way, whose forked children run
+// the request's arguments (the words above, without --input: the input
+// arrives on kInputFd) instead of the extract child. The escape tests run
+// through it too.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
@@ -23,12 +30,40 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "processing/processing.h"
 #include "worker/confine.h"
+#include "worker/fork_server.h"
 
 namespace {
 
 using conveyor::worker::sandbox::ChildLimits;
+
+struct ProbeArgs {
+  bool confine = true;
+  ChildLimits limits;
+  std::string input;
+  std::string action;
+  std::string arg;
+};
+
+// [flags] ACTION [ARG]; false on bad usage.
+bool ParseArgs(const std::vector<std::string>& words, ProbeArgs* a) {
+  size_t i = 0;
+  for (; i < words.size() && words[i].starts_with("--"); ++i) {
+    const std::string& flag = words[i];
+    if (flag == "--no-confine") a->confine = false;
+    else if (flag == "--skip" && i + 1 < words.size()) a->limits.skip = words[++i];
+    else if (flag == "--uid" && i + 1 < words.size()) a->limits.uid = std::atoll(words[++i].c_str());
+    else if (flag == "--input" && i + 1 < words.size()) a->input = words[++i];
+    else return false;
+  }
+  if (i >= words.size()) return false;
+  a->action = words[i];
+  a->arg = i + 1 < words.size() ? words[i + 1] : "";
+  return true;
+}
 
 int Report(bool ok, int err = 0) {
   if (ok) std::printf("allowed\n");
@@ -37,35 +72,31 @@ int Report(bool ok, int err = 0) {
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  bool confine = true;
-  ChildLimits limits;
-  limits.cpu_seconds = 10;
-  limits.memory_mb = 512;
-  std::string input;
-  int i = 1;
-  for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--no-confine") confine = false;
-    else if (flag == "--skip" && i + 1 < argc) limits.skip = argv[++i];
-    else if (flag == "--uid" && i + 1 < argc) limits.uid = std::atoll(argv[++i]);
-    else if (flag == "--input" && i + 1 < argc) input = argv[++i];
-    else return 2;
-  }
-  if (i >= argc) return 2;
-  const std::string action = argv[i];
-  const std::string arg = i + 1 < argc ? argv[i + 1] : "";
-  if (!input.empty()) {
+int Probe(ProbeArgs a) {
+  const std::string& action = a.action;
+  const std::string& arg = a.arg;
+  if (!a.input.empty()) {
     // The worker's side: the input arrives open on kInputFd.
-    int fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::dup2(fd, conveyor::worker::sandbox::kInputFd) < 0) return 2;
-    ::close(fd);
+    int fd = ::open(a.input.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 2;
+    if (fd == conveyor::worker::sandbox::kInputFd) {
+      (void)fcntl(fd, F_SETFD, 0);  // dup2 onto itself would keep FD_CLOEXEC, close() lose it
+    } else {
+      if (::dup2(fd, conveyor::worker::sandbox::kInputFd) < 0) return 2;
+      ::close(fd);
+    }
   }
   conveyor::worker::sandbox::Layers layers;
-  if (confine) layers = conveyor::worker::sandbox::Confine(limits);
+  if (a.confine) layers = conveyor::worker::sandbox::Confine(a.limits);
 
+  if (action == "fds") {
+    std::string open_fds;
+    for (int fd = 0; fd < 1024; ++fd) {
+      if (fcntl(fd, F_GETFD) >= 0) open_fds += (open_fds.empty() ? "" : " ") + std::to_string(fd);
+    }
+    std::printf("%s\n", open_fds.c_str());
+    return 0;
+  }
   if (action == "layers") {
     std::printf("%s\n", layers.ToString().c_str());
     return 0;
@@ -132,4 +163,26 @@ int main(int argc, char** argv) {
     return Report(fd >= 0, errno);
   }
   return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> words(argv + 1, argv + argc);
+  if (words.size() == 1 && words[0] == "--fork-server") {
+    // As `conveyor extract-server` starts (app/extract_command.cc).
+    conveyor::worker::sandbox::ProtectWorkerProcess();
+    conveyor::processing::Preload();
+    return conveyor::worker::sandbox::RunForkServer(
+        conveyor::worker::sandbox::kInputFd, [](const conveyor::worker::sandbox::SpawnRequest& r) {
+          ProbeArgs a;
+          a.limits = r.limits;
+          return ParseArgs(r.args, &a) && a.input.empty() ? Probe(a) : 2;
+        });
+  }
+  ProbeArgs a;
+  a.limits.cpu_seconds = 10;
+  a.limits.memory_mb = 512;
+  if (!ParseArgs(words, &a)) return 2;
+  return Probe(a);
 }

@@ -1,15 +1,24 @@
 #include "worker/sandbox.h"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <fstream>
+#include <map>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include "test_support.h"
+#include "worker/fork_server.h"
 #include "worker/sandbox_protocol.h"
 
 namespace conveyor::worker {
@@ -46,21 +55,74 @@ const char kText[] =
     "Parsers run in a sandboxed child process with CPU, memory and time limits. "
     "A broken file costs one job, never the worker.\n";
 
-// True when this process has no child left, running or zombie.
-bool NoChildrenLeft() {
-  int status = 0;
-  pid_t r = waitpid(-1, &status, WNOHANG);
-  return r == -1 && errno == ECHILD;
+// Children of `pid`, running or zombie (every thread's, from /proc).
+std::set<pid_t> ChildrenOf(pid_t pid) {
+  std::set<pid_t> out;
+  std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(task_dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(task_dir + "/" + e->d_name + "/children");
+    for (pid_t c; in >> c;) out.insert(c);
+  }
+  closedir(d);
+  return out;
 }
 
-TEST(Sandbox, PlainTextRoundTripsLikeInProcessRun) {
+// True when no extract child is left, running or zombie: this process has
+// no child but the extract server, and the server has none.
+bool NoChildrenLeft() {
+  std::set<pid_t> mine = ChildrenOf(getpid());
+  const pid_t server = ExtractServerPid(TestSettings());
+  if (server > 0) {
+    mine.erase(server);
+    if (!ChildrenOf(server).empty()) return false;
+  }
+  return mine.empty();
+}
+
+// Waits (on a pidfd, no polling) until `pid` has exited; false after 10 s.
+bool AwaitExit(pid_t pid, int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return poll(&p, 1, 10000) == 1 || kill(pid, 0) != 0;
+}
+
+// Kills the extract server of the test binary and waits until it is dead.
+void KillExtractServer() {
+  const pid_t server = ExtractServerPid(TestSettings());
+  if (server <= 0) return;
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, server, 0));
+  ASSERT_GE(pidfd, 0);
+  ASSERT_EQ(kill(server, SIGKILL), 0);
+  EXPECT_TRUE(AwaitExit(server, pidfd));
+  close(pidfd);
+}
+
+// Every test of the child's behaviour runs on both ways of starting it
+// (SandboxSettings::fork_server): spawned, and forked by the extract server.
+class Sandbox : public ::testing::TestWithParam<bool> {
+ protected:
+  SandboxSettings Settings(const std::string& fault = "") const {
+    SandboxSettings s = TestSettings(fault);
+    s.fork_server = GetParam();
+    return s;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Paths, Sandbox, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ForkServer" : "Spawn";
+                         });
+
+TEST_P(Sandbox, PlainTextRoundTripsLikeInProcessRun) {
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "notes.txt", kText), "notes.txt", "what about limits?"};
   processing::Limits limits;
   limits.chunk_chars = 120;
   limits.chunk_overlap_chars = 20;
   std::vector<std::pair<std::string, int>> stages;
-  auto got = RunSandboxed(TestSettings(), input, limits,
+  auto got = RunSandboxed(Settings(), input, limits,
                           [&](const std::string& stage, int pct) { stages.emplace_back(stage, pct); });
   ASSERT_TRUE(got) << got.status().ToString();
   auto want = processing::Run(input, limits, nullptr);
@@ -77,13 +139,13 @@ TEST(Sandbox, PlainTextRoundTripsLikeInProcessRun) {
   EXPECT_TRUE(NoChildrenLeft());
 }
 
-TEST(Sandbox, NonUtf8TextSurvivesTheJsonTrip) {
+TEST_P(Sandbox, NonUtf8TextSurvivesTheJsonTrip) {
   conveyor::testing::TempDir dir;
   // Latin-1 bytes are not UTF-8: whatever processing makes of them must come
   // back the same through the JSON wire format, or fail the same way.
   std::string content = "Caf\xE9 cr\xE8me. " + std::string(kText);
   processing::Input input{WriteFile(dir, "latin1.txt", content), "latin1.txt", ""};
-  auto got = RunSandboxed(TestSettings(), input, {}, nullptr);
+  auto got = RunSandboxed(Settings(), input, {}, nullptr);
   auto want = processing::Run(input, {}, nullptr);
   ASSERT_EQ(got.ok(), want.ok());
   if (want) {
@@ -93,17 +155,17 @@ TEST(Sandbox, NonUtf8TextSurvivesTheJsonTrip) {
   }
 }
 
-TEST(Sandbox, ChildErrorsPassThroughWithTheirCode) {
+TEST_P(Sandbox, ChildErrorsPassThroughWithTheirCode) {
   conveyor::testing::TempDir dir;
   std::string binary(4096, '\0');
   for (size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<char>(i * 7);
-  auto bad = RunSandboxed(TestSettings(), {WriteFile(dir, "x.bin", binary), "x.bin", ""}, {}, nullptr);
+  auto bad = RunSandboxed(Settings(), {WriteFile(dir, "x.bin", binary), "x.bin", ""}, {}, nullptr);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.code(), Errc::kInvalidArgument);
   EXPECT_EQ(bad.status().message(), "Invalid file format");
 
   // A missing input: a public message, no path.
-  auto missing = RunSandboxed(TestSettings(), {dir / "nope.txt", "nope.txt", ""}, {}, nullptr);
+  auto missing = RunSandboxed(Settings(), {dir / "nope.txt", "nope.txt", ""}, {}, nullptr);
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.code(), Errc::kFailedPrecondition);
   EXPECT_EQ(missing.status().message(), kInputMissingMessage);
@@ -123,12 +185,12 @@ void ExpectFault(SandboxSettings settings, Errc code, const std::string& message
   EXPECT_TRUE(NoChildrenLeft());
 }
 
-TEST(Sandbox, CrashingParserFailsAsCrashed) {
-  ExpectFault(TestSettings("crash"), Errc::kInvalidArgument, kParserCrashedMessage);
+TEST_P(Sandbox, CrashingParserFailsAsCrashed) {
+  ExpectFault(Settings("crash"), Errc::kInvalidArgument, kParserCrashedMessage);
 }
 
-TEST(Sandbox, SpinningParserHitsTheCpuLimit) {
-  auto s = TestSettings("spin");
+TEST_P(Sandbox, SpinningParserHitsTheCpuLimit) {
+  auto s = Settings("spin");
   s.cpu_seconds = 1;
   s.timeout_ms = 60000;  // the CPU limit, not the wall clock, must end it
   auto start = Clock::now();
@@ -136,8 +198,8 @@ TEST(Sandbox, SpinningParserHitsTheCpuLimit) {
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
 }
 
-TEST(Sandbox, SpinningParserHitsTheWallClockTimeout) {
-  auto s = TestSettings("spin");
+TEST_P(Sandbox, SpinningParserHitsTheWallClockTimeout) {
+  auto s = Settings("spin");
   s.cpu_seconds = 600;
   s.timeout_ms = 700;
   auto start = Clock::now();
@@ -145,53 +207,53 @@ TEST(Sandbox, SpinningParserHitsTheWallClockTimeout) {
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
 }
 
-TEST(Sandbox, AllocatingParserHitsTheMemoryLimit) {
-  auto s = TestSettings("alloc");
+TEST_P(Sandbox, AllocatingParserHitsTheMemoryLimit) {
+  auto s = Settings("alloc");
   s.memory_mb = 256;
   ExpectFault(s, Errc::kResourceExhausted, kParseTooMuchMemoryMessage);
 }
 
-TEST(Sandbox, FloodingParserHitsTheOutputCap) {
-  auto s = TestSettings("flood");
+TEST_P(Sandbox, FloodingParserHitsTheOutputCap) {
+  auto s = Settings("flood");
   s.max_output_bytes = 1 << 20;
   ExpectFault(s, Errc::kResourceExhausted, kExtractedTooLargeMessage);
 }
 
-TEST(Sandbox, OutputCapAlsoBoundsARealResult) {
+TEST_P(Sandbox, OutputCapAlsoBoundsARealResult) {
   conveyor::testing::TempDir dir;
   std::string big;
   while (big.size() < (256u << 10)) big += kText;
-  auto s = TestSettings();
+  auto s = Settings();
   s.max_output_bytes = 64 << 10;
   auto r = RunSandboxed(s, {WriteFile(dir, "big.txt", big), "big.txt", ""}, {}, nullptr);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.status().message(), kExtractedTooLargeMessage);
 }
 
-TEST(Sandbox, ParentKeepsWorkingAfterEachFault) {
+TEST_P(Sandbox, ParentKeepsWorkingAfterEachFault) {
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
   for (const char* fault : {"crash", "spin", "alloc", "flood"}) {
-    auto s = TestSettings(fault);
+    auto s = Settings(fault);
     s.cpu_seconds = 1;
     s.memory_mb = 256;
     s.max_output_bytes = 1 << 20;
     EXPECT_FALSE(RunSandboxed(s, input, {}, nullptr)) << fault;
-    auto ok = RunSandboxed(TestSettings(), input, {}, nullptr);
+    auto ok = RunSandboxed(Settings(), input, {}, nullptr);
     ASSERT_TRUE(ok) << "after " << fault << ": " << ok.status().ToString();
     EXPECT_NE(ok->text.find("sandboxed child process"), std::string::npos);
   }
   EXPECT_TRUE(NoChildrenLeft());
 }
 
-TEST(Sandbox, ConcurrentChildrenDoNotDisturbEachOther) {
+TEST_P(Sandbox, ConcurrentChildrenDoNotDisturbEachOther) {
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
   std::atomic<int> ok{0}, crashed{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 6; ++i) {
     threads.emplace_back([&, i] {
-      auto r = RunSandboxed(TestSettings(i % 2 ? "crash" : ""), input, {}, nullptr);
+      auto r = RunSandboxed(Settings(i % 2 ? "crash" : ""), input, {}, nullptr);
       if (r) ok++;
       else if (r.status().message() == kParserCrashedMessage) crashed++;
     });
@@ -202,14 +264,164 @@ TEST(Sandbox, ConcurrentChildrenDoNotDisturbEachOther) {
   EXPECT_TRUE(NoChildrenLeft());
 }
 
-TEST(Sandbox, MissingBinaryIsAnInternalError) {
+TEST_P(Sandbox, MissingBinaryIsAnInternalError) {
   conveyor::testing::TempDir dir;
-  auto s = TestSettings();
+  auto s = Settings();
   s.binary_path = dir / "no-such-conveyor";
   auto r = RunSandboxed(s, {WriteFile(dir, "a.txt", kText), "a.txt", ""}, {}, nullptr);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.code(), Errc::kInternal);
   EXPECT_TRUE(NoChildrenLeft());
+}
+
+// --- the extract server's own failure modes ---------------------------------
+
+SandboxSettings ForkSettings(const std::string& fault = "") {
+  SandboxSettings s = TestSettings(fault);
+  s.fork_server = true;
+  return s;
+}
+
+TEST(SandboxForkServer, ServerKilledBetweenJobsIsReplacedForTheNextJob) {
+  conveyor::testing::TempDir dir;
+  processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
+  ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
+  const pid_t first = ExtractServerPid(ForkSettings());
+  ASSERT_GT(first, 0);
+  KillExtractServer();
+  auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
+  ASSERT_TRUE(r) << r.status().ToString();
+  EXPECT_NE(r->text.find("sandboxed child process"), std::string::npos);
+  const pid_t second = ExtractServerPid(ForkSettings());
+  EXPECT_GT(second, 0);
+  EXPECT_NE(second, first);
+  EXPECT_TRUE(NoChildrenLeft());
+}
+
+TEST(SandboxForkServer, ServerKilledDuringAJobFailsItAsRetryableAndTakesTheChild) {
+  conveyor::testing::TempDir dir;
+  processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
+  ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
+  const pid_t server = ExtractServerPid(ForkSettings());
+  ASSERT_GT(server, 0);
+  auto spin = ForkSettings("spin");
+  spin.cpu_seconds = 600;
+  spin.timeout_ms = 60000;
+  std::optional<Result<processing::Output>> result;
+  std::thread job([&] { result = RunSandboxed(spin, input, {}, nullptr); });
+  // The spinning child, once forked (nothing to wait on but /proc).
+  pid_t child = -1;
+  for (auto until = Clock::now() + kQuick; child < 0 && Clock::now() < until;) {
+    auto children = ChildrenOf(server);
+    if (!children.empty()) child = *children.begin();
+    else std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_GT(child, 0);
+  int child_fd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+  ASSERT_GE(child_fd, 0);
+  auto start = Clock::now();
+  ASSERT_EQ(kill(server, SIGKILL), 0);
+  job.join();
+  ASSERT_TRUE(result.has_value());
+  ASSERT_FALSE(*result);
+  EXPECT_EQ(result->code(), Errc::kUnavailable) << result->status().ToString();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+  EXPECT_TRUE(AwaitExit(child, child_fd)) << "the child outlived its server";
+  close(child_fd);
+  // The next job gets a new server.
+  auto next = RunSandboxed(ForkSettings(), input, {}, nullptr);
+  ASSERT_TRUE(next) << next.status().ToString();
+  EXPECT_NE(ExtractServerPid(ForkSettings()), server);
+  EXPECT_TRUE(NoChildrenLeft());
+}
+
+TEST(SandboxForkServer, ShutdownSignalsToTheServiceLeaveTheServerToTheWorker) {
+  conveyor::testing::TempDir dir;
+  processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
+  ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
+  const pid_t server = ExtractServerPid(ForkSettings());
+  ASSERT_GT(server, 0);
+  // An ignored signal is dropped when sent: no race with the next job.
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) ASSERT_EQ(kill(server, sig), 0);
+  auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
+  ASSERT_TRUE(r) << r.status().ToString();
+  EXPECT_EQ(ExtractServerPid(ForkSettings()), server);
+}
+
+TEST(SandboxForkServer, ServerHoldsNoSecretsAndNoDescriptorButItsSocket) {
+  // A worker with a secret in its environment starts a new server.
+  setenv("JWT_SECRET", "fork-server-secret", 1);
+  KillExtractServer();
+  conveyor::testing::TempDir dir;
+  processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
+  auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
+  unsetenv("JWT_SECRET");
+  ASSERT_TRUE(r) << r.status().ToString();
+  const pid_t server = ExtractServerPid(ForkSettings());
+  ASSERT_GT(server, 0);
+  const std::string proc = "/proc/" + std::to_string(server);
+  std::ifstream env_file(proc + "/environ");
+  std::string env((std::istreambuf_iterator<char>(env_file)), std::istreambuf_iterator<char>());
+  if (geteuid() == 0) {
+    EXPECT_NE(env.find("OMP_THREAD_LIMIT=1"), std::string::npos) << "cannot read the environment";
+  }
+  EXPECT_EQ(env.find("JWT_SECRET"), std::string::npos);
+  EXPECT_EQ(env.find("fork-server-secret"), std::string::npos);
+  if (geteuid() != 0) GTEST_SKIP() << "the server's descriptors are readable by root only";
+  std::map<int, std::string> fds;
+  DIR* d = opendir((proc + "/fd").c_str());
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char target[256] = {};
+    ssize_t n = readlink((proc + "/fd/" + e->d_name).c_str(), target, sizeof target - 1);
+    fds[std::atoi(e->d_name)] = n > 0 ? std::string(target, static_cast<size_t>(n)) : "?";
+  }
+  closedir(d);
+  EXPECT_EQ(fds[0], "/dev/null");
+  EXPECT_EQ(fds[1], "/dev/null");
+  EXPECT_EQ(fds[2], "/dev/null");
+  EXPECT_TRUE(fds[3].starts_with("socket:")) << fds[3];
+  for (const auto& [fd, target] : fds) {
+    if (fd > 3) {
+      EXPECT_EQ(target, "anon_inode:[signalfd]") << "descriptor " << fd;
+    }
+  }
+}
+
+TEST(SandboxForkServer, SpawnRequestRoundTripsAndGarbageIsRefused) {
+  sandbox::SpawnRequest r;
+  r.limits.cpu_seconds = 7;
+  r.limits.memory_mb = 300;
+  r.limits.max_open_files = 32;
+  r.limits.uid = -1;
+  r.limits.require = "uid+seccomp";
+  r.limits.skip = "netns";
+  r.probe = true;
+  r.env = {"PATH=/usr/bin", "EMPTY="};
+  r.args = {"read", "", "/etc/hostname"};
+  const std::string bytes = sandbox::EncodeSpawnRequest(r);
+  auto back = sandbox::DecodeSpawnRequest(bytes);
+  ASSERT_TRUE(back) << back.status().ToString();
+  EXPECT_EQ(back->limits.cpu_seconds, 7);
+  EXPECT_EQ(back->limits.memory_mb, 300);
+  EXPECT_EQ(back->limits.max_open_files, 32);
+  EXPECT_EQ(back->limits.uid, -1);
+  EXPECT_EQ(back->limits.require, "uid+seccomp");
+  EXPECT_EQ(back->limits.skip, "netns");
+  EXPECT_TRUE(back->probe);
+  EXPECT_EQ(back->env, r.env);
+  EXPECT_EQ(back->args, r.args);
+  // Every cut, a byte more, and an environment entry without '='.
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(sandbox::DecodeSpawnRequest(bytes.substr(0, n))) << "cut at " << n;
+  }
+  EXPECT_FALSE(sandbox::DecodeSpawnRequest(bytes + "x"));
+  r.env = {"NOEQUALS"};
+  EXPECT_FALSE(sandbox::DecodeSpawnRequest(sandbox::EncodeSpawnRequest(r)));
+  // A count that promises more entries than there are bytes.
+  std::string lying = bytes;
+  EXPECT_FALSE(sandbox::DecodeSpawnRequest(std::string(lying.size() + 10, '\xff')));
 }
 
 TEST(SandboxProtocol, ResultLineRoundTripsWithOverlappingChunks) {
