@@ -1,6 +1,8 @@
-// child_rss PID [INTERVAL_MS]: samples the children of process PID (the
-// worker's `conveyor extract` children) every INTERVAL_MS (default 20) until
-// PID exits or this process gets SIGTERM/SIGINT, then prints
+// child_rss PID [INTERVAL_MS]: samples the extract children of process PID
+// (the worker: its `conveyor extract` children, or the children of its
+// `conveyor extract-server`, whose own memory is not counted) every
+// INTERVAL_MS (default 20) until PID exits or this process gets
+// SIGTERM/SIGINT, then prints
 //
 //   children=K samples=S max_child_hwm_kb=H max_child_rss_kb=R
 //
@@ -61,6 +63,27 @@ std::pair<long, long> Memory(pid_t pid) {
   return {hwm, rss};
 }
 
+// True when `pid` is an extract server (`<binary> extract-server`).
+bool IsExtractServer(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return cmdline.find(std::string("\0extract-server", 15)) != std::string::npos;
+}
+
+// The extract children of `pid`: its children, with an extract server
+// replaced by the server's children.
+std::vector<pid_t> ExtractChildren(pid_t pid) {
+  std::vector<pid_t> out;
+  for (pid_t c : Children(pid)) {
+    if (!IsExtractServer(c)) {
+      out.push_back(c);
+      continue;
+    }
+    for (pid_t g : Children(c)) out.push_back(g);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,7 +98,7 @@ int main(int argc, char** argv) {
   std::set<pid_t> seen;
   long max_hwm = 0, max_rss = 0, samples = 0;
   while (!g_stop && kill(pid, 0) == 0) {
-    for (pid_t c : Children(pid)) {
+    for (pid_t c : ExtractChildren(pid)) {
       auto [hwm, rss] = Memory(c);
       if (hwm == 0 && rss == 0) continue;
       seen.insert(c);

@@ -8,7 +8,7 @@
 #     to the last completion (the queue's completed+failed count, polled
 #     every 20 ms)
 #   - the worker's peak RSS (VmHWM at the end)
-#   - the peak RSS of its `conveyor extract` children (child_rss samples
+#   - the peak RSS of its extract children (child_rss samples
 #     their VmHWM/VmRSS every 20 ms)
 # Each figure is the median of RUNS runs.
 #
