@@ -261,13 +261,15 @@ void SqlitePlans(const std::string& path, const std::vector<std::string>& vocab)
 
 void PostgresPlans(conveyor::testing::PostgresServer& pg, const std::string& dbname,
                    const std::vector<std::string>& vocab) {
-  std::string search =
-      "EXPLAIN (ANALYZE, COSTS OFF) WITH q AS (SELECT plainto_tsquery('conveyor_search', '" +
-      vocab[0] +
-      "') AS q), cand AS (SELECT c.\"id\", ts_rank(c.\"tsv\", q.q, 1) AS rank FROM \"MemoryChunk\" c, q"
-      " WHERE c.\"userId\" = 'user0' AND c.\"sessionId\" = 'big' AND c.\"tsv\" @@ q.q"
-      " ORDER BY c.\"id\" DESC LIMIT 1000) SELECT \"id\" FROM cand ORDER BY rank DESC LIMIT 10";
-  std::printf("plan (postgres): search of a common word\n%s\n", pg.Psql(search, dbname).c_str());
+  for (const std::string& word : {vocab[0], vocab[vocab.size() / 2 + 37]}) {
+    std::string q = "plainto_tsquery('conveyor_search', '" + word + "')";
+    std::string search =
+        "EXPLAIN (ANALYZE, COSTS OFF) WITH cand AS (SELECT c.\"id\", ts_rank(c.\"tsv\", " + q +
+        ", 1) AS rank FROM \"MemoryChunk\" c WHERE c.\"userId\" = 'user0' AND"
+        " c.\"sessionId\" = 'big' AND c.\"tsv\" @@ (" + q + ") ORDER BY c.\"id\" DESC LIMIT 1000)"
+        " SELECT \"id\" FROM cand ORDER BY rank DESC LIMIT 10";
+    std::printf("plan (postgres): search of '%s'\n%s\n", word.c_str(), pg.Psql(search, dbname).c_str());
+  }
   std::string terms =
       "EXPLAIN (ANALYZE, COSTS OFF) SELECT \"fileId\" FROM \"MemoryTerm\" WHERE \"userId\" = 'user0'"
       " AND \"sessionId\" = 'big' AND \"term\" = '" + vocab[0] +

@@ -667,13 +667,12 @@ class PostgresMetadataStore final : public MetadataStore {
       tsquery += "plainto_tsquery(" CONVEYOR_TS_CONFIG ", $" + std::to_string(sparams.size()) + ")";
     }
     std::string ssql =
-        "WITH q AS (SELECT (" + tsquery + ") AS q)"
-        " SELECT ts_headline(" CONVEYOR_TS_CONFIG ", c.\"text\", q.q,"
+        "SELECT ts_headline(" CONVEYOR_TS_CONFIG ", c.\"text\", " + tsquery + ","
         " 'StartSel=\"**\", StopSel=\"**\", MinWords=12, MaxWords=25, ShortWord=0')"
-        " FROM \"MemoryChunk\" c, q"
+        " FROM \"MemoryChunk\" c"
         " WHERE c.\"fileId\" = $1 AND c.\"chunkIndex\" < " + std::to_string(kSnippetChunks) +
-        " AND c.\"userId\" = $2 AND c.\"sessionId\" = $3 AND c.\"tsv\" @@ q.q"
-        " ORDER BY ts_rank(c.\"tsv\", q.q, 1) DESC, c.\"chunkIndex\" LIMIT 1";
+        " AND c.\"userId\" = $2 AND c.\"sessionId\" = $3 AND c.\"tsv\" @@ (" + tsquery + ")"
+        " ORDER BY ts_rank(c.\"tsv\", " + tsquery + ", 1) DESC, c.\"chunkIndex\" LIMIT 1";
     for (auto& f : out) {
       sparams[0] = f.file_id;
       auto sr = WithSession(pool_, [&](Session& s) { return s.Exec(ssql.c_str(), sparams); });
@@ -701,20 +700,22 @@ class PostgresMetadataStore final : public MetadataStore {
       params.push_back(t);
       tsquery += "plainto_tsquery(" CONVEYOR_TS_CONFIG ", $" + std::to_string(params.size()) + ")";
     }
-    // Ranked: the newest $4 matching chunks of the scope only
-    // ("MemoryChunk_scope_id_idx" walks them newest first); headlines: the
-    // hits kept only.
+    // Ranked: the newest $4 matching chunks of the scope only; headlines: the
+    // hits kept only. The query is written out where it is used (not taken
+    // from a CTE) so that the planner sees the words and picks, per query,
+    // between walking the session newest first ("MemoryChunk_scope_id_idx")
+    // for common words and the GIN index for rare ones.
     std::string sql =
-        "WITH q AS (SELECT (" + tsquery + ") AS q),"
-        " cand AS (SELECT c.\"id\", ts_rank(c.\"tsv\", q.q, 1) AS rank FROM \"MemoryChunk\" c, q"
-        "   WHERE c.\"userId\" = $1 AND c.\"sessionId\" = $2 AND c.\"tsv\" @@ q.q"
+        "WITH cand AS (SELECT c.\"id\", ts_rank(c.\"tsv\", " + tsquery + ", 1) AS rank"
+        "   FROM \"MemoryChunk\" c"
+        "   WHERE c.\"userId\" = $1 AND c.\"sessionId\" = $2 AND c.\"tsv\" @@ (" + tsquery + ")"
         "   ORDER BY c.\"id\" DESC LIMIT $4::integer),"
         " top AS (SELECT \"id\", rank FROM cand ORDER BY rank DESC, \"id\" LIMIT $3::integer)"
         " SELECT c.\"fileId\", c.\"jobId\", c.\"chunkIndex\","
-        " ts_headline(" CONVEYOR_TS_CONFIG ", c.\"text\", q.q,"
+        " ts_headline(" CONVEYOR_TS_CONFIG ", c.\"text\", " + tsquery + ","
         " 'StartSel=\"**\", StopSel=\"**\", MinWords=12, MaxWords=25, ShortWord=0'),"
         " top.rank"
-        " FROM top JOIN \"MemoryChunk\" c ON c.\"id\" = top.\"id\", q"
+        " FROM top JOIN \"MemoryChunk\" c ON c.\"id\" = top.\"id\""
         " ORDER BY top.rank DESC, c.\"id\"";
     auto r = WithSession(pool_, [&](Session& s) { return s.Exec(sql.c_str(), params); });
     if (!r) return r.status();
