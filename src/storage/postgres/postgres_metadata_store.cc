@@ -432,6 +432,10 @@ class PostgresMetadataStore final : public MetadataStore {
       }
     }
     constexpr int kParamsPerRow = 9;
+    // The protocol carries at most 65535 parameters per statement.
+    if (jobs.size() > (65535 - 1) / kParamsPerRow) {
+      return InvalidArgument("too many rows for one INSERT: " + std::to_string(jobs.size()));
+    }
     std::string sql =
         "INSERT INTO \"FileUploadJob\" (\"id\", \"userId\", \"sessionId\", \"status\","
         " \"createdAt\", \"updatedAt\", \"originalName\", \"mimeType\", \"size\","
