@@ -92,6 +92,10 @@ const std::vector<Setting>& Table() {
        Int("RATE_LIMIT_PER_MINUTE", &Config::rate_limit_per_minute, 0, kMaxInt)},
       {"UPLOAD_FSYNC", "true", "fsync an upload before answering 202 (survives power loss)",
        Bool("UPLOAD_FSYNC", &Config::upload_fsync)},
+      {"UPLOAD_COMMIT_MAX_ROWS", "128",
+       "most rows of uploads that finish together committed in one transaction (and their jobs "
+       "added in one pipelined Redis round trip)",
+       Int("UPLOAD_COMMIT_MAX_ROWS", &Config::upload_commit_max_rows, 1, 4096)},
       {"MAX_CONNECTIONS", "10000",
        "open HTTP connections at once; past it the longest-idle keep-alive connection is "
        "closed, or the newcomer gets 503 (kept below the open-files limit)",

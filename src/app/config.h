@@ -28,6 +28,7 @@ struct Config {
   int64_t shutdown_grace_ms = 10000;       // in-flight requests after SIGTERM
   int rate_limit_per_minute = 600;         // uploads per user per minute (0: off)
   bool upload_fsync = true;                // fsync the upload before 202
+  int upload_commit_max_rows = 128;        // rows per group-commit transaction
   int max_connections = 10000;             // open HTTP connections at once
   int max_connections_per_client = 256;    // per client IP address (0: off)
   int64_t keepalive_timeout_ms = 15000;    // silence allowed between two requests

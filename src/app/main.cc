@@ -91,6 +91,7 @@ http::ServerSettings ServerSettingsFrom(const Config& c) {
   s.shutdown_grace_ms = c.shutdown_grace_ms;
   s.rate_limit_per_minute = c.rate_limit_per_minute;
   s.upload_fsync = c.upload_fsync;
+  s.upload_commit_max_rows = c.upload_commit_max_rows;
   s.jwt_secret = c.jwt_secret;
   s.jwt_require_exp = c.jwt_require_exp;
   s.metrics_token = c.metrics_token;

@@ -1,7 +1,7 @@
 // The route table: one row per endpoint (method, path, handler, auth, body
-// limit), and the handlers of the ordinary (non-streaming) routes. Handlers
-// are thin: parse and validate, call the store, format. The upload route is
-// streamed by session.cc; its row only carries its flags and limit.
+// limit), and the handlers of the ordinary routes. Handlers are thin: parse
+// and validate, call the store, format. The upload row's handler is a
+// StreamHandler (upload_handler.cc) that receives the body as it arrives.
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +13,7 @@
 #include "http/internal/metrics.h"
 #include "http/internal/query.h"
 #include "http/internal/routing.h"
+#include "http/internal/upload_handler.h"
 #include "http/server.h"
 #include "queue/queue.h"
 #include "storage/job_record.h"
@@ -148,13 +149,13 @@ bool MatchPattern(std::string_view pattern, std::string_view path,
 const std::vector<Route>& Routes() {
   // clang-format off
   static const std::vector<Route> kRoutes = {
-    // method  path pattern                        kind                handler       auth            pool   body limit        metrics label
-    {"POST",   "/api/chat/upload/async",          RouteKind::kUpload, nullptr,      Auth::kUser,    true,  kUploadBodyLimit, "upload"},
-    {"GET",    "/api/chat/upload/status/:jobId",  RouteKind::kSimple, UploadStatus, Auth::kUser,    true,  0,                "upload_status"},
-    {"GET",    "/api/chat/memory/search",         RouteKind::kSimple, MemorySearch, Auth::kUser,    true,  0,                "memory_search"},
-    {"GET",    "/healthz",                        RouteKind::kSimple, Healthz,      Auth::kNone,    false, 0,                "healthz"},
-    {"GET",    "/readyz",                         RouteKind::kSimple, Readyz,       Auth::kNone,    true,  0,                "readyz"},
-    {"GET",    "/metrics",                        RouteKind::kSimple, MetricsText,  Auth::kMetrics, false, 0,                "metrics"},
+    // method  path pattern                        handler       auth            pool   body limit        metrics label
+    {"POST",   "/api/chat/upload/async",          StartUpload,  Auth::kUser,    true,  kUploadBodyLimit, "upload"},
+    {"GET",    "/api/chat/upload/status/:jobId",  UploadStatus, Auth::kUser,    true,  0,                "upload_status"},
+    {"GET",    "/api/chat/memory/search",         MemorySearch, Auth::kUser,    true,  0,                "memory_search"},
+    {"GET",    "/healthz",                        Healthz,      Auth::kNone,    false, 0,                "healthz"},
+    {"GET",    "/readyz",                         Readyz,       Auth::kNone,    true,  0,                "readyz"},
+    {"GET",    "/metrics",                        MetricsText,  Auth::kMetrics, false, 0,                "metrics"},
   };
   // clang-format on
   return kRoutes;

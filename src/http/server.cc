@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <boost/beast/core/tcp_stream.hpp>
+#include <algorithm>
 #include <chrono>
 #include <string_view>
 #include <thread>
@@ -113,6 +114,9 @@ class Server::Impl {
     // Without Run() nobody would process the shutdown; stop directly.
     ctx_.ioc.stop();
     ctx_.pool.join();
+    // Uploads waiting for their group commit are committed and answered
+    // (the answers post to the stopped io_context and go with it).
+    if (ctx_.committer) ctx_.committer->Stop();
     // Sessions still owned by unrun handlers are destroyed with the
     // io_context; they must not post to it then.
     ctx_.on_drained = nullptr;
@@ -121,6 +125,12 @@ class Server::Impl {
   Result<int> Start() {
     if (!ctx_.deps.store || !ctx_.deps.blobs || !ctx_.deps.queue) {
       return InvalidArgument("server dependencies (store, blobs, queue) are required");
+    }
+    if (!ctx_.committer) {
+      uploads::GroupCommitOptions commit;
+      commit.max_batch_rows = static_cast<size_t>(std::max(1, ctx_.settings.upload_commit_max_rows));
+      ctx_.committer = std::make_unique<uploads::GroupCommitter>(*ctx_.deps.store, *ctx_.deps.queue,
+                                                                 *ctx_.deps.blobs, commit);
     }
     boost::system::error_code ec;
     auto address = net::ip::make_address(ctx_.settings.bind_address, ec);

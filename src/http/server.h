@@ -70,6 +70,9 @@ struct ServerSettings {
   int64_t shutdown_grace_ms = 10000;     // in-flight requests after Shutdown()
   int rate_limit_per_minute = 600;       // uploads per user per minute; 0: off
   bool upload_fsync = true;              // fsync uploads before 202
+  // Rows (and queue jobs) of uploads that finish together are committed in
+  // one transaction (one pipelined Redis round trip) of at most this many.
+  int upload_commit_max_rows = 128;
   std::string jwt_secret;                // HS256 secret
   bool jwt_require_exp = true;           // refuse tokens without `exp`
   std::string metrics_token;             // non-empty: /metrics needs "Bearer <this>"

@@ -9,21 +9,23 @@
 // so a refused upload costs only its header. Ordinary routes have no body;
 // their handler runs on the blocking pool when it touches the store.
 //
-// The upload body is streamed, never buffered whole, and never through
-// Beast's body parser. A Content-Length body is read straight from the socket
-// into fixed 512 KiB buffers (bytes the header read already pulled in are
-// taken first). A chunked body is read into the same buffers and decoded in
-// place by ChunkedDecoder (chunked.h), which keeps no buffer of its own and
-// bounds size lines and trailers, so no framing makes the session's memory
-// grow. The two buffers are allocated when the first body bytes arrive, not
-// with the header. Each filled buffer is scanned by the multipart parser on
-// the strand (a memchr scan, cheap), which collects the file part's pieces;
-// then two pool tasks hash them (SHA-256, the slowest stage) and write them to
-// the blob at once, while the coroutine reads the next buffer (two buffers,
-// alternating). So socket reads, hashing and writing overlap. Memory per
-// upload is two buffers whatever the file size. A small body fits one buffer
-// and costs one pool hop in total: parse, hash, write, commit, insert the row
-// and enqueue happen in that one task.
+// A streaming route's body (the upload) is read by the session and handed to
+// the route's BodyConsumer (routing.h) as it arrives, never buffered whole,
+// and never through Beast's body parser. A Content-Length body is read
+// straight from the socket into fixed 512 KiB buffers (bytes the header read
+// already pulled in are taken first). A chunked body is read into the same
+// buffers and decoded in place by ChunkedDecoder (chunked.h), which keeps no
+// buffer of its own and bounds size lines and trailers, so no framing makes
+// the session's memory grow. The two buffers are allocated when the first
+// body bytes arrive, not with the header. Each filled buffer goes to the
+// consumer's Feed in a pool task while the coroutine reads the next one into
+// the other buffer (two buffers, alternating), so socket reads and the
+// consumer's work (parse, hash, write) overlap; memory per upload is two
+// buffers whatever the file size. The last buffer's Feed and the consumer's
+// Finish run in one pool task; Finish answers through a callback (an upload
+// answers once its group commit is done, on the committer's thread) and the
+// coroutine resumes on its strand with the response. So a small body, which
+// fits one buffer, costs one pool hop in total.
 //
 // Every read has a deadline (keepalive_timeout_ms between requests,
 // header_timeout_ms for a header, body_idle_timeout_ms per body read) and a
@@ -50,6 +52,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <variant>
 
 #include "core/ids.h"
 #include "http/auth.h"
@@ -57,9 +60,7 @@
 #include "http/internal/error_response.h"
 #include "http/internal/routing.h"
 #include "http/internal/server_context.h"
-#include "http/multipart.h"
 #include "http/request_head.h"
-#include "uploads/uploads.h"
 
 namespace conveyor::http {
 
@@ -78,8 +79,6 @@ constexpr size_t kUploadBufferBytes = 512 * 1024;
 // session_id and a message of up to uploads::kMaxMessageBytes (64 KiB). The
 // file part itself is held to max_upload_bytes exactly while it streams.
 constexpr int64_t kMultipartOverheadBytes = 128 * 1024;
-// Form fields other than file/session_id/message are skipped, up to this total.
-constexpr size_t kMaxIgnoredFieldBytes = 64 * 1024;
 // First read of a keep-alive connection's next request, and of a body (into
 // the small header buffer, before the upload buffers exist).
 constexpr size_t kKeepAliveReadBytes = 1024;
@@ -124,212 +123,48 @@ net::awaitable<std::invoke_result_t<F&>> OnPool(ServerContext& ctx, F fn) {
   co_return std::move(*result);
 }
 
+// Runs consumer.Feed(last) (unless `last` is empty) and then
+// consumer.Finish in one pool task, and resumes the calling coroutine on its
+// own executor (its strand) with the response once Finish calls back, from
+// whichever thread and however late. A refused Feed answers at once. An
+// exception from either is answered 500 (and a late second answer ignored).
+net::awaitable<Response> FeedAndFinish(ServerContext& ctx, BodyConsumer& consumer,
+                                       std::string_view last, uint64_t request_id) {
+  return net::async_initiate<decltype(net::use_awaitable), void(Response)>(
+      [&ctx, &consumer, last, request_id](auto handler) {
+        auto home = net::prefer(net::get_associated_executor(handler),
+                                net::execution::outstanding_work.tracked);
+        // The handler is move-only and the callback a std::function: share it.
+        auto waiting = std::make_shared<std::optional<decltype(handler)>>(std::move(handler));
+        auto answered = std::make_shared<std::atomic<bool>>(false);
+        std::function<void(Response)> done = [waiting, answered, home](Response r) {
+          if (answered->exchange(true)) return;
+          net::post(home, [waiting, r = std::move(r)]() mutable {
+            std::move (**waiting)(std::move(r));
+          });
+        };
+        net::post(ctx.pool, [&consumer, last, request_id, done]() {
+          try {
+            if (!last.empty()) {
+              if (auto refused = consumer.Feed(last)) return done(std::move(*refused));
+            }
+            consumer.Finish(done);
+          } catch (const std::exception& e) {
+            done(ErrorResponse(Internal(e.what()), {}, request_id));
+          } catch (...) {
+            done(ErrorResponse(Internal("unknown exception"), {}, request_id));
+          }
+        });
+      },
+      net::use_awaitable);
+}
+
 std::string_view ToView(beast::string_view s) { return {s.data(), s.size()}; }
 
 bool IEquals(std::string_view a, std::string_view b) {
   return beast::iequals(beast::string_view(a.data(), a.size()),
                         beast::string_view(b.data(), b.size()));
 }
-
-// Part header blocks up to 16 KiB: room for a long (10 KB) file name, which is
-// accepted and shortened for display rather than refused.
-MultipartLimits FormLimits() {
-  MultipartLimits l;
-  l.max_header_bytes = 16 * 1024;
-  return l;
-}
-
-// The multipart form of one upload: which part is streaming, the small fields
-// buffered so far, and the file sink. Touched only by the pool task of the
-// moment (the coroutine awaits each before starting the next).
-class UploadForm {
- public:
-  UploadForm(ServerContext& ctx, std::string boundary, std::string job_id)
-      : ctx_(ctx),
-        sink_(*ctx.deps.blobs, std::move(job_id), ctx.settings.max_upload_bytes),
-        parser_(std::move(boundary), FormLimits(),
-                MultipartCallbacks{[this](const PartHeaders& h) { return OnBegin(h); },
-                                   [this](std::string_view d) { return OnData(d); },
-                                   [this] {
-                                     part_ = Part::kNone;
-                                     return OkStatus();
-                                   }}) {}
-
-  // Feeds body bytes. An error response when the body is refused.
-  std::optional<Response> Feed(std::string_view bytes, uint64_t request_id) {
-    if (parser_.Feed(bytes)) return std::nullopt;
-    return Refusal(request_id);
-  }
-
-  // Ends the body and, if the form is complete, accepts the upload.
-  Response Finish(std::string user_id, uint64_t request_id, bool* accepted) {
-    *accepted = false;
-    if (Status s = parser_.Finish(); !s.ok()) {
-      return ErrorResponse(InvalidArgument("malformed multipart body: " + s.message()),
-                           "malformed_body", request_id);
-    }
-    if (!file_seen_) {
-      return ErrorResponse(InvalidArgument("the form has no `file` part"), "missing_file",
-                           request_id);
-    }
-    if (session_id_.empty()) {
-      return ErrorResponse(InvalidArgument("session_id is required"), "missing_session_id",
-                           request_id);
-    }
-    if (Status s = CheckSessionId(session_id_); !s.ok()) {
-      return ErrorResponse(std::move(s), "invalid_session_id", request_id);
-    }
-    if (!IsValidUtf8(message_)) {
-      return ErrorResponse(InvalidArgument("message is not valid UTF-8"), "invalid_message",
-                           request_id);
-    }
-    if (sink_.size() == 0) {
-      return ErrorResponse(InvalidArgument("the file is empty"), "empty_file", request_id);
-    }
-    uploads::AcceptedUpload up;
-    up.user_id = std::move(user_id);
-    up.session_id = std::move(session_id_);
-    up.original_name = std::move(filename_);
-    up.mime_type = std::move(mime_type_);
-    up.message = std::move(message_);
-    uploads::AcceptOptions opts;
-    opts.fsync = ctx_.settings.upload_fsync;
-    auto r = uploads::Accept(std::move(up), sink_, *ctx_.deps.store, *ctx_.deps.queue, opts);
-    if (!r) {
-      // The form was checked above, so a refusal here comes from the store:
-      // its text (SQL, server messages) goes to the log only.
-      if (r.code() == Errc::kInvalidArgument) return StoreErrorResponse(r.status(), request_id);
-      // The blob is gone and no row exists: the client may simply retry.
-      spdlog::error("request {}: upload not stored: {}", request_id, r.status().ToString());
-      return ErrorResponse(Unavailable(r.status().message()), {}, request_id);
-    }
-    if (!r->enqueued) {
-      spdlog::warn("request {}: job {} recorded but not queued; the reconciler will add it",
-                   request_id, r->job_id);
-    }
-    *accepted = true;
-    std::string data;
-    data.reserve(80);
-    data.append(R"({"jobId":")").append(r->job_id).append(R"(","status":"pending"})");
-    return SuccessResponse(202, data);
-  }
-
-  // Feeds body bytes, collecting the file part's pieces instead of storing
-  // them (cheap: the parser's delimiter scan; limits are checked here). The
-  // pieces point into `bytes` or the parser's delimiter, so they stay valid
-  // until `bytes` is reused. An error response when the body is refused.
-  std::optional<Response> Parse(std::string_view bytes, uint64_t request_id) {
-    collect_ = true;
-    std::optional<Response> refused = Feed(bytes, request_id);
-    collect_ = false;
-    return refused;
-  }
-  // Hash and write the collected pieces; the two may run at once.
-  Status HashPieces() {
-    for (std::string_view p : pieces_) {
-      if (Status s = sink_.Hash(p); !s.ok()) return s;
-    }
-    return OkStatus();
-  }
-  Status WritePieces() {
-    for (std::string_view p : pieces_) {
-      if (Status s = sink_.Write(p); !s.ok()) return s;
-    }
-    return OkStatus();
-  }
-  void ClearPieces() { pieces_.clear(); }
-
-  bool too_large() const { return too_large_; }
-
- private:
-  enum class Part { kNone, kFile, kSessionId, kMessage, kIgnored };
-
-  Status OnBegin(const PartHeaders& h) {
-    if (h.name == "file") {
-      if (file_seen_) return Reject(InvalidArgument("more than one `file` part"), "malformed_body");
-      file_seen_ = true;
-      filename_ = h.filename.value_or("");
-      mime_type_ = h.content_type;
-      part_ = Part::kFile;
-    } else if (h.name == "session_id") {
-      session_id_.clear();
-      part_ = Part::kSessionId;
-    } else if (h.name == "message") {
-      message_.clear();
-      part_ = Part::kMessage;
-    } else {
-      part_ = Part::kIgnored;
-    }
-    return OkStatus();
-  }
-
-  Status OnData(std::string_view d) {
-    switch (part_) {
-      case Part::kFile: {
-        Status s = collect_ ? sink_.Count(d.size()) : sink_.Append(d);
-        if (s.ok() && collect_) pieces_.push_back(d);
-        if (s.code() == Errc::kResourceExhausted) {
-          too_large_ = true;
-          return Reject(std::move(s), "payload_too_large");
-        }
-        return s.ok() ? s : Reject(std::move(s), {});
-      }
-      case Part::kSessionId:
-        if (session_id_.size() + d.size() > uploads::kMaxSessionIdBytes) {
-          return Reject(InvalidArgument("session_id is longer than " +
-                                        std::to_string(uploads::kMaxSessionIdBytes) + " bytes"),
-                        "invalid_session_id");
-        }
-        session_id_.append(d);
-        return OkStatus();
-      case Part::kMessage:
-        if (message_.size() + d.size() > uploads::kMaxMessageBytes) {
-          return Reject(InvalidArgument("message is longer than " +
-                                        std::to_string(uploads::kMaxMessageBytes) + " bytes"),
-                        "message_too_long");
-        }
-        message_.append(d);
-        return OkStatus();
-      case Part::kIgnored:
-        ignored_bytes_ += d.size();
-        if (ignored_bytes_ > kMaxIgnoredFieldBytes) {
-          return Reject(InvalidArgument("unknown form fields are too large"), "malformed_body");
-        }
-        return OkStatus();
-      case Part::kNone:
-        break;
-    }
-    return OkStatus();
-  }
-
-  Status Reject(Status s, std::string_view code) {
-    reject_code_ = code;
-    return s;
-  }
-
-  Response Refusal(uint64_t request_id) {
-    const Status& s = parser_.status();
-    if (!reject_code_.empty() || s.code() == Errc::kUnavailable || s.code() == Errc::kInternal) {
-      return ErrorResponse(s, reject_code_, request_id);
-    }
-    // The parser's own errors (bad syntax, too many parts, huge part headers)
-    // are all a malformed body as far as the client is concerned.
-    return ErrorResponse(InvalidArgument("malformed multipart body: " + s.message()),
-                         "malformed_body", request_id);
-  }
-
-  ServerContext& ctx_;
-  uploads::FileSink sink_;
-  MultipartParser parser_;
-  Part part_ = Part::kNone;
-  bool file_seen_ = false;
-  bool too_large_ = false;
-  bool collect_ = false;                  // Parse(): gather file pieces
-  std::vector<std::string_view> pieces_;  // file bytes gathered by Parse()
-  size_t ignored_bytes_ = 0;
-  std::string session_id_, message_, filename_, mime_type_;
-  std::string_view reject_code_;
-};
 
 // What ended a FillBuffer: trivially copyable (it crosses co_await).
 enum class FillError {
@@ -478,6 +313,11 @@ class Session : public std::enable_shared_from_this<Session> {
     size_t q = target.find('?');
     r.path = target.substr(0, q);
     if (q != std::string_view::npos) r.query = target.substr(q + 1);
+    r.content_type = ToView(req[bhttp::field::content_type]);
+    r.chunked = framing_.kind == BodyFraming::kChunked;
+    r.content_length =
+        framing_.kind == BodyFraming::kContentLength ? framing_.content_length : 0;
+    r.start = start;
 
     const bool has_body = body_unread_;
     // A response sent before the body was read ends the connection: closing
@@ -507,15 +347,15 @@ class Session : public std::enable_shared_from_this<Session> {
       co_return co_await SendOut(route.name, keep_alive && !has_body);
     }
 
-    if (route.kind == RouteKind::kUpload) {
-      co_return co_await HandleUpload(r, route, keep_alive, start);
+    if (std::holds_alternative<StreamHandler>(route.handler)) {
+      co_return co_await HandleStream(r, route, keep_alive);
     }
-
-    HandlerEnv env{ctx_.deps.store, ctx_.deps.queue, &ctx_.metrics, &ctx_.settings};
+    const Handler handler = std::get<Handler>(route.handler);
+    HandlerEnv env = Env();
     if (route.blocking) {
-      out_ = co_await OnPool(ctx_, [&] { return route.handler(r, env); });
+      out_ = co_await OnPool(ctx_, [&] { return handler(r, env); });
     } else {
-      out_ = route.handler(r, env);
+      out_ = handler(r, env);
     }
     co_return co_await SendOut(route.name, keep_alive && !has_body);
   }
@@ -534,43 +374,35 @@ class Session : public std::enable_shared_from_this<Session> {
     return diff == 0;
   }
 
-  net::awaitable<bool> HandleUpload(const Request& r, const Route& route, bool keep_alive,
-                                    std::chrono::steady_clock::time_point start) {
+  HandlerEnv Env() {
+    return HandlerEnv{ctx_.deps.store,    ctx_.deps.queue, ctx_.deps.blobs, ctx_.committer.get(),
+                      &ctx_.limiter,      &ctx_.metrics,   &ctx_.settings};
+  }
+
+  // A streaming route: size checks from the header, the route's start
+  // (which may refuse), 100-continue, then the body buffer by buffer into
+  // the route's BodyConsumer (see the file comment).
+  net::awaitable<bool> HandleStream(const Request& r, const Route& route, bool keep_alive) {
     auto& req = parser_->get();
     const auto& st = ctx_.settings;
     const int64_t body_limit = route.body_limit == kUploadBodyLimit
                                    ? st.max_upload_bytes + kMultipartOverheadBytes
                                    : route.body_limit;
-    const bool chunked = framing_.kind == BodyFraming::kChunked;
-    const uint64_t content_length =
-        framing_.kind == BodyFraming::kContentLength ? framing_.content_length : 0;
-
-    if (!chunked && content_length == 0) {
-      out_ = ErrorResponse(InvalidArgument("a multipart/form-data body is required"),
-                           "malformed_body", r.request_id);
-      co_return co_await SendOut(route.name, keep_alive);
-    }
-    if (content_length > static_cast<std::uint64_t>(body_limit)) {
+    if (r.content_length > static_cast<std::uint64_t>(body_limit)) {
       out_ = ErrorResponse(
           ResourceExhausted("the upload exceeds " + std::to_string(st.max_upload_bytes) + " bytes"),
           "payload_too_large", r.request_id);
       co_return co_await SendOut(route.name, false);
     }
-    auto boundary = BoundaryFromContentType(ToView(req[bhttp::field::content_type]));
-    if (!boundary) {
-      out_ =
-          ErrorResponse(InvalidArgument("Content-Type must be multipart/form-data with a boundary"),
-                        "malformed_body", r.request_id);
-      co_return co_await SendOut(route.name, false);
+    HandlerEnv env = Env();
+    StreamStart started = std::get<StreamHandler>(route.handler)(r, env);
+    if (auto* refused = std::get_if<Response>(&started)) {
+      // Refused from the header: the connection stays only when no body
+      // bytes are left to skip.
+      out_ = std::move(*refused);
+      co_return co_await SendOut(route.name, keep_alive && !body_unread_);
     }
-    int64_t retry_after_s = 0;
-    if (!ctx_.limiter.Allow(r.user_id, MonotonicMs(), &retry_after_s)) {
-      Response resp = ErrorResponse(ResourceExhausted("too many uploads; retry later"),
-                                    "rate_limited", r.request_id);
-      resp.retry_after_s = retry_after_s;
-      out_ = std::move(resp);
-      co_return co_await SendOut(route.name, false);
-    }
+    std::unique_ptr<BodyConsumer> consumer = std::move(std::get<1>(started));
     if (IEquals(ToView(req[bhttp::field::expect]), "100-continue")) {
       stream_.expires_after(std::chrono::milliseconds(st.body_idle_timeout_ms));
       auto [ec, n] = co_await net::async_write(
@@ -578,8 +410,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (ec) co_return false;
     }
     body_limit_ = body_limit;
-    remaining_ = static_cast<int64_t>(content_length);
-    if (chunked) {
+    remaining_ = static_cast<int64_t>(r.content_length);
+    if (r.chunked) {
       ChunkedLimits limits;
       limits.max_line_bytes = static_cast<size_t>(st.max_chunk_line_bytes);
       limits.max_trailer_bytes = static_cast<size_t>(st.max_trailer_bytes);
@@ -588,7 +420,6 @@ class Session : public std::enable_shared_from_this<Session> {
     window_start_ = std::chrono::steady_clock::now();
     window_bytes_ = 0;
 
-    UploadForm form(ctx_, std::move(*boundary), NewUuid());
     // The upload buffers are allocated only once body bytes arrived: a client
     // that sends a header and then nothing costs a few KiB, not 1 MiB.
     if (buffer_.size() == 0) {
@@ -597,39 +428,25 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     char* bufs[2] = {Buffer(0), nullptr};
     int cur = 0;
-    Fill f = co_await FillBuffer(bufs[cur], chunked);
+    Fill f = co_await FillBuffer(bufs[cur], r.chunked);
     for (;;) {
       if (f.error != FillError::kNone) co_return co_await BodyReadFailed(f, r, route);
       std::string_view chunk(bufs[cur], f.n);
       if (f.done) {
+        // The last buffer and the answer in one pool task.
         body_unread_ = false;
-        bool accepted = false;
-        Response resp = co_await OnPool(ctx_, [&] {
-          if (auto refused = form.Feed(chunk, r.request_id)) return std::move(*refused);
-          return form.Finish(r.user_id, r.request_id, &accepted);
-        });
-        if (accepted) {
-          ctx_.metrics.UploadAccepted(
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        }
-        out_ = std::move(resp);
+        BodyConsumer& last = *consumer;
+        out_ = co_await FeedAndFinish(ctx_, last, chunk, r.request_id);
         co_return co_await SendOut(route.name, keep_alive);
       }
       if (bufs[1 - cur] == nullptr) bufs[1 - cur] = Buffer(1 - cur);
-      // Parse here (a delimiter scan: cheap), then hash and write this
-      // buffer's file bytes on two pool threads while the next buffer fills:
-      // SHA-256 is the slowest stage, so it gets a core of its own.
-      if (auto refused = form.Parse(chunk, r.request_id)) {
+      // This buffer goes to the consumer while the next one fills.
+      BodyConsumer* c = consumer.get();
+      auto [refused, next] =
+          co_await (OnPool(ctx_, [c, chunk] { return c->Feed(chunk); }) &&
+                    FillBuffer(bufs[1 - cur], r.chunked));
+      if (refused) {
         out_ = std::move(*refused);
-        co_return co_await SendOut(route.name, false);
-      }
-      auto [hashed, written, next] =
-          co_await (OnPool(ctx_, [&form] { return form.HashPieces(); }) &&
-                    OnPool(ctx_, [&form] { return form.WritePieces(); }) &&
-                    FillBuffer(bufs[1 - cur], chunked));
-      form.ClearPieces();
-      if (!hashed.ok() || !written.ok()) {
-        out_ = ErrorResponse(written.ok() ? hashed : written, {}, r.request_id);
         co_return co_await SendOut(route.name, false);
       }
       f = next;

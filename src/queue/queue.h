@@ -59,6 +59,14 @@ struct JobCounts {
           paused = 0, waiting_children = 0;
 };
 
+// One job for Queue::AddMany: the arguments of Queue::Add.
+struct JobToAdd {
+  std::string id;
+  std::string name;
+  std::string data_json;
+  JobOptions opts;
+};
+
 // Producer side.
 class Queue {
  public:
@@ -68,6 +76,18 @@ class Queue {
   // added, false if a job with that id already exists (a no-op, as in BullMQ).
   virtual Result<bool> Add(const std::string& id, const std::string& name,
                            const std::string& data_json, const JobOptions& opts) = 0;
+
+  // Adds every job as Add would, in one round trip to Redis (pipelined: all
+  // the commands are written, then all the replies read). One result per
+  // job, in order. A connection lost midway fails every job whose reply did
+  // not arrive (kUnavailable); adding them again is safe (Add is idempotent
+  // by id). The default runs Add for each job.
+  virtual std::vector<Result<bool>> AddMany(const std::vector<JobToAdd>& jobs) {
+    std::vector<Result<bool>> out;
+    out.reserve(jobs.size());
+    for (const JobToAdd& j : jobs) out.push_back(Add(j.id, j.name, j.data_json, j.opts));
+    return out;
+  }
 
   // True if Redis holds a job hash for `id` (in any state).
   virtual Result<bool> Exists(const std::string& id) = 0;

@@ -172,6 +172,48 @@ TEST_F(RedisQueueTest, IdsBullMqRefusesAreInvalidArguments) {
   }
 }
 
+TEST_F(RedisQueueTest, AddManyAddsEachJobAsAddWouldInOneRoundTrip) {
+  MustAdd(Uuid(2));
+  std::vector<JobToAdd> jobs;
+  for (int i = 1; i <= 50; ++i) jobs.push_back({Uuid(i), kJobName, kData, JobOptions{}});
+  jobs.push_back({"123", kJobName, kData, JobOptions{}});  // refused alone
+  auto stat = [&] {
+    // "cmdstat_evalsha:calls=N,..." counts the script calls the server ran.
+    std::string info = Cmd({"INFO", "commandstats"}).str;
+    size_t at = info.find("cmdstat_evalsha:calls=");
+    return at == std::string::npos ? 0LL : std::stoll(info.substr(at + 22));
+  };
+  const long long calls_before = stat();
+  std::vector<Result<bool>> added = queue_->AddMany(jobs);
+  ASSERT_EQ(added.size(), jobs.size());
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(added[i]) << i << ": " << added[i].status().ToString();
+    EXPECT_EQ(*added[i], i != 1) << "only the job added before is a duplicate";
+    EXPECT_EQ(json::parse(Hash(kQ + Uuid(i + 1))["data"]), json::parse(kData));
+  }
+  EXPECT_EQ(added[50].code(), Errc::kInvalidArgument);
+  EXPECT_EQ(stat() - calls_before, 50);
+  EXPECT_EQ(Int({"LLEN", std::string(kQ) + "wait"}), 50);
+  // Waiting order is the order of the batch (LPUSH: the newest at the head).
+  EXPECT_EQ(Str({"LINDEX", std::string(kQ) + "wait", "0"}), Uuid(50));
+  EXPECT_EQ(Str({"LINDEX", std::string(kQ) + "wait", "-1"}), Uuid(2));
+}
+
+TEST_F(RedisQueueTest, AddManyAfterARedisRestartReconnectsAndAdds) {
+  ASSERT_TRUE(queue_->AddMany({{Uuid(1), kJobName, kData, JobOptions{}}})[0]);
+  redis_.Stop();
+  std::vector<Result<bool>> down = queue_->AddMany({{Uuid(2), kJobName, kData, JobOptions{}}});
+  EXPECT_EQ(down[0].code(), Errc::kUnavailable);
+  redis_.Start();
+  raw_ = std::make_unique<RedisConnection>(options_);
+  // The reconnect backoff may refuse the first calls; the add goes through
+  // once it has passed.
+  ASSERT_TRUE(Eventually(
+      [&] { return queue_->AddMany({{Uuid(2), kJobName, kData, JobOptions{}}})[0].ok(); },
+      std::chrono::seconds(10)));
+  EXPECT_EQ(Int({"EXISTS", kQ + Uuid(2)}), 1);
+}
+
 TEST_F(RedisQueueTest, FetchLeasesJobWithLockTokenAndEvents) {
   const std::string id = Uuid(1);
   MustAdd(id);

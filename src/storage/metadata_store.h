@@ -36,6 +36,16 @@ class MetadataStore {
   // Inserts a row with status pending. kAlreadyExists if the id is taken.
   virtual Result<void> InsertJob(const NewJob& job) = 0;
 
+  // Inserts every row (status pending) in one transaction: all or none. On
+  // an error nothing is inserted and the error is returned with InsertJob's
+  // codes (kAlreadyExists when any id is taken, twice in the list
+  // included); a caller that must tell the rows apart inserts them one by
+  // one then. The uploads' group commit (uploads/group_commit.h) calls it
+  // with the rows of uploads that finished together. An empty list is a
+  // no-op; PostgreSQL takes at most 7281 rows per call (kInvalidArgument
+  // beyond: one statement carries at most 65535 parameters).
+  virtual Result<void> InsertJobs(const std::vector<NewJob>& jobs) = 0;
+
   // The row, or nullopt if there is none.
   virtual Result<std::optional<JobRecord>> GetJob(const std::string& id) = 0;
 

@@ -74,6 +74,46 @@ TEST_P(MetadataStoreContract, DuplicateIdIsAlreadyExists) {
   EXPECT_EQ(store->InsertJob(j).code(), Errc::kAlreadyExists);
 }
 
+TEST_P(MetadataStoreContract, InsertJobsInsertsEveryRowWithAllFields) {
+  auto store = Open();
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 40; ++i) jobs.push_back(MakeJob("alice", "s" + std::to_string(i)));
+  jobs[7].message = "it's a \"quote\" and a ;";  // text parameters, never SQL
+  ASSERT_TRUE(store->InsertJobs(jobs).ok());
+  EXPECT_TRUE(store->InsertJobs({}).ok());
+  for (const NewJob& j : jobs) {
+    auto got = store->GetJob(j.id);
+    ASSERT_TRUE(got.ok() && got->has_value()) << j.id;
+    const JobRecord& r = **got;
+    EXPECT_EQ(r.session_id, j.session_id);
+    EXPECT_EQ(r.status, JobStatus::kPending);
+    EXPECT_EQ(r.size_bytes, 42);
+    EXPECT_EQ(r.sha256_hex, j.sha256_hex);
+    EXPECT_EQ(r.storage_path, j.storage_path);
+    EXPECT_EQ(r.message, j.message);
+    EXPECT_EQ(r.created_at_ms, r.updated_at_ms);
+  }
+}
+
+TEST_P(MetadataStoreContract, InsertJobsIsAllOrNothing) {
+  auto store = Open();
+  NewJob taken = MakeJob();
+  ASSERT_TRUE(store->InsertJob(taken).ok());
+  std::vector<NewJob> jobs = {MakeJob(), taken, MakeJob()};
+  EXPECT_EQ(store->InsertJobs(jobs).code(), Errc::kAlreadyExists);
+  // The same id twice in one list is refused as well.
+  NewJob twice = MakeJob();
+  EXPECT_EQ(store->InsertJobs({MakeJob(), twice, twice}).code(), Errc::kAlreadyExists);
+  EXPECT_EQ(store->InsertJobs({MakeJob(), MakeJob("")}).code(), Errc::kInvalidArgument);
+  for (const NewJob& j : {jobs[0], jobs[2], twice}) {
+    auto got = store->GetJob(j.id);
+    ASSERT_TRUE(got.ok());
+    EXPECT_FALSE(got->has_value()) << "a row of a refused batch was inserted";
+  }
+  // The store is still usable after the rolled-back batches.
+  EXPECT_TRUE(store->InsertJobs({jobs[0], jobs[2]}).ok());
+}
+
 TEST_P(MetadataStoreContract, InsertWithoutUserIsInvalidArgument) {
   auto store = Open();
   NewJob j = MakeJob("");

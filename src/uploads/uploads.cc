@@ -141,15 +141,14 @@ std::string JobDataJson(const storage::NewJob& job) {
                                   job.message});
 }
 
-Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::MetadataStore& store,
-                             queue::Queue& queue, const AcceptOptions& options) {
+Result<storage::NewJob> Seal(AcceptedUpload upload, FileSink& sink, bool fsync) {
   if (Status s = CheckSessionId(upload.session_id); !s.ok()) return s;
   if (upload.message.size() > kMaxMessageBytes) {
     return InvalidArgument("message is longer than " + std::to_string(kMaxMessageBytes) + " bytes");
   }
   if (sink.size() == 0) return InvalidArgument("the file is empty");
 
-  auto path = sink.Commit(options.fsync);
+  auto path = sink.Commit(fsync);
   if (!path) return path.status();
 
   storage::NewJob job;
@@ -160,12 +159,24 @@ Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::Met
   job.mime_type = std::move(upload.mime_type);
   job.size_bytes = sink.size();
   job.sha256_hex = sink.sha256_hex();
-  job.storage_path = *path;
+  job.storage_path = std::move(*path);
   job.message = std::move(upload.message);
+  return job;
+}
+
+queue::JobToAdd JobFor(const storage::NewJob& row) {
+  return {row.id, queue::kJobName, JobDataJson(row), queue::JobOptions{}};
+}
+
+Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::MetadataStore& store,
+                             queue::Queue& queue, const AcceptOptions& options) {
+  auto sealed = Seal(std::move(upload), sink, options.fsync);
+  if (!sealed) return sealed.status();
+  const storage::NewJob& job = *sealed;
 
   if (auto inserted = store.InsertJob(job); !inserted) {
     // Nothing refers to the blob yet: remove it so a refused upload leaves no file.
-    if (auto removed = sink.blobs().Remove(*path); !removed) {
+    if (auto removed = sink.blobs().Remove(job.storage_path); !removed) {
       spdlog::warn("upload {}: removing blob after failed insert: {}", job.id,
                    removed.status().ToString());
     }
@@ -174,10 +185,10 @@ Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::Met
 
   AcceptOutcome out;
   out.job_id = job.id;
-  out.storage_path = *path;
-  const std::string data = JobDataJson(job);
+  out.storage_path = job.storage_path;
+  const queue::JobToAdd add = JobFor(job);
   for (int attempt = 1; attempt <= std::max(1, options.queue_add_attempts); ++attempt) {
-    auto added = queue.Add(job.id, queue::kJobName, data, queue::JobOptions{});
+    auto added = queue.Add(add.id, add.name, add.data_json, add.opts);
     if (added) {
       out.enqueued = true;
       break;

@@ -1,17 +1,22 @@
 // File: uploads/uploads.h
 //
 // Accepting an upload, without any HTTP: the bytes of the file part are
-// streamed into a BlobWriter through a FileSink (SHA-256 and size on the way),
-// then Accept() makes the upload durable and visible in the order DESIGN.md
-// promises:
+// streamed into a BlobWriter through a FileSink (SHA-256 and size on the way;
+// upload_form.h drives it from a multipart body), then the upload is made
+// durable and visible in the order DESIGN.md promises:
 //
-//   Commit(fsync) -> MetadataStore::InsertJob (pending) -> Queue::Add
+//   Seal: Commit(fsync) -> MetadataStore::InsertJob (pending) -> Queue::Add
 //
 // The row is the source of truth. If Queue::Add still fails after a couple of
 // quick retries the upload is accepted anyway: the row is committed and the
 // reconciler (worker side) re-adds every pending row that has no job, which is
 // idempotent because the job id is the row id. If InsertJob fails the blob is
 // removed and the error (kUnavailable) is returned: nothing was accepted.
+//
+// Accept() runs the three steps for one upload. The server instead seals each
+// upload on its own and hands the row to a GroupCommitter (group_commit.h),
+// which inserts the rows of uploads that finish together in one transaction
+// and adds their jobs in one pipelined round trip, in the same order.
 //
 // Threads: everything here blocks (file I/O, fsync, SQL, Redis). Call it on a
 // blocking pool, never on a socket-serving thread. A FileSink is used by one
@@ -40,6 +45,7 @@ class MetadataStore;
 }
 namespace conveyor::queue {
 class Queue;
+struct JobToAdd;
 }
 
 namespace conveyor::uploads {
@@ -125,6 +131,17 @@ struct AcceptOutcome {
   std::string storage_path;
   bool enqueued = false;  // false: left to the reconciler (row is pending)
 };
+
+// Validates the fields (kInvalidArgument: invalid session_id, message too
+// long, empty file; nothing stored), then commits the blob (fsync when
+// `fsync`) and returns the row that describes it (id = the sink's job id,
+// the client's file name cleaned by CleanFileName). Errors of the blob commit
+// (kUnavailable, kInternal) leave no file behind.
+Result<storage::NewJob> Seal(AcceptedUpload upload, FileSink& sink, bool fsync);
+
+// The queue job of a row: id = the row's id, name queue::kJobName, data
+// JobDataJson(row), default options.
+queue::JobToAdd JobFor(const storage::NewJob& row);
 
 // Validates the fields (kInvalidArgument: empty/too long session_id, message
 // too long, empty file), commits the blob, inserts the row and adds the job

@@ -6,6 +6,7 @@
 
 #include "core/ids.h"
 #include "fakes.h"
+#include "uploads/upload_form.h"
 #include "test_support.h"
 
 namespace conveyor::uploads {
@@ -49,6 +50,91 @@ TEST(FileSink, RefusesBytesPastTheLimitAndDeletesTheTempFileWhenDropped) {
     EXPECT_EQ(sink.size(), 60000);
     EXPECT_EQ(DirBlobStore::ListFiles(blobs.dir() + "/tmp").size(), 1u);
   }
+  EXPECT_TRUE(DirBlobStore::ListFiles(dir.path()).empty());
+}
+
+
+// A multipart body with the given file bytes and fields.
+std::string Body(const std::string& file, const std::string& session = "s1",
+                 const std::string& extra = "") {
+  const std::string b = "--XyZ\r\n";
+  std::string out = b + "Content-Disposition: form-data; name=\"session_id\"\r\n\r\n" + session +
+                    "\r\n";
+  out += extra;
+  out += b + "Content-Disposition: form-data; name=\"file\"; filename=\"../r.txt\"\r\n" +
+         "Content-Type: text/plain\r\n\r\n" + file + "\r\n--XyZ--\r\n";
+  return out;
+}
+
+TEST(UploadForm, EverySplitOfTheBodyGivesTheSameUpload) {
+  TempDir dir;
+  DirBlobStore blobs(dir / "b");
+  const std::string file = "line one\r\nline --XyZ two\r\n-";
+  const std::string body = Body(file);
+  for (size_t cut = 0; cut <= body.size(); ++cut) {
+    UploadForm form(blobs, "XyZ", NewUuid(), 1 << 20);
+    ASSERT_TRUE(form.Feed(body.substr(0, cut)).ok()) << cut;
+    ASSERT_TRUE(form.Feed(body.substr(cut)).ok()) << cut;
+    auto up = form.Finish("u1");
+    ASSERT_TRUE(up.ok()) << cut << ": " << up.status().ToString();
+    EXPECT_EQ(up->session_id, "s1");
+    EXPECT_EQ(up->user_id, "u1");
+    EXPECT_EQ(up->original_name, "../r.txt");  // cleaned by Seal, not here
+    EXPECT_EQ(up->mime_type, "text/plain");
+    EXPECT_EQ(form.sink().size(), static_cast<int64_t>(file.size()));
+    auto row = Seal(std::move(*up), form.sink(), false);
+    ASSERT_TRUE(row.ok()) << row.status().ToString();
+    EXPECT_EQ(row->original_name, "r.txt");
+    EXPECT_EQ(row->sha256_hex.size(), 64u);
+  }
+  // One byte at a time, too.
+  UploadForm form(blobs, "XyZ", NewUuid(), 1 << 20);
+  for (char c : body) ASSERT_TRUE(form.Feed(std::string_view(&c, 1)).ok());
+  ASSERT_TRUE(form.Finish("u1").ok());
+  EXPECT_EQ(form.sink().size(), static_cast<int64_t>(file.size()));
+}
+
+TEST(UploadForm, RefusalsCarryTheirClientCode) {
+  TempDir dir;
+  DirBlobStore blobs(dir / "b");
+  struct Case {
+    std::string body;
+    int64_t max_file = 1 << 20;
+    Errc code;
+    std::string_view error_code;
+    bool at_finish;
+  };
+  const std::string msg = "--XyZ\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\n";
+  std::vector<Case> cases = {
+      {Body("x"), 0, Errc::kResourceExhausted, "payload_too_large", false},
+      {Body("x", std::string(300, 's')), 1 << 20, Errc::kInvalidArgument, "invalid_session_id",
+       false},
+      {Body("x", "s1", msg + std::string(65 * 1024, 'm') + "\r\n"), 1 << 20,
+       Errc::kInvalidArgument, "message_too_long", false},
+      {"garbage without a delimiter", 1 << 20, Errc::kInvalidArgument, "malformed_body", true},
+      {Body("x").substr(0, 40), 1 << 20, Errc::kInvalidArgument, "malformed_body", true},
+      {Body(""), 1 << 20, Errc::kInvalidArgument, "empty_file", true},
+      {Body("x", ""), 1 << 20, Errc::kInvalidArgument, "missing_session_id", true},
+      {Body("x", "s\xff"), 1 << 20, Errc::kInvalidArgument, "invalid_session_id", true},
+      {Body("x", "s1", msg + "\xc3\r\n"), 1 << 20, Errc::kInvalidArgument, "invalid_message",
+       true},
+      {"--XyZ\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\ns\r\n--XyZ--\r\n",
+       1 << 20, Errc::kInvalidArgument, "missing_file", true},
+  };
+  for (const Case& c : cases) {
+    UploadForm form(blobs, "XyZ", NewUuid(), c.max_file);
+    Status fed = form.Feed(c.body);
+    if (!c.at_finish) {
+      EXPECT_EQ(fed.code(), c.code) << c.error_code << ": " << fed.ToString();
+      EXPECT_EQ(form.error_code(), c.error_code);
+      continue;
+    }
+    ASSERT_TRUE(fed.ok()) << c.error_code << ": " << fed.ToString();
+    auto up = form.Finish("u1");
+    EXPECT_EQ(up.code(), c.code) << c.error_code;
+    EXPECT_EQ(form.error_code(), c.error_code);
+  }
+  // Refused forms leave no file behind.
   EXPECT_TRUE(DirBlobStore::ListFiles(dir.path()).empty());
 }
 

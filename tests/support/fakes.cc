@@ -14,22 +14,35 @@ namespace fs = std::filesystem;
 // ---- FakeMetadataStore ----
 
 Result<void> FakeMetadataStore::InsertJob(const storage::NewJob& job) {
+  return InsertJobs({job});
+}
+
+Result<void> FakeMetadataStore::InsertJobs(const std::vector<storage::NewJob>& jobs) {
   if (Errc e = fail_insert.load(); e != Errc::kOk) return Status(e, "injected insert failure");
   std::lock_guard lock(mu_);
-  if (rows_.count(job.id)) return AlreadyExists("job " + job.id);
-  storage::JobRecord r;
-  r.id = job.id;
-  r.user_id = job.user_id;
-  r.session_id = job.session_id;
-  r.status = storage::JobStatus::kPending;
-  r.created_at_ms = r.updated_at_ms = NowMs();
-  r.original_name = job.original_name;
-  r.mime_type = job.mime_type;
-  r.size_bytes = job.size_bytes;
-  r.sha256_hex = job.sha256_hex;
-  r.storage_path = job.storage_path;
-  r.message = job.message;
-  rows_[job.id] = std::move(r);
+  // All or none: every id is checked before any row goes in.
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const storage::NewJob& job = jobs[i];
+    if (rows_.count(job.id)) return AlreadyExists("job " + job.id);
+    for (size_t k = 0; k < i; ++k) {
+      if (jobs[k].id == job.id) return AlreadyExists("job " + job.id);
+    }
+  }
+  for (const storage::NewJob& job : jobs) {
+    storage::JobRecord r;
+    r.id = job.id;
+    r.user_id = job.user_id;
+    r.session_id = job.session_id;
+    r.status = storage::JobStatus::kPending;
+    r.created_at_ms = r.updated_at_ms = NowMs();
+    r.original_name = job.original_name;
+    r.mime_type = job.mime_type;
+    r.size_bytes = job.size_bytes;
+    r.sha256_hex = job.sha256_hex;
+    r.storage_path = job.storage_path;
+    r.message = job.message;
+    rows_[job.id] = std::move(r);
+  }
   return {};
 }
 

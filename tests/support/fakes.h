@@ -28,6 +28,7 @@ namespace conveyor::testing {
 class FakeMetadataStore : public storage::MetadataStore {
  public:
   Result<void> InsertJob(const storage::NewJob& job) override;
+  Result<void> InsertJobs(const std::vector<storage::NewJob>& jobs) override;
   Result<std::optional<storage::JobRecord>> GetJob(const std::string& id) override;
   Result<std::optional<storage::JobRecord>> GetJobForUser(const std::string& id,
                                                           const std::string& user_id) override;

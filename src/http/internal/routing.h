@@ -1,28 +1,47 @@
 // File: http/internal/routing.h
 //
 // The route table's types (rows in routes.cc) and the Beast-free request and
-// response the handlers see. Handlers of ordinary routes are plain functions:
-// Request in, Response out; the session runs them on the blocking pool when
-// the row says `blocking`. The upload route is streamed by the session itself
-// (kind kUpload) and only takes its limits and auth flag from its row.
+// response the handlers see. A row's handler is one of two kinds:
+//
+//   Handler        Request in, Response out, for routes without a body; the
+//                  session runs it on the blocking pool when the row says
+//                  `blocking`.
+//   StreamHandler  for a route whose body streams in (the upload): called
+//                  with the request head before any body byte is read, it
+//                  returns a BodyConsumer, which the session then feeds each
+//                  body buffer as it arrives (on the pool, while it reads the
+//                  next one) and finally asks for the response.
+//
+// The session (session.cc) owns the socket: framing, limits, timeouts and
+// reading; handlers see bytes and answer with a Response.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace conveyor::storage {
+class BlobStore;
 class MetadataStore;
-}
+}  // namespace conveyor::storage
 namespace conveyor::queue {
 class Queue;
+}
+namespace conveyor::uploads {
+class GroupCommitter;
 }
 
 namespace conveyor::http {
 
 struct ServerSettings;
 class Metrics;
+class RateLimiter;
 
 struct Request {
   std::string_view method;          // "GET"
@@ -31,6 +50,11 @@ struct Request {
   std::vector<std::string> params;  // values of the pattern's :params, in order
   std::string user_id;              // set when the route requires auth
   uint64_t request_id = 0;          // for logs
+  std::string_view content_type;    // the Content-Type field ("" when absent)
+  bool chunked = false;             // Transfer-Encoding: chunked
+  uint64_t content_length = 0;      // Content-Length (0 when chunked or absent)
+  // When the request header had been read (for the upload duration metric).
+  std::chrono::steady_clock::time_point start;
 };
 
 struct Response {
@@ -44,16 +68,42 @@ struct Response {
 struct HandlerEnv {
   storage::MetadataStore* store;
   queue::Queue* queue;
+  storage::BlobStore* blobs;
+  uploads::GroupCommitter* committer;  // rows and jobs of accepted uploads
+  RateLimiter* limiter;                // uploads per user
   Metrics* metrics;
   const ServerSettings* settings;
 };
 
 using Handler = Response (*)(const Request&, HandlerEnv&);
 
-enum class RouteKind {
-  kSimple,  // handler(Request) -> Response
-  kUpload,  // the streaming multipart upload, run by the session
+// The body of one request to a streaming route, handed over as it arrives.
+// The session calls Feed for every body buffer, in order, then Finish once;
+// never two calls at once.
+class BodyConsumer {
+ public:
+  virtual ~BodyConsumer() = default;
+
+  // The next bytes of the body (never empty). Runs on the blocking pool, so
+  // it may block (hash, write). A response refuses the body: the session
+  // sends it and closes the connection without reading the rest.
+  virtual std::optional<Response> Feed(std::string_view bytes) = 0;
+
+  // The body is complete. Runs on the blocking pool, right after the last
+  // Feed in the same task. Calls `done` exactly once with the response, from
+  // any thread, now or later (an upload answers once its group commit is
+  // done); the session keeps the consumer alive and the connection waiting
+  // until then.
+  virtual void Finish(std::function<void(Response)> done) = 0;
 };
+
+// What a StreamHandler returns: the body's consumer, or a response that
+// refuses the request before its body is read.
+using StreamStart = std::variant<Response, std::unique_ptr<BodyConsumer>>;
+
+// Called with the request head (body framing in Request) on the
+// connection's strand, before any body byte is read: it must not block.
+using StreamHandler = StreamStart (*)(const Request&, HandlerEnv&);
 
 // Body limit of a row whose limit is the upload limit (settings) plus the
 // multipart overhead allowance.
@@ -68,10 +118,9 @@ enum class Auth {
 struct Route {
   std::string_view method;   // "GET", "POST"
   std::string_view pattern;  // "/api/chat/upload/status/:jobId"
-  RouteKind kind;
-  Handler handler;        // null for kUpload
+  std::variant<Handler, StreamHandler> handler;
   Auth auth;              // checked before any body
-  bool blocking;          // run on the blocking pool (store/queue calls)
+  bool blocking;          // Handler: run on the blocking pool (store/queue calls)
   int64_t body_limit;     // bytes; 0 = no body expected; kUploadBodyLimit
   std::string_view name;  // metrics label
 };

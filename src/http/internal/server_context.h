@@ -20,6 +20,7 @@
 #include "http/internal/rate_limiter.h"
 #include "http/internal/token_cache.h"
 #include "http/server.h"
+#include "uploads/group_commit.h"
 
 namespace conveyor::http {
 
@@ -59,6 +60,9 @@ struct ServerContext {
   std::function<void()> on_drained;
 
   boost::asio::thread_pool pool;  // blocking calls: store, queue, file I/O
+  // Rows and jobs of accepted uploads, committed in groups (made by Start(),
+  // stopped by the server after the pool and before the io_context goes).
+  std::unique_ptr<uploads::GroupCommitter> committer;
   // Last member: destroyed first, so handlers (and the sessions they own)
   // are destroyed while everything above is still alive.
   boost::asio::io_context ioc;

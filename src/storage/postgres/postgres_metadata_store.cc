@@ -421,22 +421,46 @@ class PostgresMetadataStore final : public MetadataStore {
  public:
   explicit PostgresMetadataStore(std::string url) : pool_(std::move(url)) {}
 
-  Result<void> InsertJob(const NewJob& job) override {
-    if (job.id.empty() || job.user_id.empty() || job.session_id.empty()) {
-      return InvalidArgument("job id, user id and session id are required");
+  Result<void> InsertJob(const NewJob& job) override { return InsertJobs({job}); }
+
+  // One INSERT of every row (VALUES (...), (...)): a single statement is its
+  // own transaction, so the rows go in together or not at all, in one round
+  // trip.
+  Result<void> InsertJobs(const std::vector<NewJob>& jobs) override {
+    if (jobs.empty()) return {};
+    for (const NewJob& job : jobs) {
+      if (job.id.empty() || job.user_id.empty() || job.session_id.empty()) {
+        return InvalidArgument("job id, user id and session id are required");
+      }
     }
-    auto r = WithSession(pool_, [&](Session& s) {
-      return s.Exec(
-          "INSERT INTO \"FileUploadJob\" (\"id\", \"userId\", \"sessionId\", \"status\","
-          " \"createdAt\", \"updatedAt\", \"originalName\", \"mimeType\", \"size\","
-          " \"sha256\", \"storagePath\", \"message\", \"progress\", \"attempts\")"
-          " VALUES ($1, $2, $3, 'pending', $4, $4, $5, $6, $7, $8, $9, $10, 0, 0)",
-          {job.id, job.user_id, job.session_id, std::to_string(NowMs()), job.original_name,
-           job.mime_type, std::to_string(job.size_bytes), job.sha256_hex, job.storage_path,
-           job.message});
-    });
+    constexpr int kParamsPerRow = 9;
+    // The protocol carries at most 65535 parameters per statement.
+    if (jobs.size() > (65535 - 1) / kParamsPerRow) {
+      return InvalidArgument("too many rows for one INSERT: " + std::to_string(jobs.size()));
+    }
+    std::string sql =
+        "INSERT INTO \"FileUploadJob\" (\"id\", \"userId\", \"sessionId\", \"status\","
+        " \"createdAt\", \"updatedAt\", \"originalName\", \"mimeType\", \"size\","
+        " \"sha256\", \"storagePath\", \"message\", \"progress\", \"attempts\") VALUES ";
+    std::vector<std::string> params;
+    params.reserve(1 + jobs.size() * kParamsPerRow);
+    params.push_back(std::to_string(NowMs()));  // $1: createdAt and updatedAt of every row
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const NewJob& job = jobs[i];
+      auto p = [&](int k) { return "$" + std::to_string(2 + i * kParamsPerRow + k); };
+      if (i > 0) sql += ", ";
+      sql += "(" + p(0) + ", " + p(1) + ", " + p(2) + ", 'pending', $1, $1, " + p(3) + ", " +
+             p(4) + ", " + p(5) + ", " + p(6) + ", " + p(7) + ", " + p(8) + ", 0, 0)";
+      params.insert(params.end(), {job.id, job.user_id, job.session_id, job.original_name,
+                                   job.mime_type, std::to_string(job.size_bytes), job.sha256_hex,
+                                   job.storage_path, job.message});
+    }
+    auto r = WithSession(pool_, [&](Session& s) { return s.Exec(sql.c_str(), params); });
     if (!r) {
-      if (r.code() == Errc::kAlreadyExists) return AlreadyExists("job " + job.id + " already exists");
+      if (r.code() == Errc::kAlreadyExists) {
+        if (jobs.size() == 1) return AlreadyExists("job " + jobs[0].id + " already exists");
+        return AlreadyExists("a job of the batch already exists");
+      }
       return r.status();
     }
     return {};

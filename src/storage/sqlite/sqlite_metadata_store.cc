@@ -467,25 +467,20 @@ class SqliteMetadataStore final : public MetadataStore {
       : path_(std::move(path)), memory_(memory), writer_(std::move(writer)) {}
 
   Result<void> InsertJob(const NewJob& job) override {
-    if (job.id.empty() || job.user_id.empty() || job.session_id.empty()) {
-      return InvalidArgument("job id, user id and session id are required");
-    }
+    CONVEYOR_RETURN_IF_ERROR(CheckNewJob(job));
     std::lock_guard lock(write_mu_);
-    auto s = Stmt::Make(*writer_,
-                        "INSERT INTO \"FileUploadJob\" (\"id\", \"userId\", \"sessionId\", \"status\","
-                        " \"createdAt\", \"updatedAt\", \"originalName\", \"mimeType\", \"size\","
-                        " \"sha256\", \"storagePath\", \"message\", \"progress\", \"attempts\")"
-                        " VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 0)");
-    if (!s) return s.status();
-    s->Bind(1, job.id).Bind(2, job.user_id).Bind(3, job.session_id).Bind(4, NowMs());
-    s->Bind(5, job.original_name).Bind(6, job.mime_type).Bind(7, job.size_bytes);
-    s->Bind(8, job.sha256_hex).Bind(9, job.storage_path).Bind(10, job.message);
-    auto r = s->Run();
-    if (!r) {
-      if (r.code() == Errc::kAlreadyExists) return AlreadyExists("job " + job.id + " already exists");
-      return r.status();
-    }
-    return {};
+    return InsertRow(job, NowMs());
+  }
+
+  Result<void> InsertJobs(const std::vector<NewJob>& jobs) override {
+    if (jobs.empty()) return {};
+    for (const NewJob& job : jobs) CONVEYOR_RETURN_IF_ERROR(CheckNewJob(job));
+    std::lock_guard lock(write_mu_);
+    Transaction tx(*writer_);
+    CONVEYOR_RETURN_IF_ERROR(tx.Begin());
+    const int64_t now = NowMs();
+    for (const NewJob& job : jobs) CONVEYOR_RETURN_IF_ERROR(InsertRow(job, now));
+    return tx.Commit();
   }
 
   Result<std::optional<JobRecord>> GetJob(const std::string& id) override {
@@ -848,6 +843,32 @@ class SqliteMetadataStore final : public MetadataStore {
     auto rec = ReadJob(s);
     if (!rec) return rec.status();
     return std::optional<JobRecord>(std::move(*rec));
+  }
+
+  static Result<void> CheckNewJob(const NewJob& job) {
+    if (job.id.empty() || job.user_id.empty() || job.session_id.empty()) {
+      return InvalidArgument("job id, user id and session id are required");
+    }
+    return {};
+  }
+
+  // Inserts one pending row on the writer (write_mu_ held), created at `now`.
+  Result<void> InsertRow(const NewJob& job, int64_t now) {
+    auto s = Stmt::Make(*writer_,
+                        "INSERT INTO \"FileUploadJob\" (\"id\", \"userId\", \"sessionId\", \"status\","
+                        " \"createdAt\", \"updatedAt\", \"originalName\", \"mimeType\", \"size\","
+                        " \"sha256\", \"storagePath\", \"message\", \"progress\", \"attempts\")"
+                        " VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 0)");
+    if (!s) return s.status();
+    s->Bind(1, job.id).Bind(2, job.user_id).Bind(3, job.session_id).Bind(4, now);
+    s->Bind(5, job.original_name).Bind(6, job.mime_type).Bind(7, job.size_bytes);
+    s->Bind(8, job.sha256_hex).Bind(9, job.storage_path).Bind(10, job.message);
+    auto r = s->Run();
+    if (!r) {
+      if (r.code() == Errc::kAlreadyExists) return AlreadyExists("job " + job.id + " already exists");
+      return r.status();
+    }
+    return {};
   }
 
   // The status of `id` read on the writer (write_mu_ held), nullopt if none.
