@@ -93,10 +93,12 @@ class CountingStore final : public storage::MetadataStore {
   Result<std::vector<storage::JobRecord>> ListPending(int64_t older_than_ms, int limit) override {
     return inner_.ListPending(older_than_ms, limit);
   }
-  Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
-                           const std::string& job_id, const std::string& file_id,
-                           const std::vector<storage::MemoryChunk>& chunks) override {
-    return inner_.StoreMemory(user_id, session_id, job_id, file_id, chunks);
+  Result<void> StoreFileMemory(const storage::FileMemory& memory) override {
+    return inner_.StoreFileMemory(memory);
+  }
+  Result<std::vector<storage::RelatedFile>> FindRelatedFiles(
+      const storage::RelatedQuery& query) override {
+    return inner_.FindRelatedFiles(query);
   }
   Result<std::vector<storage::MemoryHit>> SearchMemory(const std::string& user_id,
                                                        const std::string& session_id,
