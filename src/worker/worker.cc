@@ -395,8 +395,13 @@ class Worker::Impl {
       }
     }
     auto out = RunSandboxed(sandbox, input, settings_.limits, progress);
-    if (!out && job_deadline_binds && out.code() == Errc::kResourceExhausted &&
-        out.status().message().find("too long") != std::string::npos) {
+    if (out.code() == Errc::kDeadlineExceeded) {
+      // The sandbox's timeout: the job's own when JOB_TIMEOUT_MS cut it short
+      // (retried), else the file's (it takes too long to parse, every time).
+      if (!job_deadline_binds) {
+        FailJob(consumer, job, out.status(), true);
+        return std::nullopt;
+      }
       out = timed_out;
     }
     if (!out) {
