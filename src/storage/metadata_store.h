@@ -26,6 +26,17 @@
 
 namespace conveyor::storage {
 
+// What a successful job leaves behind: its memory chunks and its result
+// (CompleteJob).
+struct JobCompletion {
+  std::string job_id;
+  std::string user_id;     // owner of the chunks (the row's)
+  std::string session_id;  // the row's
+  std::string file_id;
+  std::vector<MemoryChunk> chunks;
+  std::string result_json;
+};
+
 class MetadataStore {
  public:
   virtual ~MetadataStore() = default;
@@ -45,6 +56,15 @@ class MetadataStore {
   // already completed or failed is left alone and kFailedPrecondition returned.
   // kNotFound when there is no row.
   virtual Result<void> MarkProcessing(const std::string& id, int attempts) = 0;
+
+  // Takes job `id` for an attempt in one step: a pending or processing row
+  // becomes processing as MarkProcessing(id, attempts) makes it; a completed
+  // or failed row is left alone. Returns the row as it is afterwards (status
+  // processing when it was taken; completed or failed when it was final
+  // already), nullopt when there is no row. SQLite and PostgreSQL do it in
+  // one statement (UPDATE ... RETURNING); the default is GetJob then
+  // MarkProcessing.
+  virtual Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts);
 
   // progress := percent (0..100) while processing; no-op for other states.
   virtual Result<void> SetProgress(const std::string& id, int percent) = 0;
@@ -71,6 +91,12 @@ class MetadataStore {
   virtual Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
                                    const std::string& job_id, const std::string& file_id,
                                    const std::vector<MemoryChunk>& chunks) = 0;
+
+  // StoreMemory(c.user_id, c.session_id, c.job_id, c.file_id, c.chunks) and
+  // MarkCompleted(c.job_id, c.file_id, c.result_json) in one transaction, so
+  // that the memory and the result appear together (and a failure leaves
+  // neither). Errors as theirs. The default runs the two one after the other.
+  virtual Result<void> CompleteJob(const JobCompletion& c);
 
   // Full-text search over the caller's own chunks of one session, best first.
   // `query` is free text (never interpreted as query syntax): its words are

@@ -77,6 +77,12 @@ Result<void> CountingMetadataStore::MarkProcessing(const std::string& id, int at
   return inner_->MarkProcessing(id, attempts);
 }
 
+Result<std::optional<storage::JobRecord>> CountingMetadataStore::ClaimJob(const std::string& id,
+                                                                         int attempts) {
+  counts.Add("ClaimJob");
+  return inner_->ClaimJob(id, attempts);
+}
+
 Result<void> CountingMetadataStore::SetProgress(const std::string& id, int percent) {
   counts.Add("SetProgress");
   return inner_->SetProgress(id, percent);
@@ -112,6 +118,11 @@ Result<void> CountingMetadataStore::StoreMemory(const std::string& user_id,
                                                 const std::vector<storage::MemoryChunk>& chunks) {
   counts.Add("StoreMemory");
   return inner_->StoreMemory(user_id, session_id, job_id, file_id, chunks);
+}
+
+Result<void> CountingMetadataStore::CompleteJob(const storage::JobCompletion& c) {
+  counts.Add("CompleteJob");
+  return inner_->CompleteJob(c);
 }
 
 Result<std::vector<storage::MemoryHit>> CountingMetadataStore::SearchMemory(

@@ -59,6 +59,7 @@ class CountingMetadataStore : public storage::MetadataStore {
   Result<std::optional<storage::JobRecord>> GetJobForUser(const std::string& id,
                                                           const std::string& user_id) override;
   Result<void> MarkProcessing(const std::string& id, int attempts) override;
+  Result<std::optional<storage::JobRecord>> ClaimJob(const std::string& id, int attempts) override;
   Result<void> SetProgress(const std::string& id, int percent) override;
   Result<void> MarkCompleted(const std::string& id, const std::string& file_id,
                              const std::string& result_json) override;
@@ -68,6 +69,7 @@ class CountingMetadataStore : public storage::MetadataStore {
   Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
                            const std::string& job_id, const std::string& file_id,
                            const std::vector<storage::MemoryChunk>& chunks) override;
+  Result<void> CompleteJob(const storage::JobCompletion& c) override;
   Result<std::vector<storage::MemoryHit>> SearchMemory(const std::string& user_id,
                                                        const std::string& session_id,
                                                        const std::string& query,

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -477,6 +478,26 @@ class PostgresMetadataStore final : public MetadataStore {
     return FailedPrecondition("job " + id + " is already " + std::string(Val(res, 0, 1)));
   }
 
+  Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) override {
+    // One statement: the row as the update left it, or (not taken: final
+    // already) as it is; none when there is no row. The outer SELECT sees the
+    // table as it was before the update, hence NOT EXISTS.
+    auto r = WithSession(pool_, [&](Session& s) {
+      return s.Exec(
+          "WITH u AS (UPDATE \"FileUploadJob\" SET \"status\" = 'processing', \"progress\" = 0,"
+          " \"attempts\" = $2::integer, \"error\" = NULL,"
+          " \"updatedAt\" = GREATEST($3::bigint, \"updatedAt\" + 1)"
+          " WHERE \"id\" = $1 AND \"status\" IN ('pending', 'processing')"
+          " RETURNING " CONVEYOR_JOB_COLUMNS ")"
+          " SELECT " CONVEYOR_JOB_COLUMNS " FROM u"
+          " UNION ALL SELECT " CONVEYOR_JOB_COLUMNS " FROM \"FileUploadJob\""
+          " WHERE \"id\" = $1 AND NOT EXISTS (SELECT 1 FROM u)",
+          {id, std::to_string(attempts), std::to_string(NowMs())});
+    });
+    if (!r) return r.status();
+    return ReadOptionalJob(r->get());
+  }
+
   Result<void> SetProgress(const std::string& id, int percent) override {
     auto r = WithSession(pool_, [&](Session& s) {
       return s.Exec(
@@ -555,6 +576,28 @@ class PostgresMetadataStore final : public MetadataStore {
   Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
                            const std::string& job_id, const std::string& file_id,
                            const std::vector<MemoryChunk>& chunks) override {
+    return StoreMemoryThen(user_id, session_id, job_id, file_id, chunks, nullptr);
+  }
+
+  Result<void> CompleteJob(const JobCompletion& c) override {
+    return StoreMemoryThen(c.user_id, c.session_id, c.job_id, c.file_id, c.chunks,
+                           [&](Session& s) -> Result<void> {
+      auto r = s.Exec("UPDATE \"FileUploadJob\" SET \"status\" = 'completed', \"fileId\" = $2,"
+                      " \"result\" = $3, \"error\" = NULL, \"progress\" = 100,"
+                      " \"updatedAt\" = GREATEST($4::bigint, \"updatedAt\" + 1)"
+                      " WHERE \"id\" = $1",
+                      {c.job_id, c.file_id, c.result_json, std::to_string(NowMs())});
+      if (!r) return r.status();
+      if (std::string_view(PQcmdTuples(r->get())) == "0") return NotFound("no job " + c.job_id);
+      return {};
+    });
+  }
+
+  // StoreMemory, then `and_then` (if any) in the same transaction.
+  Result<void> StoreMemoryThen(const std::string& user_id, const std::string& session_id,
+                               const std::string& job_id, const std::string& file_id,
+                               const std::vector<MemoryChunk>& chunks,
+                               const std::function<Result<void>(Session&)>& and_then) {
     if (user_id.empty() || session_id.empty() || job_id.empty() || file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
@@ -581,6 +624,7 @@ class PostgresMetadataStore final : public MetadataStore {
           return r.status();
         }
       }
+      if (and_then) CONVEYOR_RETURN_IF_ERROR(and_then(s));
       return tx.Commit();
     });
   }

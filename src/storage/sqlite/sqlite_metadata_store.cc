@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -386,6 +387,34 @@ class SqliteMetadataStore final : public MetadataStore {
                               std::string(JobStatusName(**status)));
   }
 
+  Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) override {
+    std::lock_guard lock(write_mu_);
+    {
+      auto s = Stmt::Make(*writer_,
+                          "UPDATE \"FileUploadJob\" SET \"status\" = 'processing', \"progress\" = 0,"
+                          " \"attempts\" = ?2, \"error\" = NULL,"
+                          " \"updatedAt\" = MAX(?3, \"updatedAt\" + 1)"
+                          " WHERE \"id\" = ?1 AND \"status\" IN ('pending', 'processing')"
+                          " RETURNING " CONVEYOR_JOB_COLUMNS);
+      if (!s) return s.status();
+      s->Bind(1, id).Bind(2, attempts).Bind(3, NowMs());
+      auto taken = ReadOptionalJob(*s);
+      if (!taken) return taken.status();
+      if (taken->has_value()) {
+        // Run the statement to its end, which ends its implicit transaction.
+        auto done = s->Step();
+        if (!done) return done.status();
+        return taken;
+      }
+    }
+    // Not taken: final already, or no row.
+    auto s = Stmt::Make(*writer_,
+                        "SELECT " CONVEYOR_JOB_COLUMNS " FROM \"FileUploadJob\" WHERE \"id\" = ?1");
+    if (!s) return s.status();
+    s->Bind(1, id);
+    return ReadOptionalJob(*s);
+  }
+
   Result<void> SetProgress(const std::string& id, int percent) override {
     std::lock_guard lock(write_mu_);
     auto s = Stmt::Make(*writer_,
@@ -473,6 +502,31 @@ class SqliteMetadataStore final : public MetadataStore {
   Result<void> StoreMemory(const std::string& user_id, const std::string& session_id,
                            const std::string& job_id, const std::string& file_id,
                            const std::vector<MemoryChunk>& chunks) override {
+    return StoreMemoryThen(user_id, session_id, job_id, file_id, chunks, nullptr);
+  }
+
+  Result<void> CompleteJob(const JobCompletion& c) override {
+    return StoreMemoryThen(c.user_id, c.session_id, c.job_id, c.file_id, c.chunks,
+                           [&]() -> Result<void> {
+      auto s = Stmt::Make(*writer_,
+                          "UPDATE \"FileUploadJob\" SET \"status\" = 'completed', \"fileId\" = ?2,"
+                          " \"result\" = ?3, \"error\" = NULL, \"progress\" = 100,"
+                          " \"updatedAt\" = MAX(?4, \"updatedAt\" + 1)"
+                          " WHERE \"id\" = ?1");
+      if (!s) return s.status();
+      s->Bind(1, c.job_id).Bind(2, c.file_id).Bind(3, c.result_json).Bind(4, NowMs());
+      auto n = s->Run();
+      if (!n) return n.status();
+      if (*n == 0) return NotFound("no job " + c.job_id);
+      return {};
+    });
+  }
+
+  // StoreMemory, then `and_then` (if any) in the same transaction.
+  Result<void> StoreMemoryThen(const std::string& user_id, const std::string& session_id,
+                               const std::string& job_id, const std::string& file_id,
+                               const std::vector<MemoryChunk>& chunks,
+                               const std::function<Result<void>()>& and_then) {
     if (user_id.empty() || session_id.empty() || job_id.empty() || file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
@@ -506,6 +560,7 @@ class SqliteMetadataStore final : public MetadataStore {
         return r.status();
       }
     }
+    if (and_then) CONVEYOR_RETURN_IF_ERROR(and_then());
     return tx.Commit();
   }
 
