@@ -37,29 +37,6 @@ Result<ParsedUrl> ParseUrl(const std::string& url) {
 
 }  // namespace
 
-Result<std::optional<JobRecord>> MetadataStore::ClaimJob(const std::string& id, int attempts) {
-  auto row = GetJob(id);
-  if (!row || !row->has_value()) return row;
-  JobRecord& r = **row;
-  if (r.status == JobStatus::kCompleted || r.status == JobStatus::kFailed) return row;
-  auto marked = MarkProcessing(id, attempts);
-  // Finished (or gone) in between: the row as it is now.
-  if (marked.code() == Errc::kFailedPrecondition || marked.code() == Errc::kNotFound) {
-    return GetJob(id);
-  }
-  if (!marked) return marked.status();
-  r.status = JobStatus::kProcessing;
-  r.progress = 0;
-  r.attempts = attempts;
-  r.error.reset();
-  return row;
-}
-
-Result<void> MetadataStore::CompleteJob(const JobCompletion& c) {
-  CONVEYOR_RETURN_IF_ERROR(StoreMemory(c.user_id, c.session_id, c.job_id, c.file_id, c.chunks));
-  return MarkCompleted(c.job_id, c.file_id, c.result_json);
-}
-
 Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url, bool migrate) {
   auto parsed = ParseUrl(url);
   if (!parsed) return parsed.status();

@@ -64,7 +64,23 @@ class MetadataStore {
   // already), nullopt when there is no row. SQLite and PostgreSQL do it in
   // one statement (UPDATE ... RETURNING); the default is GetJob then
   // MarkProcessing.
-  virtual Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts);
+  virtual Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) {
+    auto row = GetJob(id);
+    if (!row || !row->has_value()) return row;
+    JobRecord& r = **row;
+    if (r.status == JobStatus::kCompleted || r.status == JobStatus::kFailed) return row;
+    auto marked = MarkProcessing(id, attempts);
+    // Finished (or gone) in between: the row as it is now.
+    if (marked.code() == Errc::kFailedPrecondition || marked.code() == Errc::kNotFound) {
+      return GetJob(id);
+    }
+    if (!marked) return marked.status();
+    r.status = JobStatus::kProcessing;
+    r.progress = 0;
+    r.attempts = attempts;
+    r.error.reset();
+    return row;
+  }
 
   // progress := percent (0..100) while processing; no-op for other states.
   virtual Result<void> SetProgress(const std::string& id, int percent) = 0;
@@ -96,7 +112,10 @@ class MetadataStore {
   // MarkCompleted(c.job_id, c.file_id, c.result_json) in one transaction, so
   // that the memory and the result appear together (and a failure leaves
   // neither). Errors as theirs. The default runs the two one after the other.
-  virtual Result<void> CompleteJob(const JobCompletion& c);
+  virtual Result<void> CompleteJob(const JobCompletion& c) {
+    CONVEYOR_RETURN_IF_ERROR(StoreMemory(c.user_id, c.session_id, c.job_id, c.file_id, c.chunks));
+    return MarkCompleted(c.job_id, c.file_id, c.result_json);
+  }
 
   // Full-text search over the caller's own chunks of one session, best first.
   // `query` is free text (never interpreted as query syntax): its words are

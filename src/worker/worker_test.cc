@@ -291,6 +291,12 @@ TEST_F(WorkerTest, DatabaseAndRedisRoundTripsPerJob) {
               "%.2f Redis round trips\n  database: %s\n  redis: %s\n",
               kJobs, writes, reads, round_trips, counting.counts.ToString().c_str(),
               redis->ToString().c_str());
+  // Each job: one statement takes it, two coarse progress writes, one
+  // transaction records it; one Redis round trip per progress stage (six)
+  // and one to complete it and lease the next (+ the very first lease).
+  EXPECT_LE(counting.writes(), 4 * kJobs) << counting.counts.ToString();
+  EXPECT_EQ(counting.counts.Get("GetJob"), 0) << counting.counts.ToString();
+  EXPECT_LE(redis_per_job, 7 * kJobs + 1) << redis->ToString();
 }
 
 }  // namespace

@@ -188,6 +188,13 @@ Result<void> CountingConsumer::AddLog(const std::string& id, const std::string& 
   return inner_->AddLog(id, line);
 }
 
+Result<void> CountingConsumer::ReportProgress(const std::string& id,
+                                              const std::string& progress_json,
+                                              const std::string& log_line) {
+  counts_->Add("ReportProgress");
+  return inner_->ReportProgress(id, progress_json, log_line);
+}
+
 Result<std::vector<std::string>> CountingConsumer::RecoverStalled(int64_t stalled_interval_ms) {
   counts_->Add("RecoverStalled");
   return inner_->RecoverStalled(stalled_interval_ms);

@@ -105,6 +105,8 @@ class CountingConsumer : public queue::Consumer {
                     const std::string& stack, bool retry) override;
   Result<void> UpdateProgress(const std::string& id, const std::string& progress_json) override;
   Result<void> AddLog(const std::string& id, const std::string& line) override;
+  Result<void> ReportProgress(const std::string& id, const std::string& progress_json,
+                              const std::string& log_line) override;
   Result<std::vector<std::string>> RecoverStalled(int64_t stalled_interval_ms) override;
   Result<void> Release(const queue::ActiveJob& job) override;
 
