@@ -109,9 +109,10 @@ class MetadataStore {
                                    const std::vector<MemoryChunk>& chunks) = 0;
 
   // StoreMemory(c.user_id, c.session_id, c.job_id, c.file_id, c.chunks) and
-  // MarkCompleted(c.job_id, c.file_id, c.result_json) in one transaction, so
-  // that the memory and the result appear together (and a failure leaves
-  // neither). Errors as theirs. The default runs the two one after the other.
+  // MarkCompleted(c.job_id, c.file_id, c.result_json) in one transaction:
+  // the memory and the result appear together, and a failure leaves neither
+  // (SQLite and PostgreSQL). Errors as theirs. The default runs the two one
+  // after the other, without that guarantee.
   virtual Result<void> CompleteJob(const JobCompletion& c) {
     CONVEYOR_RETURN_IF_ERROR(StoreMemory(c.user_id, c.session_id, c.job_id, c.file_id, c.chunks));
     return MarkCompleted(c.job_id, c.file_id, c.result_json);
