@@ -158,6 +158,17 @@ class Consumer {
   // Appends a line to the job's log list. kNotFound if the job is gone.
   virtual Result<void> AddLog(const std::string& id, const std::string& line) = 0;
 
+  // UpdateProgress(id, progress_json) and AddLog(id, log_line) in one round
+  // trip to Redis (the two scripts are pipelined; each is atomic on its own):
+  // what a worker calls at each stage of a job. The first error of the two.
+  // This default makes the two calls one after the other.
+  virtual Result<void> ReportProgress(const std::string& id, const std::string& progress_json,
+                                      const std::string& log_line) {
+    auto progress = UpdateProgress(id, progress_json);
+    auto log = AddLog(id, log_line);
+    return progress ? log : progress;
+  }
+
   // BullMQ's stalled check (throttled by `<Q>:stalled-check` for
   // `stalled_interval_ms`; a throttled call returns nothing). Two passes: a
   // call recovers the jobs marked by the previous one whose lock has lapsed

@@ -376,6 +376,27 @@ class RedisConsumer final : public Consumer {
     return {};
   }
 
+  Result<void> ReportProgress(const std::string& id, const std::string& progress_json,
+                              const std::string& log_line) override {
+    std::vector<internal::RedisConnection::EvalCall> calls;
+    calls.push_back({&GetScript("update_progress"),
+                     {keys_.Job(id), keys_("events"), keys_("meta")},
+                     {id, progress_json}});
+    calls.push_back({&GetScript("add_log"), {keys_.Job(id), keys_.Job(id) + ":logs"}, {log_line}});
+    std::vector<Result<RedisReply>> replies;
+    {
+      std::lock_guard<std::mutex> lock(commands_mu_);
+      replies = commands_.EvalPipeline(calls);
+    }
+    auto progress = IntegerReply(std::move(replies[0]), "update_progress");
+    if (!progress) return progress.status();
+    if (*progress < 0) return ScriptCodeToStatus(*progress, id, "update progress of");
+    auto log = IntegerReply(std::move(replies[1]), "add_log");
+    if (!log) return log.status();
+    if (*log < 0) return ScriptCodeToStatus(*log, id, "add log to");
+    return {};
+  }
+
   Result<std::vector<std::string>> RecoverStalled(int64_t stalled_interval_ms) override {
     std::vector<std::string> keys = {keys_("stalled"), keys_("wait"),   keys_("active"),
                                      keys_("stalled-check"), keys_("meta"), keys_("marker"),

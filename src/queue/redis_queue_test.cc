@@ -581,6 +581,25 @@ TEST_F(RedisQueueTest, ProgressAndLogs) {
   EXPECT_EQ(consumer_->AddLog(Uuid(9), "x").code(), Errc::kNotFound);
 }
 
+TEST_F(RedisQueueTest, ReportProgressWritesTheProgressEventAndTheLogLine) {
+  const std::string id = Uuid(1);
+  MustAdd(id);
+  ASSERT_TRUE(consumer_->ReportProgress(id, R"({"stage":"extract","percent":20})",
+                                        "stage extract 20%"));
+  ASSERT_TRUE(consumer_->ReportProgress(id, R"({"stage":"store","percent":90})",
+                                        "stage store 90%"));
+  EXPECT_EQ(json::parse(Hash(kQ + id)["progress"])["stage"], "store");
+  auto progress = EventsNamed("progress", id);
+  ASSERT_EQ(progress.size(), 2u);
+  EXPECT_EQ(json::parse(progress[0]["data"])["percent"], 20);
+  RedisReply logs = Cmd({"LRANGE", kQ + id + ":logs", "0", "-1"});
+  ASSERT_EQ(logs.elements.size(), 2u);
+  EXPECT_EQ(logs.elements[0].str, "stage extract 20%");
+  EXPECT_EQ(logs.elements[1].str, "stage store 90%");
+  EXPECT_EQ(consumer_->ReportProgress(Uuid(9), "1", "x").code(), Errc::kNotFound);
+  EXPECT_EQ(Int({"EXISTS", kQ + Uuid(9) + ":logs"}), 0);
+}
+
 TEST_F(RedisQueueTest, ReleasePutsTheJobBackAtTheFront) {
   MustAdd(Uuid(1));
   MustAdd(Uuid(2));

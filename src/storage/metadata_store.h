@@ -29,6 +29,13 @@ namespace conveyor::storage {
 // Matching chunks a search ranks at most (the newest ones).
 inline constexpr int kSearchCandidates = 1000;
 
+// What a successful job leaves behind: its memory (chunks and index terms)
+// and its result (CompleteJob).
+struct JobCompletion {
+  FileMemory memory;
+  std::string result_json;
+};
+
 class MetadataStore {
  public:
   virtual ~MetadataStore() = default;
@@ -58,6 +65,31 @@ class MetadataStore {
   // already completed or failed is left alone and kFailedPrecondition returned.
   // kNotFound when there is no row.
   virtual Result<void> MarkProcessing(const std::string& id, int attempts) = 0;
+
+  // Takes job `id` for an attempt in one step: a pending or processing row
+  // becomes processing as MarkProcessing(id, attempts) makes it; a completed
+  // or failed row is left alone. Returns the row as it is afterwards (status
+  // processing when it was taken; completed or failed when it was final
+  // already), nullopt when there is no row. SQLite and PostgreSQL do it in
+  // one statement (UPDATE ... RETURNING); the default is GetJob then
+  // MarkProcessing.
+  virtual Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) {
+    auto row = GetJob(id);
+    if (!row || !row->has_value()) return row;
+    JobRecord& r = **row;
+    if (r.status == JobStatus::kCompleted || r.status == JobStatus::kFailed) return row;
+    auto marked = MarkProcessing(id, attempts);
+    // Finished (or gone) in between: the row as it is now.
+    if (marked.code() == Errc::kFailedPrecondition || marked.code() == Errc::kNotFound) {
+      return GetJob(id);
+    }
+    if (!marked) return marked.status();
+    r.status = JobStatus::kProcessing;
+    r.progress = 0;
+    r.attempts = attempts;
+    r.error.reset();
+    return row;
+  }
 
   // progress := percent (0..100) while processing; no-op for other states.
   virtual Result<void> SetProgress(const std::string& id, int percent) = 0;
@@ -100,6 +132,16 @@ class MetadataStore {
   // returned (`limit`, clamped to 0..kMaxRelatedFiles), over that file's first
   // chunks.
   virtual Result<std::vector<RelatedFile>> FindRelatedFiles(const RelatedQuery& query) = 0;
+
+  // StoreFileMemory(c.memory) and MarkCompleted(c.memory.job_id,
+  // c.memory.file_id, c.result_json) in one transaction: the memory and the result appear
+  // together, and a failure leaves neither (SQLite and PostgreSQL). Errors as
+  // theirs. The default runs the two one after the other, without that
+  // guarantee.
+  virtual Result<void> CompleteJob(const JobCompletion& c) {
+    CONVEYOR_RETURN_IF_ERROR(StoreFileMemory(c.memory));
+    return MarkCompleted(c.memory.job_id, c.memory.file_id, c.result_json);
+  }
 
   // Full-text search over the caller's own chunks of one session, best first.
   // `query` is free text (never interpreted as query syntax): its words are

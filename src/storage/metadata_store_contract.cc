@@ -206,6 +206,75 @@ TEST_P(MetadataStoreContract, UpdatesOfMissingRowAreNotFound) {
   EXPECT_EQ(store->MarkPending(id).code(), Errc::kNotFound);
 }
 
+TEST_P(MetadataStoreContract, ClaimJobTakesAPendingOrProcessingRowAndReturnsIt) {
+  auto store = Open();
+  NewJob j = MakeJob();
+  ASSERT_TRUE(store->InsertJob(j).ok());
+  ASSERT_TRUE(store->MarkFailed(j.id, "an earlier attempt").ok());
+  ASSERT_TRUE(store->MarkPending(j.id).ok());
+  int64_t before = (**store->GetJob(j.id)).updated_at_ms;
+
+  auto claimed = store->ClaimJob(j.id, 2);
+  ASSERT_TRUE(claimed.ok()) << claimed.status().ToString();
+  ASSERT_TRUE(claimed->has_value());
+  const JobRecord& r = **claimed;
+  EXPECT_EQ(r.id, j.id);
+  EXPECT_EQ(r.user_id, "alice");
+  EXPECT_EQ(r.session_id, "s1");
+  EXPECT_EQ(r.original_name, "notes.txt");
+  EXPECT_EQ(r.message, "please summarise");
+  EXPECT_EQ(r.status, JobStatus::kProcessing);
+  EXPECT_EQ(r.attempts, 2);
+  EXPECT_EQ(r.progress, 0);
+  EXPECT_FALSE(r.error.has_value());
+  EXPECT_GT(r.updated_at_ms, before);
+  // What was returned is what was written.
+  auto stored = **store->GetJob(j.id);
+  EXPECT_EQ(stored.status, JobStatus::kProcessing);
+  EXPECT_EQ(stored.attempts, 2);
+  EXPECT_EQ(stored.updated_at_ms, r.updated_at_ms);
+
+  // A processing row (a stalled attempt's) is taken again.
+  ASSERT_TRUE(store->SetProgress(j.id, 40).ok());
+  auto again = store->ClaimJob(j.id, 3);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->status, JobStatus::kProcessing);
+  EXPECT_EQ((*again)->attempts, 3);
+  EXPECT_EQ((*again)->progress, 0);
+}
+
+TEST_P(MetadataStoreContract, ClaimJobLeavesFinishedRowsAloneAndReturnsThem) {
+  auto store = Open();
+  NewJob failed = MakeJob(), done = MakeJob();
+  ASSERT_TRUE(store->InsertJob(failed).ok());
+  ASSERT_TRUE(store->InsertJob(done).ok());
+  ASSERT_TRUE(store->MarkFailed(failed.id, "Invalid file format").ok());
+  ASSERT_TRUE(store->MarkCompleted(done.id, "file_d", R"({"fileId":"file_d"})").ok());
+  auto failed_before = **store->GetJob(failed.id);
+  auto done_before = **store->GetJob(done.id);
+
+  auto f = store->ClaimJob(failed.id, 2);
+  ASSERT_TRUE(f.ok() && f->has_value());
+  EXPECT_EQ((*f)->status, JobStatus::kFailed);
+  EXPECT_EQ((*f)->error, "Invalid file format");
+  auto d = store->ClaimJob(done.id, 2);
+  ASSERT_TRUE(d.ok() && d->has_value());
+  EXPECT_EQ((*d)->status, JobStatus::kCompleted);
+  EXPECT_EQ((*d)->result_json, R"({"fileId":"file_d"})");
+  EXPECT_EQ((*d)->file_id, "file_d");
+  // Untouched.
+  EXPECT_EQ((**store->GetJob(failed.id)).updated_at_ms, failed_before.updated_at_ms);
+  EXPECT_EQ((**store->GetJob(done.id)).updated_at_ms, done_before.updated_at_ms);
+  EXPECT_EQ((**store->GetJob(done.id)).attempts, done_before.attempts);
+}
+
+TEST_P(MetadataStoreContract, ClaimJobOfMissingRowIsNullopt) {
+  auto store = Open();
+  auto got = store->ClaimJob(NewUuid(), 1);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_FALSE(got->has_value());
+}
+
 TEST_P(MetadataStoreContract, SetProgressIsNoOpUnlessProcessing) {
   auto store = Open();
   NewJob j = MakeJob();
@@ -464,6 +533,62 @@ TEST_P(MemoryContract, SearchLimitIsClamped) {
   EXPECT_EQ(Search("alice", "s1", "zebra", 0).size(), 1u);
   EXPECT_EQ(Search("alice", "s1", "zebra", -5).size(), 1u);
   EXPECT_EQ(Search("alice", "s1", "zebra", 1000).size(), 100u);
+}
+
+TEST_P(MemoryContract, CompleteJobStoresMemoryAndTheResultTogether) {
+  ASSERT_TRUE(store_->ClaimJob(job_, 1).ok());
+  ASSERT_TRUE(store_->StoreMemory("alice", "s1", job_, "file_old", {{0, "lima mike"}}).ok());
+  JobCompletion c{.memory = {.user_id = "alice",
+                             .session_id = "s1",
+                             .job_id = job_,
+                             .file_id = "file_1",
+                             .chunks = {{0, "november oscar"}, {1, "papa quebec"}},
+                             .terms = {"oscar", "quebec"}},
+                  .result_json = R"({"fileId":"file_1"})"};
+  auto done = store_->CompleteJob(c);
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  auto row = **store_->GetJob(job_);
+  EXPECT_EQ(row.status, JobStatus::kCompleted);
+  EXPECT_EQ(row.file_id, "file_1");
+  EXPECT_EQ(row.result_json, R"({"fileId":"file_1"})");
+  EXPECT_EQ(row.progress, 100);
+  EXPECT_EQ(Search("alice", "s1", "oscar").size(), 1u);
+  EXPECT_EQ(Search("alice", "s1", "quebec").size(), 1u);
+  EXPECT_TRUE(Search("alice", "s1", "lima").empty());  // the earlier attempt's chunks
+  // The index terms went in with the chunks.
+  RelatedQuery q{.user_id = "alice", .session_id = "s1", .exclude_file_id = "file_2",
+                 .terms = {"quebec"}, .per_term_limit = 10, .limit = 5};
+  auto related = store_->FindRelatedFiles(q);
+  ASSERT_TRUE(related.ok()) << related.status().ToString();
+  ASSERT_EQ(related->size(), 1u);
+  EXPECT_EQ((*related)[0].file_id, "file_1");
+  // Idempotent: a job run twice leaves the same rows behind.
+  ASSERT_TRUE(store_->CompleteJob(c).ok());
+  EXPECT_EQ(Search("alice", "s1", "oscar").size(), 1u);
+}
+
+TEST_P(MemoryContract, CompleteJobThatFailsLeavesNeitherMemoryNorResult) {
+  ASSERT_TRUE(store_->ClaimJob(job_, 1).ok());
+  ASSERT_TRUE(store_->StoreMemory("alice", "s1", job_, "file_1", {{0, "romeo sierra"}}).ok());
+  JobCompletion repeated{.memory = {.user_id = "alice",
+                                    .session_id = "s1",
+                                    .job_id = job_,
+                                    .file_id = "file_1",
+                                    .chunks = {{0, "tango"}, {0, "uniform"}},
+                                    .terms = {}},
+                         .result_json = "{}"};
+  EXPECT_EQ(store_->CompleteJob(repeated).code(), Errc::kInvalidArgument);
+  EXPECT_EQ((**store_->GetJob(job_)).status, JobStatus::kProcessing);
+  EXPECT_EQ(Search("alice", "s1", "romeo").size(), 1u);
+  EXPECT_TRUE(Search("alice", "s1", "tango").empty());
+  JobCompletion missing{.memory = {.user_id = "alice",
+                                   .session_id = "s1",
+                                   .job_id = NewUuid(),
+                                   .file_id = "file_9",
+                                   .chunks = {},
+                                   .terms = {}},
+                        .result_json = "{}"};
+  EXPECT_EQ(store_->CompleteJob(missing).code(), Errc::kNotFound);
 }
 
 TEST_P(MemoryContract, RepeatedChunkIndexIsInvalidArgumentAndKeepsOldChunks) {

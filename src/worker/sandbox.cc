@@ -225,7 +225,7 @@ void LogIsolationOnce(const std::string& isolation) {
 Status ClassifyFailure(const Spawned& child, int status, bool timed_out, bool over_cap,
                        const SandboxSettings& s) {
   if (over_cap) return ResourceExhausted(kExtractedTooLargeMessage);
-  if (timed_out) return ResourceExhausted(kParseTooLongMessage);
+  if (timed_out) return DeadlineExceeded(kParseTooLongMessage);
   if (WIFEXITED(status)) {
     if (WEXITSTATUS(status) == sandbox::kExitOutOfMemory) {
       return ResourceExhausted(kParseTooMuchMemoryMessage);
@@ -235,11 +235,11 @@ Status ClassifyFailure(const Spawned& child, int status, bool timed_out, bool ov
   }
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
-    if (sig == SIGXCPU) return ResourceExhausted(kParseTooLongMessage);
+    if (sig == SIGXCPU) return DeadlineExceeded(kParseTooLongMessage);
     if (sig == SIGKILL) {
       // Not ours: the hard CPU limit, or the kernel's OOM killer.
       if (child.cpu_seconds() + 0.5 >= static_cast<double>(s.cpu_seconds)) {
-        return ResourceExhausted(kParseTooLongMessage);
+        return DeadlineExceeded(kParseTooLongMessage);
       }
       return ResourceExhausted(kParseTooMuchMemoryMessage);
     }

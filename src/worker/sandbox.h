@@ -45,7 +45,7 @@
 //   the child's own error               passed through with its code and message
 //                                       (e.g. kInvalidArgument "Invalid file format")
 //   child killed by a signal (crash)    kInvalidArgument "File could not be parsed (the parser crashed)"
-//   CPU limit or wall-clock timeout     kResourceExhausted "File took too long to parse"
+//   CPU limit or wall-clock timeout     kDeadlineExceeded "File took too long to parse"
 //   memory limit                        kResourceExhausted "File needs too much memory to parse"
 //   output over max_output_bytes        kResourceExhausted "Extracted text too large"
 //   the child cannot be started, or     kInternal (a deployment problem, not the file's);
@@ -53,7 +53,11 @@
 //   the extract server died or broke    kUnavailable (retried; the next job starts a new server)
 //   with this job
 //   (opening input.path) no such file   kFailedPrecondition kInputMissingMessage
-// Every file-caused failure is permanent (not retried by the queue).
+// Every file-caused failure is permanent (not retried by the queue). A
+// timeout has its own code so that the caller can tell it from the other
+// limits without reading the message: kDeadlineExceeded is transient in
+// general (core/error.h), so the worker decides what a timeout means (the
+// file's fault, or the job's JOB_TIMEOUT_MS that cut `timeout_ms` short).
 //
 // Threads: RunSandboxed is blocking and thread-safe; any number may run at
 // once (one child each, all from one extract server on the fork path).

@@ -11,6 +11,16 @@
 //                           the last attempt: row failed -> queue Fail(final)
 //   The stored upload is deleted once the job is final.
 //
+// Each job goes through two pieces, usable on their own: JobRunner
+// (job_runner.h) runs it to an Outcome without any queue call, and
+// OutcomeApplier (outcome.h) records that outcome (row, upload, queue) and
+// alone decides whether a transient error is retried or, on the last
+// attempt, dead-lettered. A job's cost: one statement takes the row
+// (MetadataStore::ClaimJob), the row's progress is written at two coarse
+// stages, one transaction records memory and result (CompleteJob); in Redis,
+// one round trip per progress stage (progress event + log line pipelined)
+// and one that completes the job and leases the next.
+//
 // Threads: `concurrency` slot threads, each with its own queue::Consumer (one
 // blocking BZPOPMIN connection each); one housekeeping thread that renews the
 // locks of running jobs every lock_ms/2, runs BullMQ's stalled check every

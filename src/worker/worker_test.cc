@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
+#include "counting.h"
 #include "test_support.h"
 
 namespace conveyor::worker {
@@ -50,15 +52,24 @@ class WorkerTest : public ::testing::Test {
     if (worker_) worker_->Stop();
   }
 
-  void StartWorker() {
+  // The worker over `store` (default: store_), its consumers counted in
+  // `counts` when given.
+  void StartWorker(storage::MetadataStore* store = nullptr,
+                   std::shared_ptr<conveyor::testing::CallCounts> counts = nullptr) {
     WorkerSettings s;
     s.concurrency = 1;
     s.reconcile_interval_ms = 3600000;
     s.sandbox.binary_path = conveyor::testing::ConveyorBinary();
     s.sandbox.timeout_ms = 30000;
     auto opts = opts_;
-    worker_ = std::make_unique<Worker>(s, store_.get(), blobs_.get(), producer_.get(),
-                                       [opts] { return queue::OpenRedisConsumer(opts); });
+    ConsumerFactory factory = [opts, counts]() -> Result<std::unique_ptr<queue::Consumer>> {
+      auto c = queue::OpenRedisConsumer(opts);
+      if (!c || !counts) return c;
+      return std::unique_ptr<queue::Consumer>(
+          std::make_unique<conveyor::testing::CountingConsumer>(std::move(*c), counts));
+    };
+    worker_ = std::make_unique<Worker>(s, store ? store : store_.get(), blobs_.get(),
+                                       producer_.get(), std::move(factory));
     worker_->Start();
   }
 
@@ -245,6 +256,47 @@ TEST_F(WorkerTest, ProducerJobWithInvalidSessionIdIsRefusedWithoutARow) {
   EXPECT_FALSE(store_->GetJob(id)->has_value());
   EXPECT_FALSE(store_->GetJob(too_long)->has_value());
   EXPECT_TRUE(fs::exists(file));  // never adopted
+}
+
+// What one job costs, counted through decorators around the real SQLite store
+// and the real Redis consumers: database transactions (writes), database
+// reads and Redis round trips (one per Consumer call; pipelined calls count
+// once). Printed for the record; the bounds keep the cost from creeping back.
+TEST_F(WorkerTest, DatabaseAndRedisRoundTripsPerJob) {
+  constexpr int kJobs = 6;
+  conveyor::testing::CountingMetadataStore counting(store_.get());
+  auto redis = std::make_shared<conveyor::testing::CallCounts>();
+  std::vector<std::string> ids;
+  for (int i = 0; i < kJobs; ++i) {
+    std::string id = ApiUpload("u-count", "s-count",
+                               "Report " + std::to_string(i) + " about lighthouse keepers.\n");
+    AddJob(id, "u-count", "s-count", blobs_->PathFor(id));
+    ids.push_back(id);
+  }
+  StartWorker(&counting, redis);
+  for (const auto& id : ids) {
+    auto row = WaitFinal(id);
+    ASSERT_EQ(row.status, storage::JobStatus::kCompleted) << row.error.value_or("");
+  }
+  // The queue is told after the row: stop so that every call is counted.
+  worker_->Stop();
+  ASSERT_EQ(worker_->finished(), kJobs);
+
+  int redis_per_job = 0;
+  for (auto name : conveyor::testing::CountingConsumer::kJobCalls) redis_per_job += redis->Get(name);
+  const double writes = static_cast<double>(counting.writes()) / kJobs;
+  const double reads = static_cast<double>(counting.reads()) / kJobs;
+  const double round_trips = static_cast<double>(redis_per_job) / kJobs;
+  std::printf("per job over %d jobs: %.2f database transactions, %.2f database reads, "
+              "%.2f Redis round trips\n  database: %s\n  redis: %s\n",
+              kJobs, writes, reads, round_trips, counting.counts.ToString().c_str(),
+              redis->ToString().c_str());
+  // Each job: one statement takes it, two coarse progress writes, one
+  // transaction records it; one Redis round trip per progress stage (six)
+  // and one to complete it and lease the next (+ the very first lease).
+  EXPECT_LE(counting.writes(), 4 * kJobs) << counting.counts.ToString();
+  EXPECT_EQ(counting.counts.Get("GetJob"), 0) << counting.counts.ToString();
+  EXPECT_LE(redis_per_job, 7 * kJobs + 1) << redis->ToString();
 }
 
 }  // namespace

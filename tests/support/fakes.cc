@@ -78,6 +78,17 @@ Result<void> FakeMetadataStore::MarkProcessing(const std::string& id, int attemp
   return {};
 }
 
+Result<std::optional<storage::JobRecord>> FakeMetadataStore::ClaimJob(const std::string& id,
+                                                                      int attempts) {
+  if (Errc e = fail_claim.load(); e != Errc::kOk) return Status(e, "injected claim failure");
+  return MetadataStore::ClaimJob(id, attempts);
+}
+
+Result<void> FakeMetadataStore::CompleteJob(const storage::JobCompletion& c) {
+  if (Errc e = fail_complete.load(); e != Errc::kOk) return Status(e, "injected completion failure");
+  return MetadataStore::CompleteJob(c);
+}
+
 Result<void> FakeMetadataStore::SetProgress(const std::string& id, int percent) {
   std::lock_guard lock(mu_);
   auto it = rows_.find(id);
@@ -260,6 +271,158 @@ std::optional<FakeQueue::Added> FakeQueue::Get(const std::string& id) const {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return std::nullopt;
   return it->second;
+}
+
+// ---- FakeConsumer ----
+
+void FakeConsumer::Push(queue::ActiveJob job) {
+  std::lock_guard lock(mu_);
+  std::string id = job.id;
+  Job j;
+  j.job = std::move(job);
+  jobs_[id] = std::move(j);
+  wait_.push_back(id);
+}
+
+void FakeConsumer::Promote(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() || it->second.state != State::kDelayed) return;
+  it->second.state = State::kWait;
+  wait_.push_back(id);
+}
+
+std::optional<FakeConsumer::Job> FakeConsumer::Get(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<bool> FakeConsumer::WaitForWork(int64_t) {
+  counts.Add("WaitForWork");
+  std::lock_guard lock(mu_);
+  return !wait_.empty();
+}
+
+std::optional<queue::ActiveJob> FakeConsumer::FetchLocked(const std::string& token) {
+  if (wait_.empty()) return std::nullopt;
+  Job& j = jobs_[wait_.front()];
+  wait_.erase(wait_.begin());
+  j.state = State::kActive;
+  j.job.token = token;
+  j.job.attempts_started++;
+  return j.job;
+}
+
+Result<std::optional<queue::ActiveJob>> FakeConsumer::Fetch(const std::string& token, int64_t) {
+  counts.Add("Fetch");
+  std::lock_guard lock(mu_);
+  return FetchLocked(token);
+}
+
+Result<std::vector<std::string>> FakeConsumer::ExtendLocks(const std::vector<queue::ActiveJob*>&,
+                                                           int64_t) {
+  counts.Add("ExtendLocks");
+  return std::vector<std::string>{};
+}
+
+Result<FakeConsumer::Job*> FakeConsumer::HeldLocked(const queue::ActiveJob& job) {
+  if (Errc e = fail_finish.load(); e != Errc::kOk) return Status(e, "injected finish failure");
+  auto it = jobs_.find(job.id);
+  if (it == jobs_.end()) return NotFound("no job " + job.id);
+  if (it->second.state != State::kActive || it->second.job.token != job.token) {
+    return FailedPrecondition("job " + job.id + " is not held with this token");
+  }
+  return &it->second;
+}
+
+Result<void> FakeConsumer::Complete(const queue::ActiveJob& job, const std::string& return_json) {
+  counts.Add("Complete");
+  std::lock_guard lock(mu_);
+  auto held = HeldLocked(job);
+  if (!held) return held.status();
+  (*held)->state = State::kCompleted;
+  (*held)->return_json = return_json;
+  (*held)->job.attempts_made++;
+  return {};
+}
+
+queue::Consumer::CompleteAndFetchResult FakeConsumer::CompleteAndFetch(
+    const queue::ActiveJob& job, const std::string& return_json, const std::string& next_token,
+    int64_t) {
+  counts.Add("CompleteAndFetch");
+  std::lock_guard lock(mu_);
+  Result<void> completed;
+  if (auto held = HeldLocked(job); !held) {
+    completed = held.status();
+  } else {
+    (*held)->state = State::kCompleted;
+    (*held)->return_json = return_json;
+    (*held)->job.attempts_made++;
+  }
+  return {std::move(completed), FetchLocked(next_token)};
+}
+
+Result<void> FakeConsumer::Fail(const queue::ActiveJob& job, const std::string& reason,
+                                const std::string& stack, bool retry) {
+  counts.Add("Fail");
+  std::lock_guard lock(mu_);
+  auto held = HeldLocked(job);
+  if (!held) return held.status();
+  Job& j = **held;
+  const bool will_retry = retry && !j.job.deferred_failure &&
+                          static_cast<int64_t>(j.job.attempts_made) + 1 < j.job.options.attempts;
+  j.failed_reason = reason;
+  if (!stack.empty()) j.stacktrace.push_back(stack);
+  j.job.attempts_made++;
+  j.state = will_retry ? State::kDelayed : State::kFailed;
+  j.dead_lettered = !will_retry;
+  return {};
+}
+
+Result<void> FakeConsumer::UpdateProgress(const std::string& id, const std::string& progress_json) {
+  counts.Add("UpdateProgress");
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return NotFound("no job " + id);
+  it->second.progress.push_back(progress_json);
+  return {};
+}
+
+Result<void> FakeConsumer::AddLog(const std::string& id, const std::string& line) {
+  counts.Add("AddLog");
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return NotFound("no job " + id);
+  it->second.logs.push_back(line);
+  return {};
+}
+
+Result<void> FakeConsumer::ReportProgress(const std::string& id, const std::string& progress_json,
+                                          const std::string& log_line) {
+  counts.Add("ReportProgress");
+  std::lock_guard lock(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return NotFound("no job " + id);
+  it->second.progress.push_back(progress_json);
+  it->second.logs.push_back(log_line);
+  return {};
+}
+
+Result<std::vector<std::string>> FakeConsumer::RecoverStalled(int64_t) {
+  counts.Add("RecoverStalled");
+  return std::vector<std::string>{};
+}
+
+Result<void> FakeConsumer::Release(const queue::ActiveJob& job) {
+  counts.Add("Release");
+  std::lock_guard lock(mu_);
+  auto held = HeldLocked(job);
+  if (!held) return held.status();
+  (*held)->state = State::kWait;
+  wait_.insert(wait_.begin(), job.id);
+  return {};
 }
 
 // ---- DirBlobStore ----

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -503,6 +504,26 @@ class PostgresMetadataStore final : public MetadataStore {
     return FailedPrecondition("job " + id + " is already " + std::string(Val(res, 0, 1)));
   }
 
+  Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) override {
+    // One statement: the row as the update left it, or (not taken: final
+    // already) as it is; none when there is no row. The outer SELECT sees the
+    // table as it was before the update, hence NOT EXISTS.
+    auto r = WithSession(pool_, [&](Session& s) {
+      return s.Exec(
+          "WITH u AS (UPDATE \"FileUploadJob\" SET \"status\" = 'processing', \"progress\" = 0,"
+          " \"attempts\" = $2::integer, \"error\" = NULL,"
+          " \"updatedAt\" = GREATEST($3::bigint, \"updatedAt\" + 1)"
+          " WHERE \"id\" = $1 AND \"status\" IN ('pending', 'processing')"
+          " RETURNING " CONVEYOR_JOB_COLUMNS ")"
+          " SELECT " CONVEYOR_JOB_COLUMNS " FROM u"
+          " UNION ALL SELECT " CONVEYOR_JOB_COLUMNS " FROM \"FileUploadJob\""
+          " WHERE \"id\" = $1 AND NOT EXISTS (SELECT 1 FROM u)",
+          {id, std::to_string(attempts), std::to_string(NowMs())});
+    });
+    if (!r) return r.status();
+    return ReadOptionalJob(r->get());
+  }
+
   Result<void> SetProgress(const std::string& id, int percent) override {
     auto r = WithSession(pool_, [&](Session& s) {
       return s.Exec(
@@ -578,7 +599,25 @@ class PostgresMetadataStore final : public MetadataStore {
     return out;
   }
 
-  Result<void> StoreFileMemory(const FileMemory& m) override {
+  Result<void> StoreFileMemory(const FileMemory& m) override { return StoreMemoryThen(m, nullptr); }
+
+  Result<void> CompleteJob(const JobCompletion& c) override {
+    const FileMemory& m = c.memory;
+    return StoreMemoryThen(m, [&](Session& s) -> Result<void> {
+      auto r = s.Exec("UPDATE \"FileUploadJob\" SET \"status\" = 'completed', \"fileId\" = $2,"
+                      " \"result\" = $3, \"error\" = NULL, \"progress\" = 100,"
+                      " \"updatedAt\" = GREATEST($4::bigint, \"updatedAt\" + 1)"
+                      " WHERE \"id\" = $1",
+                      {m.job_id, m.file_id, c.result_json, std::to_string(NowMs())});
+      if (!r) return r.status();
+      if (std::string_view(PQcmdTuples(r->get())) == "0") return NotFound("no job " + m.job_id);
+      return {};
+    });
+  }
+
+  // StoreFileMemory, then `and_then` (if any) in the same transaction.
+  Result<void> StoreMemoryThen(const FileMemory& m,
+                               const std::function<Result<void>(Session&)>& and_then) {
     if (m.user_id.empty() || m.session_id.empty() || m.job_id.empty() || m.file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
@@ -623,6 +662,7 @@ class PostgresMetadataStore final : public MetadataStore {
         auto r = s.Exec(sql.c_str(), params);
         if (!r) return r.code() == Errc::kNotFound ? NotFound("no job " + m.job_id) : r.status();
       }
+      if (and_then) CONVEYOR_RETURN_IF_ERROR(and_then(s));
       return tx.Commit();
     });
   }

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -521,6 +522,34 @@ class SqliteMetadataStore final : public MetadataStore {
                               std::string(JobStatusName(**status)));
   }
 
+  Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) override {
+    std::lock_guard lock(write_mu_);
+    {
+      auto s = Stmt::Make(*writer_,
+                          "UPDATE \"FileUploadJob\" SET \"status\" = 'processing', \"progress\" = 0,"
+                          " \"attempts\" = ?2, \"error\" = NULL,"
+                          " \"updatedAt\" = MAX(?3, \"updatedAt\" + 1)"
+                          " WHERE \"id\" = ?1 AND \"status\" IN ('pending', 'processing')"
+                          " RETURNING " CONVEYOR_JOB_COLUMNS);
+      if (!s) return s.status();
+      s->Bind(1, id).Bind(2, attempts).Bind(3, NowMs());
+      auto taken = ReadOptionalJob(*s);
+      if (!taken) return taken.status();
+      if (taken->has_value()) {
+        // Run the statement to its end, which ends its implicit transaction.
+        auto done = s->Step();
+        if (!done) return done.status();
+        return taken;
+      }
+    }
+    // Not taken: final already, or no row.
+    auto s = Stmt::Make(*writer_,
+                        "SELECT " CONVEYOR_JOB_COLUMNS " FROM \"FileUploadJob\" WHERE \"id\" = ?1");
+    if (!s) return s.status();
+    s->Bind(1, id);
+    return ReadOptionalJob(*s);
+  }
+
   Result<void> SetProgress(const std::string& id, int percent) override {
     std::lock_guard lock(write_mu_);
     auto s = Stmt::Make(*writer_,
@@ -605,7 +634,28 @@ class SqliteMetadataStore final : public MetadataStore {
     return out;
   }
 
-  Result<void> StoreFileMemory(const FileMemory& m) override {
+  Result<void> StoreFileMemory(const FileMemory& m) override { return StoreMemoryThen(m, nullptr); }
+
+  Result<void> CompleteJob(const JobCompletion& c) override {
+    const FileMemory& m = c.memory;
+    return StoreMemoryThen(m, [&]() -> Result<void> {
+      auto s = Stmt::Make(*writer_,
+                          "UPDATE \"FileUploadJob\" SET \"status\" = 'completed', \"fileId\" = ?2,"
+                          " \"result\" = ?3, \"error\" = NULL, \"progress\" = 100,"
+                          " \"updatedAt\" = MAX(?4, \"updatedAt\" + 1)"
+                          " WHERE \"id\" = ?1");
+      if (!s) return s.status();
+      s->Bind(1, m.job_id).Bind(2, m.file_id).Bind(3, c.result_json).Bind(4, NowMs());
+      auto n = s->Run();
+      if (!n) return n.status();
+      if (*n == 0) return NotFound("no job " + m.job_id);
+      return {};
+    });
+  }
+
+  // StoreFileMemory, then `and_then` (if any) in the same transaction.
+  Result<void> StoreMemoryThen(const FileMemory& m,
+                               const std::function<Result<void>()>& and_then) {
     if (m.user_id.empty() || m.session_id.empty() || m.job_id.empty() || m.file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
@@ -650,6 +700,7 @@ class SqliteMetadataStore final : public MetadataStore {
       auto r = ins->Run();
       if (!r) return r.code() == Errc::kNotFound ? NotFound("no job " + m.job_id) : r.status();
     }
+    if (and_then) CONVEYOR_RETURN_IF_ERROR(and_then());
     return tx.Commit();
   }
 
