@@ -7,7 +7,19 @@
 #   - status requests at 64 connections (wrk)
 #   - one large upload (default 1 GiB): MB/s and the API's peak RSS
 #   - with fsync on: dd bs=1M count=SIZE conv=fdatasync on the same disk
-# Each wrk figure is the median of RUNS runs.
+# Each wrk figure is the median of RUNS runs; each line ends with the
+# 1-minute load average when it began (the machine may be shared) and, for
+# uploads, the rows per group-commit transaction the API reported.
+#
+# Uploads are emptied between runs (truncated), not deleted, and each API
+# start gets a fresh data directory: on ext4 without a journal every file
+# created within minutes of many deletions in the same block group makes the
+# kernel's inode allocator scan the deleted inodes (recently_deleted in
+# fs/ext4/ialloc.c), which would bill one run for the previous run's
+# cleanup. Everything is deleted at exit, which in turn slows file creation
+# for the next few minutes; with BENCH_KEEP_FILES=1 the files are only
+# emptied and the directory is left (its path is printed) for later removal,
+# so benchmarks can follow each other.
 #
 #   bench/upload.sh            # RUNS=3 DURATION=10s BIG_MIB=1024
 set -euo pipefail
@@ -24,10 +36,16 @@ command -v wrk >/dev/null || { echo "wrk missing: scripts/setup.sh installs it";
 WORK=$(mktemp -d "$PWD/build/bench-XXXXXX")
 PIDS=()
 API_PID=""
+empty_files() { find "$1" -type f -exec truncate -s 0 {} + 2>/dev/null || true; }
 cleanup() {
   declare -F stop_api >/dev/null && stop_api
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  if [ "${BENCH_KEEP_FILES:-0}" = 1 ]; then
+    empty_files "$WORK"
+    echo "files emptied, not deleted: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 
@@ -63,11 +81,14 @@ make_body() {  # make_body SIZE_BYTES FILE
 make_body 65536 "$WORK/body64k"
 make_body 1048576 "$WORK/body1m"
 
+API_STARTS=0
 start_api() {  # start_api FSYNC
   stop_api
-  rm -rf "$WORK/data"
+  [ -n "${DATA:-}" ] && empty_files "$DATA"
+  API_STARTS=$((API_STARTS + 1))
+  DATA="$WORK/data$API_STARTS"
   API_PORT=$(free_port)
-  PORT=$API_PORT DATA_DIR="$WORK/data" UPLOAD_FSYNC=$1 "$BIN" api >"$WORK/api.log" 2>&1 &
+  PORT=$API_PORT DATA_DIR="$DATA" UPLOAD_FSYNC=$1 "$BIN" api >"$WORK/api.log" 2>&1 &
   API_PID=$!
   wait_port "$API_PORT" || { echo "conveyor api did not start:"; cat "$WORK/api.log"; exit 1; }
 }
@@ -75,32 +96,57 @@ stop_api() {
   if [ -n "$API_PID" ]; then kill "$API_PID" 2>/dev/null || true; wait "$API_PID" 2>/dev/null || true; API_PID=""; fi
 }
 
-wrk_median() {  # wrk_median CONNS SCRIPT -> "rps p50 p99" medians
-  local out rps=() p50=() p99=() errors=()
+wrk_median() {  # wrk_median CONNS SCRIPT -> "rps p50 p99" medians, errors and requests summed
+  local out rps=() p50=() p99=() errors=() requests=()
   for _ in $(seq "$RUNS"); do
     out=$(wrk -t2 -c"$1" -d"$DURATION" -s "$2" "http://127.0.0.1:$API_PORT" | grep '^BENCH')
     rps+=($(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$out"))
     p50+=($(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$out"))
     p99+=($(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$out"))
     errors+=($(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$out"))
-    # Keep the disk from filling between runs (committed uploads only).
-    find "$WORK/data/uploads" -maxdepth 1 -type f -delete
+    requests+=($(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out"))
+    # Keep the disk from filling between runs (see the top of this file).
+    empty_files "$DATA/uploads"
   done
-  echo "$(printf '%s\n' "${rps[@]}" | median) $(printf '%s\n' "${p50[@]}" | median) $(printf '%s\n' "${p99[@]}" | median) $(printf '%s\n' "${errors[@]}" | awk '{s+=$1} END {print s}')"
+  echo "$(printf '%s\n' "${rps[@]}" | median) $(printf '%s\n' "${p50[@]}" | median) $(printf '%s\n' "${p99[@]}" | median) $(printf '%s\n' "${errors[@]}" | awk '{s+=$1} END {print s}') $(printf '%s\n' "${requests[@]}" | awk '{s+=$1} END {print s}')"
+}
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# "rows batches" of the API's group commit so far (GET /metrics).
+commit_counts() {
+  curl -s "http://127.0.0.1:$API_PORT/metrics" | awk '
+    /^conveyor_upload_commit_rows_total/ {r = $2}
+    /^conveyor_upload_commit_batches_total/ {b = $2}
+    END {print r + 0, b + 0}'
+}
+api_cpu_ticks() { awk '{print $14 + $15}' "/proc/$API_PID/stat"; }
+upload_line() {  # upload_line LABEL BODY_FILE
+  local load c0 c1 t0 t1 rps p50 p99 errs reqs
+  load=$(load1)
+  read -r -a c0 < <(commit_counts)
+  t0=$(api_cpu_ticks)
+  read -r rps p50 p99 errs reqs < <(BENCH_BODY_FILE="$2" wrk_median 16 bench/upload_post.lua)
+  t1=$(api_cpu_ticks)
+  read -r -a c1 < <(commit_counts)
+  # The API's CPU time per upload (user + system): on a shared machine a
+  # steadier figure than the rate.
+  echo "$1 c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}" \
+    "api_cpu_us/upload=$(( (t1 - t0) * 1000000 / $(getconf CLK_TCK) / (reqs > 0 ? reqs : 1) ))" \
+    "rows/commit=$(awk -v r=$((c1[0] - c0[0])) -v b=$((c1[1] - c0[1])) 'BEGIN {if (b > 0) printf "%.1f", r / b; else print "-"}')" \
+    "load1=$load"
 }
 
 echo "conveyor upload benchmarks: $(nproc) cores, runs=$RUNS x $DURATION, load generator on the same machine"
 for fsync in $FSYNC_MODES; do
   start_api "$fsync"
-  read -r rps p50 p99 errs < <(BENCH_BODY_FILE="$WORK/body64k" wrk_median 16 bench/upload_post.lua)
-  echo "fsync=$fsync upload 64KiB c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}"
-  read -r rps p50 p99 errs < <(BENCH_BODY_FILE="$WORK/body1m" wrk_median 16 bench/upload_post.lua)
-  echo "fsync=$fsync upload 1MiB  c=16: ${rps} uploads/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}"
+  upload_line "fsync=$fsync upload 64KiB" "$WORK/body64k"
+  upload_line "fsync=$fsync upload 1MiB " "$WORK/body1m"
   if [ "$fsync" = false ]; then
     JOB=$(curl -s -H "Authorization: Bearer $BENCH_TOKEN" -F session_id=bench -F "file=@README.md" \
       "http://127.0.0.1:$API_PORT/api/chat/upload/async" | sed -E 's/.*"jobId":"([^"]+)".*/\1/')
-    read -r rps p50 p99 errs < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
-    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}"
+    load=$(load1)
+    read -r rps p50 p99 errs _ < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
+    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs} load1=$load"
   fi
   # The large upload on a fresh API process, so its peak RSS is this upload's.
   start_api "$fsync"

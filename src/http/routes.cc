@@ -18,6 +18,7 @@
 #include "queue/queue.h"
 #include "storage/job_record.h"
 #include "storage/metadata_store.h"
+#include "uploads/group_commit.h"
 
 namespace conveyor::http {
 namespace {
@@ -58,6 +59,21 @@ Response Readyz(const Request&, HandlerEnv& env) {
 Response MetricsText(const Request&, HandlerEnv& env) {
   Response r;
   r.body = env.metrics->Render();
+  // The uploads' group commit (uploads/group_commit.h): rows per
+  // transaction is rows / batches.
+  const uploads::GroupCommitter::Stats c = env.committer->stats();
+  r.body += "# HELP conveyor_upload_commit_batches_total Insert transactions of the upload group commit.\n"
+            "# TYPE conveyor_upload_commit_batches_total counter\n"
+            "conveyor_upload_commit_batches_total " + std::to_string(c.batches) + "\n"
+            "# HELP conveyor_upload_commit_rows_total Upload rows committed or refused by the group commit.\n"
+            "# TYPE conveyor_upload_commit_rows_total counter\n"
+            "conveyor_upload_commit_rows_total " + std::to_string(c.rows) + "\n"
+            "# HELP conveyor_upload_commit_split_batches_total Group transactions that failed and were retried row by row.\n"
+            "# TYPE conveyor_upload_commit_split_batches_total counter\n"
+            "conveyor_upload_commit_split_batches_total " + std::to_string(c.split_batches) + "\n"
+            "# HELP conveyor_upload_queue_round_trips_total Pipelined Redis round trips adding upload jobs.\n"
+            "# TYPE conveyor_upload_queue_round_trips_total counter\n"
+            "conveyor_upload_queue_round_trips_total " + std::to_string(c.queue_round_trips) + "\n";
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   return r;
 }

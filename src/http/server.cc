@@ -129,6 +129,7 @@ class Server::Impl {
     if (!ctx_.committer) {
       uploads::GroupCommitOptions commit;
       commit.max_batch_rows = static_cast<size_t>(std::max(1, ctx_.settings.upload_commit_max_rows));
+      commit.sync_blob_names = ctx_.settings.upload_fsync;
       ctx_.committer = std::make_unique<uploads::GroupCommitter>(*ctx_.deps.store, *ctx_.deps.queue,
                                                                  *ctx_.deps.blobs, commit);
     }

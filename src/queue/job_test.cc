@@ -3,9 +3,32 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "queue/payload.h"
 
 namespace conveyor::queue {
 namespace {
+
+TEST(JobPayload, EncodingIsNlohmannsTextForEveryKindOfString) {
+  const std::vector<std::string> texts = {
+      "", "plain", "quote \" backslash \\ slash /", "\b\f\n\r\t", std::string("nul\0x", 5),
+      "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+      // Not UTF-8: replaced the way nlohmann replaces it.
+      "bad \xff end", "\xc3", "\xed\xa0\x80 surrogate", "\xc0\xaf overlong"};
+  for (const std::string& t : texts) {
+    JobPayload p{t, "u" + t, "s" + t, "/data/" + t, t, t, -42, t};
+    nlohmann::json j = {{"jobId", p.job_id},       {"userId", p.user_id},
+                        {"sessionId", p.session_id}, {"storagePath", p.storage_path},
+                        {"originalName", p.original_name}, {"mimeType", p.mime_type},
+                        {"size", p.size},          {"message", p.message}};
+    EXPECT_EQ(EncodeJobPayload(p),
+              j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+        << "text: " << t;
+  }
+}
 
 TEST(Backoff, ExponentialDoublesFromTheBase) {
   EXPECT_EQ(BackoffDelayMs(BackoffType::kExponential, 5000, 1), 5000);

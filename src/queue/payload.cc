@@ -1,16 +1,74 @@
 #include "queue/payload.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
+
+#include "core/ids.h"
 
 namespace conveyor::queue {
 
+namespace {
+
+// Appends `s` as a JSON string, byte for byte what nlohmann's dump (no ASCII
+// escaping) writes: \" \\ \b \f \n \r \t, other control bytes as \u00xx.
+// Text that is not valid UTF-8 (a client's file name or part type may be
+// anything) goes through nlohmann, which replaces the bad bytes.
+void AppendJsonString(std::string& out, const std::string& s) {
+  if (!IsValidUtf8(s)) {
+    out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return;
+  }
+  out.push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char esc[8];
+          std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned>(c));
+          out += esc;
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+}  // namespace
+
+// Written by hand (an upload's job is encoded on the API's hot path); the
+// keys come in nlohmann's order (sorted), so the text is the same as
+// nlohmann::json's dump of the same object.
 std::string EncodeJobPayload(const JobPayload& p) {
-  nlohmann::json j = {{"jobId", p.job_id},           {"userId", p.user_id},
-                      {"sessionId", p.session_id},   {"storagePath", p.storage_path},
-                      {"originalName", p.original_name}, {"mimeType", p.mime_type},
-                      {"size", p.size},              {"message", p.message}};
-  // Invalid UTF-8 in client-supplied strings is replaced, never fatal.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string out;
+  out.reserve(160 + p.job_id.size() + p.user_id.size() + p.session_id.size() +
+              p.storage_path.size() + p.original_name.size() + p.mime_type.size() +
+              p.message.size());
+  out += "{\"jobId\":";
+  AppendJsonString(out, p.job_id);
+  out += ",\"message\":";
+  AppendJsonString(out, p.message);
+  out += ",\"mimeType\":";
+  AppendJsonString(out, p.mime_type);
+  out += ",\"originalName\":";
+  AppendJsonString(out, p.original_name);
+  out += ",\"sessionId\":";
+  AppendJsonString(out, p.session_id);
+  out += ",\"size\":";
+  out += std::to_string(p.size);
+  out += ",\"storagePath\":";
+  AppendJsonString(out, p.storage_path);
+  out += ",\"userId\":";
+  AppendJsonString(out, p.user_id);
+  out += "}";
+  return out;
 }
 
 Result<JobPayload> DecodeJobPayload(const std::string& json) {

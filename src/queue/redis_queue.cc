@@ -142,8 +142,17 @@ class RedisQueue final : public Queue {
     if (calls.empty()) return out;
     std::lock_guard<std::mutex> lock(adder_mu_);
     std::vector<Result<RedisReply>> replies = adder_.EvalPipeline(calls);
-    if (!replies.empty() && !replies[0] && replies[0].code() == Errc::kUnavailable) {
-      replies = adder_.EvalPipeline(calls);
+    // The calls a lost connection failed, once more on a new one.
+    std::vector<RedisConnection::EvalCall> again;
+    std::vector<size_t> again_at;
+    for (size_t k = 0; k < replies.size(); ++k) {
+      if (replies[k] || replies[k].code() != Errc::kUnavailable) continue;
+      again.push_back(std::move(calls[k]));
+      again_at.push_back(k);
+    }
+    if (!again.empty()) {
+      std::vector<Result<RedisReply>> retried = adder_.EvalPipeline(again);
+      for (size_t r = 0; r < again_at.size(); ++r) replies[again_at[r]] = std::move(retried[r]);
     }
     for (size_t k = 0; k < sent.size(); ++k) {
       auto added = IntegerReply(std::move(replies[k]), "add_job");

@@ -10,8 +10,9 @@
 //
 // Writing is two-phase: Create() opens a temp file ("<dir>/tmp/<uuid>.part"),
 // the caller appends to it, then Commit() optionally fsyncs it, renames it to
-// "<dir>/<uuid>" and fsyncs the directory. Abort() (or destroying an uncommitted
-// writer) deletes the temp file.
+// "<dir>/<uuid>" and fsyncs the directory (or CommitNameLater() leaves the
+// directory fsync to a later SyncNames(), shared by many blobs). Abort() (or
+// destroying an uncommitted writer) deletes the temp file.
 //
 // Threads: a BlobWriter is used by one thread at a time; the BlobStore itself
 // is thread-safe.
@@ -38,6 +39,12 @@ class BlobWriter {
   // Makes the file durable (fsync when `fsync`) and visible under its final
   // name; returns that absolute path.
   virtual Result<std::string> Commit(bool fsync) = 0;
+  // Commit, except that the new name is not made durable yet (no directory
+  // fsync): that takes BlobStore::SyncNames(), which covers every blob
+  // committed this way before it. For callers that share one directory
+  // fsync among many blobs (the uploads' group commit). The default is
+  // Commit(fsync).
+  virtual Result<std::string> CommitNameLater(bool fsync) { return Commit(fsync); }
   // Deletes the temp file. Idempotent; also done by the destructor if neither
   // Commit nor Abort ran.
   virtual void Abort() = 0;
@@ -86,6 +93,10 @@ class BlobStore {
   }
   // Deletes temp files left by a crash (older than `older_than_ms` epoch ms).
   virtual int RemoveStaleTemps(int64_t older_than_ms) = 0;
+  // Makes the names of the blobs committed so far with CommitNameLater
+  // durable (one fsync of the directory). kUnavailable on an I/O error.
+  // The default has nothing to do (its CommitNameLater syncs at once).
+  virtual Result<void> SyncNames() { return {}; }
 };
 
 // A store in the local directory `dir` (created if missing, with tmp/, both

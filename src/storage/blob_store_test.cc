@@ -74,6 +74,25 @@ TEST(LocalBlobStore, CommitMovesTempToFinalName) {
   EXPECT_TRUE(store->Remove(*path).ok());  // missing is fine
 }
 
+TEST(LocalBlobStore, CommitNameLaterRenamesAndSyncNamesSucceeds) {
+  TempDir dir;
+  auto store = Open(dir);
+  std::vector<std::string> paths;
+  for (int i = 0; i < 3; ++i) {
+    auto w = store->Create(NewUuid());
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE((*w)->Append("blob " + std::to_string(i)).ok());
+    auto path = (*w)->CommitNameLater(/*fsync=*/true);
+    ASSERT_TRUE(path.ok()) << path.status().ToString();
+    EXPECT_TRUE(fs::exists(*path));
+    EXPECT_EQ((*w)->CommitNameLater(true).code(), Errc::kFailedPrecondition);
+    paths.push_back(*path);
+  }
+  EXPECT_TRUE(store->SyncNames().ok());
+  for (const auto& p : paths) EXPECT_TRUE(store->Owns(p)) << p;
+  EXPECT_TRUE(fs::is_empty(fs::path(paths[0]).parent_path() / "tmp"));
+}
+
 TEST(LocalBlobStore, AbortAndDestructorDeleteTemp) {
   TempDir dir;
   auto store = Open(dir);

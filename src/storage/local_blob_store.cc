@@ -5,6 +5,8 @@
 // system and is atomic. The order in Commit (write, fsync file, rename, fsync
 // directory) is LevelDB's SetCurrentFile: after it returns, a power loss
 // leaves either no blob or the whole blob under its final name.
+// CommitNameLater stops before the directory fsync; SyncNames() does it once
+// for every blob renamed before it (the uploads' group commit).
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -124,6 +126,12 @@ class LocalBlobWriter final : public BlobWriter {
   int64_t size() const override { return size_; }
 
   Result<std::string> Commit(bool fsync) override {
+    auto path = CommitNameLater(fsync);
+    if (path && fsync) CONVEYOR_RETURN_IF_ERROR(FsyncDir(dir_));
+    return path;
+  }
+
+  Result<std::string> CommitNameLater(bool fsync) override {
     if (state_ != State::kOpen) return FailedPrecondition("blob writer is closed");
     CONVEYOR_RETURN_IF_ERROR(Flush());
     if (fsync && ::fsync(fd_) != 0) return ErrnoStatus("fsync", temp_path_, errno);
@@ -147,7 +155,6 @@ class LocalBlobWriter final : public BlobWriter {
     }
     state_ = State::kCommitted;
     buffer_ = std::string();
-    if (fsync) CONVEYOR_RETURN_IF_ERROR(FsyncDir(dir_));
     return final_path_;
   }
 
@@ -277,6 +284,8 @@ class LocalBlobStore final : public BlobStore {
     opened->path = PathFor(id);
     return opened;
   }
+
+  Result<void> SyncNames() override { return FsyncDir(dir_); }
 
   int RemoveStaleTemps(int64_t older_than_ms) override {
     DIR* d = ::opendir(tmp_dir_.c_str());

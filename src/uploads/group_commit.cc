@@ -104,6 +104,18 @@ void GroupCommitter::Run() {
 void GroupCommitter::CommitBatch(std::vector<Pending>& batch) {
   const size_t n = batch.size();
   rows_.fetch_add(n, std::memory_order_relaxed);
+  if (options_.sync_blob_names) {
+    if (Result<void> synced = blobs_.SyncNames(); !synced) {
+      // The blobs' names might not survive a power loss: record none of them.
+      spdlog::error("upload commit: syncing the blob directory failed: {}",
+                    synced.status().ToString());
+      for (Pending& p : batch) {
+        RemoveBlob(p.row);
+        Answer(p.done, synced.status());
+      }
+      return;
+    }
+  }
   batches_.fetch_add(1, std::memory_order_relaxed);
   // Each row's insert result: the batch's when its transaction committed.
   std::vector<Status> inserted(n);

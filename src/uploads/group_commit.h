@@ -9,6 +9,10 @@
 // wait. One committer thread takes every row queued so far (at most
 // max_batch_rows) and:
 //
+//   0. with sync_blob_names (UPLOAD_FSYNC), fsyncs the blob directory once
+//      (BlobStore::SyncNames), so every blob of the batch is durable under
+//      its name before its row exists: one directory fsync per batch instead
+//      of one per upload (each blob's own fsync was done by Seal);
 //   1. inserts them with MetadataStore::InsertJobs: one transaction;
 //   2. if that transaction fails (one duplicate id, one row the database
 //      refuses, an outage), inserts the same rows one by one, so each row
@@ -61,6 +65,9 @@ class Queue;
 namespace conveyor::uploads {
 
 struct GroupCommitOptions {
+  // Sync the blob directory before each batch's rows (see step 0); set when
+  // the blobs were sealed with fsync.
+  bool sync_blob_names = false;
   // Rows per transaction (and jobs per pipelined round trip) at most
   // (UPLOAD_COMMIT_MAX_ROWS); more waiting rows go in the next batch.
   size_t max_batch_rows = 128;

@@ -241,7 +241,9 @@ class GroupCommitTest : public ::testing::TestWithParam<const Backend*> {
 };
 
 TEST_P(GroupCommitTest, ConcurrentUploadsShareTransactionsAndRoundTrips) {
-  auto committer = NewCommitter();
+  GroupCommitOptions o;
+  o.sync_blob_names = true;  // one directory fsync per batch, as with UPLOAD_FSYNC
+  auto committer = NewCommitter(o);
   constexpr int kCallers = 24;
   std::vector<storage::NewJob> rows;
   for (int i = 0; i < kCallers; ++i) rows.push_back(Sealed("s" + std::to_string(i)));

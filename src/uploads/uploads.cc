@@ -99,7 +99,7 @@ Result<std::string> FileSink::Commit(bool fsync) {
     return Internal("SHA-256 final failed");
   }
   sha256_hex_ = HexEncode(std::string_view(reinterpret_cast<const char*>(digest), len));
-  auto path = writer_->Commit(fsync);
+  auto path = writer_->CommitNameLater(fsync);
   if (!path) {
     writer_->Abort();
     finished_ = true;
@@ -174,7 +174,10 @@ Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::Met
   if (!sealed) return sealed.status();
   const storage::NewJob& job = *sealed;
 
-  if (auto inserted = store.InsertJob(job); !inserted) {
+  Result<void> inserted;
+  if (options.fsync) inserted = sink.blobs().SyncNames();  // the blob's name before its row
+  if (inserted) inserted = store.InsertJob(job);
+  if (!inserted) {
     // Nothing refers to the blob yet: remove it so a refused upload leaves no file.
     if (auto removed = sink.blobs().Remove(job.storage_path); !removed) {
       spdlog::warn("upload {}: removing blob after failed insert: {}", job.id,

@@ -87,8 +87,10 @@ class FileSink {
   storage::BlobStore& blobs() { return blobs_; }
   bool created() const { return writer_ != nullptr; }
 
-  // Flushes, finalises the hash and commits the blob (fsync when asked);
-  // returns the final path. Called by Accept().
+  // Flushes, finalises the hash and commits the blob (the file fsynced when
+  // `fsync`) under its final name; returns that path. The name is durable
+  // only after the blob store's SyncNames() (BlobWriter::CommitNameLater),
+  // which Accept and the GroupCommitter call before the row is inserted.
   Result<std::string> Commit(bool fsync);
   const std::string& sha256_hex() const { return sha256_hex_; }
 
@@ -133,10 +135,11 @@ struct AcceptOutcome {
 };
 
 // Validates the fields (kInvalidArgument: invalid session_id, message too
-// long, empty file; nothing stored), then commits the blob (fsync when
-// `fsync`) and returns the row that describes it (id = the sink's job id,
-// the client's file name cleaned by CleanFileName). Errors of the blob commit
-// (kUnavailable, kInternal) leave no file behind.
+// long, empty file; nothing stored), then commits the blob (FileSink::Commit:
+// the file fsynced when `fsync`, its name made durable by the next
+// SyncNames() of the blob store) and returns the row that describes it (id =
+// the sink's job id, the client's file name cleaned by CleanFileName). Errors
+// of the blob commit (kUnavailable, kInternal) leave no file behind.
 Result<storage::NewJob> Seal(AcceptedUpload upload, FileSink& sink, bool fsync);
 
 // The queue job of a row: id = the row's id, name queue::kJobName, data

@@ -186,21 +186,19 @@ std::vector<Result<RedisReply>> RedisConnection::EvalPipeline(const std::vector<
     for (size_t i = 0; i < calls.size(); ++i) out.push_back(s.status());
     return out;
   }
-  std::vector<std::vector<std::string>> argvs;
-  argvs.reserve(calls.size());
+  // hiredis copies each command into its output buffer as it is appended,
+  // so the argument arrays point straight into `calls`.
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
   for (const auto& c : calls) {
-    std::vector<std::string> argv;
-    argv.reserve(3 + c.keys.size() + c.args.size());
-    argv.push_back("EVALSHA");
-    argv.push_back(c.script->sha1);
-    argv.push_back(std::to_string(c.keys.size()));
-    argv.insert(argv.end(), c.keys.begin(), c.keys.end());
-    argv.insert(argv.end(), c.args.begin(), c.args.end());
-    std::vector<const char*> args;
-    std::vector<size_t> lens;
-    for (const auto& a : argv) {
-      args.push_back(a.data());
-      lens.push_back(a.size());
+    const std::string nkeys = std::to_string(c.keys.size());
+    args.assign({"EVALSHA", c.script->sha1.data(), nkeys.data()});
+    lens.assign({7, c.script->sha1.size(), nkeys.size()});
+    for (const std::vector<std::string>* part : {&c.keys, &c.args}) {
+      for (const std::string& a : *part) {
+        args.push_back(a.data());
+        lens.push_back(a.size());
+      }
     }
     if (redisAppendCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lens.data()) !=
         REDIS_OK) {
@@ -208,22 +206,25 @@ std::vector<Result<RedisReply>> RedisConnection::EvalPipeline(const std::vector<
       out.assign(calls.size(), Result<RedisReply>(s));
       return out;
     }
-    argvs.push_back(std::move(argv));
   }
   std::vector<RedisReply> replies;
   replies.reserve(calls.size());
+  Status lost;  // the connection broke before every reply was read
   for (size_t i = 0; i < calls.size(); ++i) {
     void* raw = nullptr;
     if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
-      Status s = DropWithError("EVALSHA (pipelined) failed");
-      out.assign(calls.size(), Result<RedisReply>(s));
-      return out;
+      lost = DropWithError("EVALSHA (pipelined) failed");
+      break;
     }
     auto* r = static_cast<redisReply*>(raw);
     replies.push_back(Convert(r));
     freeReplyObject(r);
   }
   for (size_t i = 0; i < calls.size(); ++i) {
+    if (i >= replies.size()) {
+      out.push_back(lost);
+      continue;
+    }
     RedisReply& reply = replies[i];
     if (reply.is_error() && reply.str.rfind("NOSCRIPT", 0) == 0) {
       out.push_back(Eval(*calls[i].script, calls[i].keys, calls[i].args));

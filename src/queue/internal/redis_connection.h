@@ -75,6 +75,8 @@ class RedisConnection {
   // Sends every call in one write and reads the replies in order: one round
   // trip for all. A call whose script the server lost (NOSCRIPT) is run again
   // on its own after loading it. Error replies become kInternal, as in Eval.
+  // A connection lost midway fails (kUnavailable) the calls whose replies
+  // had not arrived; the others keep theirs.
   std::vector<Result<RedisReply>> EvalPipeline(const std::vector<EvalCall>& calls);
 
   // Connects now if not connected (respecting the backoff).
