@@ -21,7 +21,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <string_view>
+#include <utility>
 
 namespace conveyor::worker::sandbox {
 namespace {
@@ -64,10 +66,12 @@ int LandlockAbi() {
   return v > 0 ? static_cast<int>(v) : 0;
 }
 
-// Applies the read-only view. Returns the ABI used, 0 when not applied.
-int ApplyLandlock() {
+// A ruleset of the read-only view (a descriptor), or -1 when the kernel has
+// no Landlock; `*abi` gets the ABI it was built for.
+int BuildLandlockRuleset(int* abi_out) {
   const int abi = LandlockAbi();
-  if (abi <= 0) return 0;
+  *abi_out = abi;
+  if (abi <= 0) return -1;
   RulesetAttr attr{};
   attr.handled_access_fs = kFsV1;
   if (abi >= 2) attr.handled_access_fs |= kFsRefer;
@@ -83,7 +87,7 @@ int ApplyLandlock() {
     size = sizeof(RulesetAttr);
   }
   int ruleset = static_cast<int>(syscall(__NR_landlock_create_ruleset, &attr, size, 0));
-  if (ruleset < 0) return 0;
+  if (ruleset < 0) return -1;
   for (const std::string& path : kReadOnlyPaths) {
     int fd = ::open(path.c_str(), O_PATH | O_CLOEXEC);
     if (fd < 0) continue;  // not on this system
@@ -95,6 +99,15 @@ int ApplyLandlock() {
     (void)syscall(__NR_landlock_add_rule, ruleset, kRulePathBeneath, &rule, 0);
     ::close(fd);
   }
+  return ruleset;
+}
+
+// Applies the read-only view: the prepared ruleset if there is one, else one
+// built now. Returns the ABI used, 0 when not applied.
+int ApplyLandlock(int prepared, int prepared_abi) {
+  int abi = prepared_abi;
+  int ruleset = prepared >= 0 ? prepared : BuildLandlockRuleset(&abi);
+  if (ruleset < 0) return 0;
   bool ok = syscall(__NR_landlock_restrict_self, ruleset, 0) == 0;
   ::close(ruleset);
   return ok ? abi : 0;
@@ -176,6 +189,30 @@ void SetLimit(int resource, rlim_t soft, rlim_t hard) {
   struct rlimit lim {soft, hard};
   (void)setrlimit(resource, &lim);
 }
+
+// What PrepareConfinement built, inherited by forked children; -1: none.
+struct Prepared {
+  int landlock_ruleset = -1;
+  int landlock_abi = 0;
+  int netns = -1;
+};
+Prepared g_prepared;
+
+// Closes every descriptor above `last_kept`, except the prepared ones.
+void CloseAbove(int last_kept) {
+  int keep[2] = {g_prepared.landlock_ruleset, g_prepared.netns};
+  std::sort(std::begin(keep), std::end(keep));
+  unsigned from = static_cast<unsigned>(last_kept) + 1;
+  for (int fd : keep) {
+    if (fd < 0 || static_cast<unsigned>(fd) < from) continue;
+    if (static_cast<unsigned>(fd) > from) (void)syscall(SYS_close_range, from, fd - 1U, 0U);
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  (void)syscall(SYS_close_range, from, ~0U, 0U);
+}
+
+// Takes a prepared descriptor out of g_prepared: the caller closes it.
+int Take(int& fd) { return std::exchange(fd, -1); }
 
 bool DropToUid(int64_t uid) {
   if (uid < 0 || geteuid() != 0) return false;
@@ -268,11 +305,40 @@ std::string MissingLayers(const Layers& have, std::string_view required) {
   return out;
 }
 
+void PrepareConfinement() {
+  if (g_prepared.landlock_ruleset < 0) {
+    g_prepared.landlock_ruleset = BuildLandlockRuleset(&g_prepared.landlock_abi);
+  }
+  if (g_prepared.netns < 0 && geteuid() == 0) {
+    // Made once and left at once: this process stays in its own namespace,
+    // the descriptor keeps the new one alive for the children to join.
+    int host = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (host < 0) return;
+    if (unshare(CLONE_NEWNET) == 0) {
+      int made = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+      if (setns(host, CLONE_NEWNET) != 0) std::abort();  // never stay in it
+      g_prepared.netns = made;
+    }
+    ::close(host);
+  }
+}
+
+void ReleasePreparedConfinement() {
+  for (int* fd : {&g_prepared.landlock_ruleset, &g_prepared.netns}) {
+    if (*fd >= 0) ::close(Take(*fd));
+  }
+}
+
+void CloseDescriptorsAbove(int last_kept) { CloseAbove(last_kept); }
+
 Layers Confine(const ChildLimits& l) {
   Layers layers;
-  // Only stdin, stdout, stderr and the input; posix_spawn closed the rest
-  // already, this covers a child started some other way.
-  (void)syscall(SYS_close_range, static_cast<unsigned>(kInputFd) + 1, ~0U, 0U);
+  // Only stdin, stdout, stderr and the input (and what PrepareConfinement
+  // made, used below); posix_spawn closed the rest already, this covers a
+  // child started some other way.
+  CloseAbove(kInputFd);
+  const int prepared_ruleset = Take(g_prepared.landlock_ruleset);
+  const int prepared_netns = Take(g_prepared.netns);
 
   const rlim_t cpu = static_cast<rlim_t>(std::max<int64_t>(l.cpu_seconds, 1));
   SetLimit(RLIMIT_CPU, cpu, cpu + 1);  // SIGXCPU at the soft limit, SIGKILL a second later
@@ -290,7 +356,11 @@ Layers Confine(const ChildLimits& l) {
   // user namespace; the uid drop after it.
   const Layers skip = ParseLayers(l.skip);
   const bool was_root = geteuid() == 0;
-  if (!skip.netns && was_root) layers.netns = unshare(CLONE_NEWNET) == 0;
+  if (!skip.netns && was_root && prepared_netns >= 0) {
+    layers.netns = setns(prepared_netns, CLONE_NEWNET) == 0;
+  }
+  if (prepared_netns >= 0) ::close(prepared_netns);
+  if (!skip.netns && was_root && !layers.netns) layers.netns = unshare(CLONE_NEWNET) == 0;
   if (!skip.uid) layers.uid = DropToUid(l.uid);
   if (!skip.netns && !layers.netns) layers.netns = unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0;
 
@@ -299,7 +369,11 @@ Layers Confine(const ChildLimits& l) {
   (void)prctl(PR_SET_DUMPABLE, 0);
 
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) {
-    if (!skip.landlock) layers.landlock_abi = ApplyLandlock();
+    if (!skip.landlock) {
+      layers.landlock_abi = ApplyLandlock(prepared_ruleset, g_prepared.landlock_abi);
+    } else if (prepared_ruleset >= 0) {
+      ::close(prepared_ruleset);
+    }
     layers.landlock = layers.landlock_abi > 0;
     if (!skip.seccomp) layers.seccomp = ApplySeccomp();
   }

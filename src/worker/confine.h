@@ -88,6 +88,25 @@ extern const std::vector<std::string> kReadOnlyPaths;
 // descriptors 0..kInputFd. Returns the layers that were applied.
 Layers Confine(const ChildLimits& limits);
 
+// Builds once, in the calling process, what every child's Confine would
+// otherwise build for itself: the Landlock ruleset (a descriptor) and, as
+// root, an empty network namespace (created, left at once, kept open by a
+// descriptor). The caller itself is not confined by either. Children forked
+// afterwards inherit both, and their Confine applies them (landlock_restrict_self
+// on the ruleset, setns into the namespace) instead of building their own; all
+// such children share that one namespace, in which nothing is configured and
+// which seccomp keeps them from using anyway. The extract server calls it
+// once at start: a network namespace costs about a millisecond to make and more
+// to tear down. Not thread-safe; call before forking.
+void PrepareConfinement();
+
+// Closes what PrepareConfinement made, in a child that will not Confine.
+void ReleasePreparedConfinement();
+
+// Closes every descriptor above `last_kept` except those PrepareConfinement
+// made (a forked child calls it before Confine, which uses and closes them).
+void CloseDescriptorsAbove(int last_kept);
+
 // Sets Confine's limits on CPU time, address space, file size and core dumps
 // on the process `pid` from outside (prlimit), never raising a hard limit:
 // the starter of a child binds it even if the child skipped them.

@@ -206,7 +206,7 @@ namespace {
   } else {
     (void)close(kInputFd);
   }
-  (void)syscall(SYS_close_range, static_cast<unsigned>(kInputFd) + 1, ~0U, 0U);
+  CloseDescriptorsAbove(kInputFd);  // keeps what PrepareConfinement made
   (void)clearenv();
   for (const auto& e : request.env) (void)putenv(const_cast<char*>(e.c_str()));
   const int status = child_main(request);
@@ -234,6 +234,7 @@ class Server {
     for (int fd = 0; fd <= kInputFd; ++fd) {
       if (fcntl(fd, F_GETFD) < 0) (void)open("/dev/null", O_RDWR);
     }
+    PrepareConfinement();
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

@@ -87,7 +87,11 @@ int Probe(ProbeArgs a) {
     }
   }
   conveyor::worker::sandbox::Layers layers;
-  if (a.confine) layers = conveyor::worker::sandbox::Confine(a.limits);
+  if (a.confine) {
+    layers = conveyor::worker::sandbox::Confine(a.limits);
+  } else {
+    conveyor::worker::sandbox::ReleasePreparedConfinement();
+  }
 
   if (action == "fds") {
     std::string open_fds;

@@ -382,11 +382,27 @@ TEST(SandboxForkServer, ServerHoldsNoSecretsAndNoDescriptorButItsSocket) {
   EXPECT_EQ(fds[1], "/dev/null");
   EXPECT_EQ(fds[2], "/dev/null");
   EXPECT_TRUE(fds[3].starts_with("socket:")) << fds[3];
+  // Beyond them: its signalfd, and what it prepared for its children (a
+  // Landlock ruleset; as root, the children's network namespace, while the
+  // server itself stays in ours).
+  char own_ns[64] = {}, server_ns[64] = {};
+  ASSERT_GT(readlink("/proc/self/ns/net", own_ns, sizeof own_ns - 1), 0);
+  ASSERT_GT(readlink((proc + "/ns/net").c_str(), server_ns, sizeof server_ns - 1), 0);
+  EXPECT_STREQ(server_ns, own_ns);
+  int rulesets = 0, namespaces = 0;
   for (const auto& [fd, target] : fds) {
-    if (fd > 3) {
+    if (fd <= 3) continue;
+    if (target == "anon_inode:[landlock-ruleset]") {
+      ++rulesets;
+    } else if (target.starts_with("net:")) {
+      ++namespaces;
+      EXPECT_NE(target, own_ns) << "the children's namespace is the host's";
+    } else {
       EXPECT_EQ(target, "anon_inode:[signalfd]") << "descriptor " << fd;
     }
   }
+  EXPECT_LE(rulesets, 1);
+  EXPECT_EQ(namespaces, 1);
 }
 
 TEST(SandboxForkServer, SpawnRequestRoundTripsAndGarbageIsRefused) {
