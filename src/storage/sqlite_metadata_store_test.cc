@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <sqlite3.h>
+
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <string>
 
 #include "core/ids.h"
@@ -87,6 +91,32 @@ TEST(SqliteMetadataStore, MigrationsAreIdempotentOnReopen) {
   EXPECT_TRUE((*store)->Ping().ok());
 }
 
+
+// A writer waits for the write lock another connection (another process,
+// as the API and the worker are) holds, and goes on once it is released,
+// rather than failing with SQLITE_BUSY.
+TEST(SqliteMetadataStore, WriterWaitsForAnotherConnectionsWriteLock) {
+  TempDir dir;
+  const std::string db = dir / "shared.db";
+  auto opened = OpenMetadataStore("sqlite://" + db, true);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto& store = *opened;
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  NewJob j = MakeJob();
+  auto insert = std::async(std::launch::async, [&] { return store->InsertJob(j); });
+  // Still waiting while the lock is held (a handler that gave up at once
+  // would have answered by now).
+  EXPECT_EQ(insert.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto done = insert.get();
+  EXPECT_TRUE(done.ok()) << done.status().ToString();
+  sqlite3_close(other);
+  auto row = store->GetJob(j.id);
+  ASSERT_TRUE(row.ok());
+  EXPECT_TRUE(row->has_value());
+}
 
 TEST(SqliteMetadataStore, UrlSchemes) {
   EXPECT_EQ(OpenMetadataStore("mysql://x", true).code(), Errc::kInvalidArgument);
