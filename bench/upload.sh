@@ -22,6 +22,7 @@
 # so benchmarks can follow each other.
 #
 #   bench/upload.sh            # RUNS=3 DURATION=10s BIG_MIB=1024
+#   BENCH_ONLY=status bench/upload.sh   # only the status line (fsync off)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CONVEYOR_BINARY:-$PWD/build/src/app/conveyor}
@@ -30,8 +31,11 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 BIG_MIB=${BIG_MIB:-1024}
 FSYNC_MODES=${FSYNC_MODES:-"false true"}
+BENCH_ONLY=${BENCH_ONLY:-}  # "status": only the status requests
+case "$BENCH_ONLY" in "" | status) ;; *) echo "BENCH_ONLY: status or unset"; exit 1 ;; esac
+[ "$BENCH_ONLY" = status ] && FSYNC_MODES=false
 command -v wrk >/dev/null || { echo "wrk missing: scripts/setup.sh installs it"; exit 1; }
-[ -x "$BIN" ] && [ -x "$BIG" ] || { echo "build first: scripts/build.sh"; exit 1; }
+[ -x "$BIN" ] && { [ "$BENCH_ONLY" = status ] || [ -x "$BIG" ]; } || { echo "build first: scripts/build.sh"; exit 1; }
 
 WORK=$(mktemp -d "$PWD/build/bench-XXXXXX")
 PIDS=()
@@ -139,8 +143,10 @@ upload_line() {  # upload_line LABEL BODY_FILE
 echo "conveyor upload benchmarks: $(nproc) cores, runs=$RUNS x $DURATION, load generator on the same machine"
 for fsync in $FSYNC_MODES; do
   start_api "$fsync"
-  upload_line "fsync=$fsync upload 64KiB" "$WORK/body64k"
-  upload_line "fsync=$fsync upload 1MiB " "$WORK/body1m"
+  if [ "$BENCH_ONLY" != status ]; then
+    upload_line "fsync=$fsync upload 64KiB" "$WORK/body64k"
+    upload_line "fsync=$fsync upload 1MiB " "$WORK/body1m"
+  fi
   if [ "$fsync" = false ]; then
     JOB=$(curl -s -H "Authorization: Bearer $BENCH_TOKEN" -F session_id=bench -F "file=@README.md" \
       "http://127.0.0.1:$API_PORT/api/chat/upload/async" | sed -E 's/.*"jobId":"([^"]+)".*/\1/')
@@ -148,6 +154,7 @@ for fsync in $FSYNC_MODES; do
     read -r rps p50 p99 errs _ < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
     echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs} load1=$load"
   fi
+  [ "$BENCH_ONLY" = status ] && break
   # The large upload on a fresh API process, so its peak RSS is this upload's.
   start_api "$fsync"
   big=$("$BIG" "$API_PORT" "$BENCH_TOKEN" "$BIG_MIB")

@@ -7,7 +7,10 @@
 // smuggle a request is 400 and close); routing, auth, rate limit and size
 // checks are all decided from the header, before a single body byte is read,
 // so a refused upload costs only its header. Ordinary routes have no body;
-// their handler runs on the blocking pool when it touches the store.
+// their handler runs on the blocking pool when it touches the store, or on
+// the strand first when its row says so (routing.h, Runs::kInlineFirst: the
+// status poll), hopping to the pool only if it cannot answer without
+// blocking.
 //
 // A streaming route's body (the upload) is read by the session and handed to
 // the route's BodyConsumer (routing.h) as it arrives, never buffered whole,
@@ -352,10 +355,15 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const Handler handler = std::get<Handler>(route.handler);
     HandlerEnv env = Env();
-    if (route.blocking) {
+    if (route.runs == Runs::kPool) {
       out_ = co_await OnPool(ctx_, [&] { return handler(r, env); });
     } else {
+      env.may_block = false;
       out_ = handler(r, env);
+      if (out_.status == kNeedsPoolStatus && route.runs == Runs::kInlineFirst) {
+        env.may_block = true;
+        out_ = co_await OnPool(ctx_, [&] { return handler(r, env); });
+      }
     }
     co_return co_await SendOut(route.name, keep_alive && !has_body);
   }
@@ -375,8 +383,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   HandlerEnv Env() {
-    return HandlerEnv{ctx_.deps.store,    ctx_.deps.queue, ctx_.deps.blobs, ctx_.committer.get(),
-                      &ctx_.limiter,      &ctx_.metrics,   &ctx_.settings};
+    return HandlerEnv{ctx_.deps.store,  ctx_.deps.queue, ctx_.deps.blobs,   ctx_.committer.get(),
+                      &ctx_.limiter,    &ctx_.metrics,   &ctx_.settings,    &ctx_.status_cache,
+                      /*may_block=*/true};
   }
 
   // A streaming route: size checks from the header, the route's start
