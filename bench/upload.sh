@@ -151,8 +151,13 @@ for fsync in $FSYNC_MODES; do
     JOB=$(curl -s -H "Authorization: Bearer $BENCH_TOKEN" -F session_id=bench -F "file=@README.md" \
       "http://127.0.0.1:$API_PORT/api/chat/upload/async" | sed -E 's/.*"jobId":"([^"]+)".*/\1/')
     load=$(load1)
-    read -r rps p50 p99 errs _ < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
-    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs} load1=$load"
+    t0=$(api_cpu_ticks)
+    read -r rps p50 p99 errs reqs < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
+    t1=$(api_cpu_ticks)
+    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}" \
+      "api_cpu_us/request=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" \
+        'BEGIN {printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0)}')" \
+      "load1=$load"
   fi
   [ "$BENCH_ONLY" = status ] && break
   # The large upload on a fresh API process, so its peak RSS is this upload's.

@@ -243,8 +243,12 @@ class Session : public std::enable_shared_from_this<Session> {
         if (ec) break;  // closed, idle too long, or shut down
         buffer_.commit(n);
       }
-      stream_.expires_after(std::chrono::milliseconds(ctx_.settings.header_timeout_ms));
-      auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, *parser_, AsTuple());
+      beast::error_code ec;
+      if (!ParseBufferedHeader(&ec)) {
+        stream_.expires_after(std::chrono::milliseconds(ctx_.settings.header_timeout_ms));
+        auto [rec, n] = co_await bhttp::async_read_header(stream_, buffer_, *parser_, AsTuple());
+        ec = rec;
+      }
       SetIdle(false);
       if (ec) {
         // After an answered error the rest of the request may still come.
@@ -284,6 +288,24 @@ class Session : public std::enable_shared_from_this<Session> {
   void SetIdle(bool idle) {
     idle_ = idle;
     idle_since_ms_.store(idle ? MonotonicMs() : 0, std::memory_order_relaxed);
+  }
+
+  // A keep-alive request's header usually arrives whole in the read that
+  // ended the wait between requests: it is parsed here from buffer_, which
+  // spares async_read_header's completion (one more trip through the
+  // scheduler and the strand per request). True when that settled the
+  // header: complete, or an error in *ec (header_limit included: the parser
+  // applies it); false when more bytes must be read (the parser keeps what
+  // it consumed, and async_read_header goes on from there).
+  bool ParseBufferedHeader(beast::error_code* ec) {
+    if (buffer_.size() == 0) return false;
+    const size_t used = parser_->put(buffer_.data(), *ec);
+    buffer_.consume(used);
+    if (*ec == bhttp::error::need_more) {
+      ec->clear();
+      return false;
+    }
+    return *ec || parser_->is_header_done();
   }
 
   // The head rules of request_head.h; sets framing_ and body_unread_.

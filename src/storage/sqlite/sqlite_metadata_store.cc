@@ -293,6 +293,12 @@ class Stmt {
     Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
   }
+  // Binds without a copy: `v` must stay valid until the statement is done
+  // (this Stmt destroyed), as the caller's arguments of a point read are.
+  Stmt& BindStatic(int i, std::string_view v) {
+    Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
+    return *this;
+  }
   Stmt& Bind(int i, int64_t v) {
     Check(sqlite3_bind_int64(stmt_, i, v));
     return *this;
@@ -526,7 +532,7 @@ class SqliteMetadataStore final : public MetadataStore {
       if (!s) {
         out.emplace(s.status());
       } else {
-        s->Bind(1, id).Bind(2, user_id);
+        s->BindStatic(1, id).BindStatic(2, user_id);
         const int rc = s->StepRc();
         if ((rc & 0xff) == SQLITE_BUSY) {
           // out stays empty: the caller reads again where it may wait.
