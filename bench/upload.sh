@@ -4,7 +4,9 @@
 # temp dir on the same disk as the checkout, and runs for each UPLOAD_FSYNC
 # setting:
 #   - 64 KiB and 1 MiB uploads at 16 connections (wrk): rate, p50, p99
-#   - status requests at 64 connections (wrk)
+#   - status requests at 64 connections (wrk), of a pending job (no worker
+#     runs); with BENCH_STATUS_COMPLETED=1 also of the same job completed
+#     (a worker runs until it is)
 #   - one large upload (default 1 GiB): MB/s and the API's peak RSS
 #   - with fsync on: dd bs=1M count=SIZE conv=fdatasync on the same disk
 # Each wrk figure is the median of RUNS runs; each line ends with the
@@ -22,6 +24,8 @@
 # so benchmarks can follow each other.
 #
 #   bench/upload.sh            # RUNS=3 DURATION=10s BIG_MIB=1024
+#   BENCH_ONLY=status bench/upload.sh   # only the status line (fsync off)
+#   BENCH_STATUS_COMPLETED=1 ...        # also polls the job once completed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CONVEYOR_BINARY:-$PWD/build/src/app/conveyor}
@@ -30,8 +34,11 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 BIG_MIB=${BIG_MIB:-1024}
 FSYNC_MODES=${FSYNC_MODES:-"false true"}
+BENCH_ONLY=${BENCH_ONLY:-}  # "status": only the status requests
+case "$BENCH_ONLY" in "" | status) ;; *) echo "BENCH_ONLY: status or unset"; exit 1 ;; esac
+[ "$BENCH_ONLY" = status ] && FSYNC_MODES=false
 command -v wrk >/dev/null || { echo "wrk missing: scripts/setup.sh installs it"; exit 1; }
-[ -x "$BIN" ] && [ -x "$BIG" ] || { echo "build first: scripts/build.sh"; exit 1; }
+[ -x "$BIN" ] && { [ "$BENCH_ONLY" = status ] || [ -x "$BIG" ]; } || { echo "build first: scripts/build.sh"; exit 1; }
 
 WORK=$(mktemp -d "$PWD/build/bench-XXXXXX")
 PIDS=()
@@ -136,18 +143,45 @@ upload_line() {  # upload_line LABEL BODY_FILE
     "load1=$load"
 }
 
+status_line() {  # status_line LABEL JOB_ID
+  local load t0 t1 rps p50 p99 errs reqs
+  load=$(load1)
+  t0=$(api_cpu_ticks)
+  read -r rps p50 p99 errs reqs < <(BENCH_JOB_ID=$2 wrk_median 64 bench/status_get.lua)
+  t1=$(api_cpu_ticks)
+  # The API's CPU time per request, as for uploads.
+  echo "$1: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs}" \
+    "api_cpu_us/request=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" \
+      'BEGIN {printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0)}')" \
+    "load1=$load"
+}
+
 echo "conveyor upload benchmarks: $(nproc) cores, runs=$RUNS x $DURATION, load generator on the same machine"
 for fsync in $FSYNC_MODES; do
   start_api "$fsync"
-  upload_line "fsync=$fsync upload 64KiB" "$WORK/body64k"
-  upload_line "fsync=$fsync upload 1MiB " "$WORK/body1m"
+  if [ "$BENCH_ONLY" != status ]; then
+    upload_line "fsync=$fsync upload 64KiB" "$WORK/body64k"
+    upload_line "fsync=$fsync upload 1MiB " "$WORK/body1m"
+  fi
   if [ "$fsync" = false ]; then
     JOB=$(curl -s -H "Authorization: Bearer $BENCH_TOKEN" -F session_id=bench -F "file=@README.md" \
       "http://127.0.0.1:$API_PORT/api/chat/upload/async" | sed -E 's/.*"jobId":"([^"]+)".*/\1/')
-    load=$(load1)
-    read -r rps p50 p99 errs _ < <(BENCH_JOB_ID=$JOB wrk_median 64 bench/status_get.lua)
-    echo "status c=64: ${rps} requests/s p50=${p50}ms p99=${p99}ms non-2xx/errors=${errs} load1=$load"
+    status_line "status c=64" "$JOB"
+    if [ "${BENCH_STATUS_COMPLETED:-0}" = 1 ]; then
+      # The same job once a worker has completed it: repeated polls of a
+      # final state (the API's status cache answers them).
+      DATA_DIR="$DATA" "$BIN" worker >"$WORK/worker.log" 2>&1 &
+      WORKER_PID=$!
+      for _ in $(seq 600); do
+        curl -s -H "Authorization: Bearer $BENCH_TOKEN" \
+          "http://127.0.0.1:$API_PORT/api/chat/upload/status/$JOB" | grep -q '"completed"' && break
+        sleep 0.1
+      done
+      kill "$WORKER_PID"; wait "$WORKER_PID" 2>/dev/null || true
+      status_line "status (completed) c=64" "$JOB"
+    fi
   fi
+  [ "$BENCH_ONLY" = status ] && break
   # The large upload on a fresh API process, so its peak RSS is this upload's.
   start_api "$fsync"
   big=$("$BIG" "$API_PORT" "$BENCH_TOKEN" "$BIG_MIB")

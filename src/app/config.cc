@@ -123,6 +123,16 @@ const std::vector<Setting>& Table() {
        Int("LINGER_IDLE_MS", &Config::linger_idle_ms, 0, 600000)},
       {"LINGER_MAX_MS", "30000", "longest such lingering close",
        Int("LINGER_MAX_MS", &Config::linger_max_ms, 0, 3600000)},
+      {"STATUS_CACHE_ENTRIES", "10000",
+       "status answers of completed and failed jobs kept per API process, so repeated polls "
+       "skip the database; 0 disables",
+       Int("STATUS_CACHE_ENTRIES", &Config::status_cache_entries, 0, 10000000)},
+      {"STATUS_CACHE_BYTES", "16777216", "memory those cached answers may take at most",
+       Int("STATUS_CACHE_BYTES", &Config::status_cache_bytes, 0, int64_t{1} << 36)},
+      {"STATUS_CACHE_TTL_MS", "1000",
+       "a cached status answer is used for at most this long after its row was read, so a "
+       "row changed or removed by another process shows within it; 0 disables",
+       Int("STATUS_CACHE_TTL_MS", &Config::status_cache_ttl_ms, 0, 60000)},
       {"METRICS_TOKEN", "(none)",
        "when set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`",
        Str("METRICS_TOKEN", &Config::metrics_token, true)},

@@ -105,6 +105,9 @@ http::ServerSettings ServerSettingsFrom(const Config& c) {
   s.max_trailer_bytes = c.max_trailer_bytes;
   s.linger_idle_ms = c.linger_idle_ms;
   s.linger_max_ms = c.linger_max_ms;
+  s.status_cache_entries = c.status_cache_entries;
+  s.status_cache_bytes = c.status_cache_bytes;
+  s.status_cache_ttl_ms = c.status_cache_ttl_ms;
   return s;
 }
 

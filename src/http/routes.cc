@@ -4,6 +4,7 @@
 // StreamHandler (upload_handler.cc) that receives the body as it arrives.
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "http/internal/metrics.h"
 #include "http/internal/query.h"
 #include "http/internal/routing.h"
+#include "http/internal/status_cache.h"
 #include "http/internal/upload_handler.h"
 #include "http/server.h"
 #include "queue/queue.h"
@@ -78,45 +80,90 @@ Response MetricsText(const Request&, HandlerEnv& env) {
   return r;
 }
 
-Response UploadStatus(const Request& req, HandlerEnv& env) {
-  const std::string& id = req.params.at(0);
-  // Anything that is not a job id shape cannot be a job: same answer as unknown.
-  if (!IsUuid(id)) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
-  auto row = env.store->GetJobForUser(id, req.user_id);
-  if (!row) return StoreErrorResponse(row.status(), req.request_id);
-  if (!row->has_value()) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
-  const storage::JobRecord& job = **row;
-  // Built as text rather than through a json object: the id is a UUID (checked
-  // above) and the status name a fixed word, so only `error` needs escaping,
-  // and a status poll then costs a few appends instead of a tree of nodes.
-  std::string data;
-  data.reserve(96 + job.result_json.value_or("").size());
-  data.append(R"({"jobId":")").append(job.id).append(R"(","status":")");
-  data.append(storage::JobStatusName(job.status)).append("\"");
-  switch (job.status) {
-    case storage::JobStatus::kProcessing:
-      data.append(R"(,"progress":)").append(std::to_string(job.progress));
+// The status answer's whole body for `row` of job `id`:
+// {"success":true,"data":{"jobId":...,"status":...[,progress|result|error]}}.
+// Built as text rather than through a json object: the id is a UUID (checked
+// by the caller) and the status name a fixed word, so only `error` needs
+// escaping, and a status poll then costs a few appends instead of a tree of
+// nodes (and one allocation: the body).
+std::string StatusBody(std::string_view id, const storage::JobStatusRow& row) {
+  constexpr std::string_view kHead = R"({"success":true,"data":{"jobId":")";
+  std::string body;
+  body.reserve(kHead.size() + id.size() + 64 + (row.result_json ? row.result_json->size() : 0) +
+               (row.error ? row.error->size() + 16 : 0));
+  body.append(kHead).append(id).append(R"(","status":")");
+  body.append(storage::JobStatusName(row.status)).append("\"");
+  switch (row.status) {
+    case storage::JobStatus::kProcessing: {
+      char digits[16];
+      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, row.progress);
+      body.append(R"(,"progress":)").append(digits, static_cast<size_t>(end - digits));
       break;
+    }
     case storage::JobStatus::kCompleted: {
       // The stored result is JSON text; clients get it as an object. Valid
       // text is passed through as it is; anything else goes out as a string.
-      const std::string& text = job.result_json ? *job.result_json : std::string("null");
-      data.append(R"(,"result":)");
-      if (json::accept(text)) {
-        data.append(text);
+      body.append(R"(,"result":)");
+      if (!row.result_json) {
+        body.append("null");
+      } else if (json::accept(*row.result_json)) {
+        body.append(*row.result_json);
       } else {
-        data.append(Dump(json(job.result_json.value_or(""))));
+        body.append(Dump(json(*row.result_json)));
       }
       break;
     }
     case storage::JobStatus::kFailed:
-      data.append(R"(,"error":)").append(Dump(json(job.error.value_or(""))));
+      body.append(R"(,"error":)").append(Dump(json(row.error.value_or(""))));
       break;
     case storage::JobStatus::kPending:
       break;
   }
-  data.append("}");
-  return SuccessResponse(200, data);
+  body.append("}}");
+  return body;
+}
+
+bool IsFinal(storage::JobStatus s) {
+  return s == storage::JobStatus::kCompleted || s == storage::JobStatus::kFailed;
+}
+
+// Runs on the socket's strand first (Runs::kInlineFirst): a cached final
+// state, or the row read without waiting (SQLite), answers there; otherwise
+// (PostgreSQL, no idle SQLite reader, a lock) it asks to run on the pool.
+// Ownership is checked on every answer: the cache keeps each job's owner,
+// the database query filters on it; another user's job is 404 either way.
+Response UploadStatus(const Request& req, HandlerEnv& env) {
+  const std::string& id = req.params.at(0);
+  // Anything that is not a job id shape cannot be a job: same answer as unknown.
+  if (!IsUuid(id)) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
+  Response r;
+  switch (env.status_cache->Lookup(id, req.user_id, &r.body)) {
+    case StatusCache::Found::kHit:
+      return r;
+    case StatusCache::Found::kOtherOwner:
+      return ErrorResponse(NotFound("job not found"), {}, req.request_id);
+    case StatusCache::Found::kMiss:
+      break;
+  }
+  std::optional<storage::JobStatusRow> row;
+  if (!env.may_block) {
+    storage::TriedStatusRead tried = env.store->TryGetJobStatusForUser(id, req.user_id);
+    if (!tried) return NeedsPool();
+    if (!tried->ok()) return StoreErrorResponse(tried->status(), req.request_id);
+    row = std::move(**tried);
+  } else {
+    auto job = env.store->GetJobForUser(id, req.user_id);
+    if (!job) return StoreErrorResponse(job.status(), req.request_id);
+    if (job->has_value()) {
+      storage::JobRecord& j = **job;
+      row.emplace(storage::JobStatusRow{j.status, j.progress, std::move(j.result_json),
+                                        std::move(j.error)});
+    }
+  }
+  if (!row) return ErrorResponse(NotFound("job not found"), {}, req.request_id);
+  r.body = StatusBody(id, *row);
+  if (IsFinal(row->status)) env.status_cache->Insert(id, req.user_id, r.body);
+  return r;
 }
 
 Response MemorySearch(const Request& req, HandlerEnv& env) {
@@ -165,13 +212,13 @@ bool MatchPattern(std::string_view pattern, std::string_view path,
 const std::vector<Route>& Routes() {
   // clang-format off
   static const std::vector<Route> kRoutes = {
-    // method  path pattern                        handler       auth            pool   body limit        metrics label
-    {"POST",   "/api/chat/upload/async",          StartUpload,  Auth::kUser,    true,  kUploadBodyLimit, "upload"},
-    {"GET",    "/api/chat/upload/status/:jobId",  UploadStatus, Auth::kUser,    true,  0,                "upload_status"},
-    {"GET",    "/api/chat/memory/search",         MemorySearch, Auth::kUser,    true,  0,                "memory_search"},
-    {"GET",    "/healthz",                        Healthz,      Auth::kNone,    false, 0,                "healthz"},
-    {"GET",    "/readyz",                         Readyz,       Auth::kNone,    true,  0,                "readyz"},
-    {"GET",    "/metrics",                        MetricsText,  Auth::kMetrics, false, 0,                "metrics"},
+    // method  path pattern                        handler       auth            runs                body limit        metrics label
+    {"POST",   "/api/chat/upload/async",          StartUpload,  Auth::kUser,    Runs::kPool,        kUploadBodyLimit, "upload"},
+    {"GET",    "/api/chat/upload/status/:jobId",  UploadStatus, Auth::kUser,    Runs::kInlineFirst, 0,                "upload_status"},
+    {"GET",    "/api/chat/memory/search",         MemorySearch, Auth::kUser,    Runs::kPool,        0,                "memory_search"},
+    {"GET",    "/healthz",                        Healthz,      Auth::kNone,    Runs::kInline,      0,                "healthz"},
+    {"GET",    "/readyz",                         Readyz,       Auth::kNone,    Runs::kPool,        0,                "readyz"},
+    {"GET",    "/metrics",                        MetricsText,  Auth::kMetrics, Runs::kInline,      0,                "metrics"},
   };
   // clang-format on
   return kRoutes;

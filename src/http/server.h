@@ -95,6 +95,12 @@ struct ServerSettings {
   int64_t linger_idle_ms = 5000;
   int64_t linger_max_ms = 30000;
   std::string queue_name = "file-upload";
+  // Status answers of completed and failed jobs kept per process (see
+  // http/internal/status_cache.h): at most this many entries and bytes, each
+  // used for status_cache_ttl_ms after its row was read. 0 in any: off.
+  int64_t status_cache_entries = 10000;
+  int64_t status_cache_bytes = 16777216;
+  int64_t status_cache_ttl_ms = 1000;
   // The sandbox layers of the worker sharing this process (`conveyor dev`),
   // (name, in place) each, listed by /readyz under "sandbox"; empty for `api`.
   std::vector<std::pair<std::string, bool>> sandbox_layers;

@@ -1038,6 +1038,10 @@ TEST_F(Hardening, MetricsNeedTheirTokenWhenOneIsSet) {
 using StatusHandler = ServerTest;
 
 TEST_F(StatusHandler, ReportsEachStateAndHidesOtherUsersJobs) {
+  // Every change below must show at once: no cache of final states (with
+  // it, the failure written over the completion would show only after
+  // STATUS_CACHE_TTL_MS; see CachedFinalStateIsServedUntilItsTtl).
+  settings_.status_cache_ttl_ms = 0;
   StartServer();
   HttpResponse up = Upload(UploadBody("data"), Token("alice"));
   ASSERT_EQ(up.status, 202);
@@ -1071,6 +1075,38 @@ TEST_F(StatusHandler, ReportsEachStateAndHidesOtherUsersJobs) {
   EXPECT_EQ(Get("/api/chat/upload/status/" + NewUuid(), Token("alice")).status, 404);
   EXPECT_EQ(Get("/api/chat/upload/status/..%2F..%2Fetc", Token("alice")).status, 404);
   EXPECT_EQ(Get("/api/chat/upload/status/123", Token("alice")).status, 404);
+}
+
+// A final state is answered from the cache for the TTL, then read again;
+// the same bytes either way, and never to another user.
+TEST_F(StatusHandler, CachedFinalStateIsServedUntilItsTtl) {
+  settings_.status_cache_ttl_ms = 300;
+  StartServer();
+  HttpResponse up = Upload(UploadBody("data"), Token("alice"));
+  ASSERT_EQ(up.status, 202);
+  std::string id = up.Json()["data"]["jobId"];
+  const std::string path = "/api/chat/upload/status/" + id;
+  ASSERT_TRUE(store_.MarkProcessing(id, 1).ok());
+  ASSERT_TRUE(store_.MarkFailed(id, "Invalid file format").ok());
+  const auto read_after = std::chrono::steady_clock::now();
+  HttpResponse failed = Get(path, Token("alice"));
+  ASSERT_EQ(failed.status, 200);
+  EXPECT_EQ(failed.body, R"({"success":true,"data":{"jobId":")" + id +
+                             R"(","status":"failed","error":"Invalid file format"}})");
+  ASSERT_TRUE(store_.MarkPending(id).ok());  // behind the server's back
+  HttpResponse cached = Get(path, Token("alice"));
+  if (std::chrono::steady_clock::now() - read_after < std::chrono::milliseconds(300)) {
+    EXPECT_EQ(cached.body, failed.body);
+  }
+  HttpResponse other = Get(path, Token("bob"));
+  EXPECT_EQ(other.status, 404);
+  EXPECT_EQ(other.body, Get("/api/chat/upload/status/" + NewUuid(), Token("bob")).body);
+  const std::string want_pending =
+      R"({"success":true,"data":{"jobId":")" + id + R"(","status":"pending"}})";
+  ASSERT_TRUE(Eventually([&] { return Get(path, Token("alice")).body == want_pending; },
+                         std::chrono::seconds(3)));
+  // Not before the entry's TTL had passed (the server counts whole ms).
+  EXPECT_GE(std::chrono::steady_clock::now() - read_after, std::chrono::milliseconds(299));
 }
 
 using Routing = ServerTest;

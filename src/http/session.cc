@@ -7,7 +7,10 @@
 // smuggle a request is 400 and close); routing, auth, rate limit and size
 // checks are all decided from the header, before a single body byte is read,
 // so a refused upload costs only its header. Ordinary routes have no body;
-// their handler runs on the blocking pool when it touches the store.
+// their handler runs on the blocking pool when it touches the store, or on
+// the strand first when its row says so (routing.h, Runs::kInlineFirst: the
+// status poll), hopping to the pool only if it cannot answer without
+// blocking.
 //
 // A streaming route's body (the upload) is read by the session and handed to
 // the route's BodyConsumer (routing.h) as it arrives, never buffered whole,
@@ -240,8 +243,12 @@ class Session : public std::enable_shared_from_this<Session> {
         if (ec) break;  // closed, idle too long, or shut down
         buffer_.commit(n);
       }
-      stream_.expires_after(std::chrono::milliseconds(ctx_.settings.header_timeout_ms));
-      auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, *parser_, AsTuple());
+      beast::error_code ec;
+      if (!ParseBufferedHeader(&ec)) {
+        stream_.expires_after(std::chrono::milliseconds(ctx_.settings.header_timeout_ms));
+        auto [rec, n] = co_await bhttp::async_read_header(stream_, buffer_, *parser_, AsTuple());
+        ec = rec;
+      }
       SetIdle(false);
       if (ec) {
         // After an answered error the rest of the request may still come.
@@ -281,6 +288,24 @@ class Session : public std::enable_shared_from_this<Session> {
   void SetIdle(bool idle) {
     idle_ = idle;
     idle_since_ms_.store(idle ? MonotonicMs() : 0, std::memory_order_relaxed);
+  }
+
+  // A keep-alive request's header usually arrives whole in the read that
+  // ended the wait between requests: it is parsed here from buffer_, which
+  // spares async_read_header's completion (one more trip through the
+  // scheduler and the strand per request). True when that settled the
+  // header: complete, or an error in *ec (header_limit included: the parser
+  // applies it); false when more bytes must be read (the parser keeps what
+  // it consumed, and async_read_header goes on from there).
+  bool ParseBufferedHeader(beast::error_code* ec) {
+    if (buffer_.size() == 0) return false;
+    const size_t used = parser_->put(buffer_.data(), *ec);
+    buffer_.consume(used);
+    if (*ec == bhttp::error::need_more) {
+      ec->clear();
+      return false;
+    }
+    return *ec || parser_->is_header_done();
   }
 
   // The head rules of request_head.h; sets framing_ and body_unread_.
@@ -352,10 +377,15 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const Handler handler = std::get<Handler>(route.handler);
     HandlerEnv env = Env();
-    if (route.blocking) {
+    if (route.runs == Runs::kPool) {
       out_ = co_await OnPool(ctx_, [&] { return handler(r, env); });
     } else {
+      env.may_block = false;
       out_ = handler(r, env);
+      if (out_.status == kNeedsPoolStatus && route.runs == Runs::kInlineFirst) {
+        env.may_block = true;
+        out_ = co_await OnPool(ctx_, [&] { return handler(r, env); });
+      }
     }
     co_return co_await SendOut(route.name, keep_alive && !has_body);
   }
@@ -375,8 +405,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   HandlerEnv Env() {
-    return HandlerEnv{ctx_.deps.store,    ctx_.deps.queue, ctx_.deps.blobs, ctx_.committer.get(),
-                      &ctx_.limiter,      &ctx_.metrics,   &ctx_.settings};
+    return HandlerEnv{ctx_.deps.store,  ctx_.deps.queue, ctx_.deps.blobs,   ctx_.committer.get(),
+                      &ctx_.limiter,    &ctx_.metrics,   &ctx_.settings,    &ctx_.status_cache,
+                      /*may_block=*/true};
   }
 
   // A streaming route: size checks from the header, the route's start

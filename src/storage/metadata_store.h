@@ -9,7 +9,8 @@
 //
 // Threads: every method is blocking (disk or network I/O) and safe to call
 // from any thread concurrently. Never call them on a socket-serving thread;
-// the API hops to its blocking pool first.
+// the API hops to its blocking pool first. The one exception is
+// TryGetJobStatusForUser, which gives up instead of waiting.
 //
 // Errors: kUnavailable for a database that cannot be reached or is busy past
 // its timeout (retryable), kAlreadyExists from InsertJob for a duplicate id,
@@ -36,6 +37,17 @@ struct JobCompletion {
   std::string result_json;
 };
 
+// What the status route shows of a job (GetJobForUser's row, narrowed).
+struct JobStatusRow {
+  JobStatus status = JobStatus::kPending;
+  int progress = 0;
+  std::optional<std::string> result_json;
+  std::optional<std::string> error;
+};
+
+// TryGetJobStatusForUser's answer: nullopt when the read would have to wait.
+using TriedStatusRead = std::optional<Result<std::optional<JobStatusRow>>>;
+
 class MetadataStore {
  public:
   virtual ~MetadataStore() = default;
@@ -60,6 +72,20 @@ class MetadataStore {
   // caller cannot tell another user's job from a missing one).
   virtual Result<std::optional<JobRecord>> GetJobForUser(const std::string& id,
                                                          const std::string& user_id) = 0;
+
+  // GetJobForUser's status fields, read on the calling thread only if that
+  // needs no waiting: no network round trip, no lock held by a writer, no
+  // connection to open. Then the answer is the same as GetJobForUser's;
+  // otherwise nullopt, and the caller calls GetJobForUser from a thread that
+  // may block. Meant for a socket-serving thread (the status route). SQLite
+  // answers from an idle reader connection with no busy timeout (WAL: a
+  // reader never waits for the writer; a primary-key read touches a few
+  // cached pages); PostgreSQL, an in-memory SQLite database (its reads share
+  // the writer's lock) and this default always give up.
+  virtual TriedStatusRead TryGetJobStatusForUser(const std::string& id,
+                                                 const std::string& user_id) {
+    return std::nullopt;
+  }
 
   // status := processing, progress := 0, attempts := `attempts`. A row that is
   // already completed or failed is left alone and kFailedPrecondition returned.

@@ -127,6 +127,91 @@ TEST(SqliteMetadataStore, UrlSchemes) {
   EXPECT_EQ(Migrate("postgresql" + pg).code(), Errc::kUnavailable);
 }
 
+// The status fields read without waiting, once a reader connection is idle
+// (a first read through the pool leaves one); the same answers as
+// GetJobForUser.
+TEST(SqliteMetadataStore, TryGetJobStatusForUserAnswersFromAnIdleReader) {
+  TempDir dir;
+  auto opened = OpenMetadataStore("sqlite://" + (dir / "t.db"), true);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto& store = *opened;
+  NewJob j = MakeJob("alice");
+  ASSERT_TRUE(store->InsertJob(j).ok());
+  ASSERT_TRUE(store->GetJobForUser(j.id, "alice").ok());  // a reader is idle now
+
+  auto status = [&](const std::string& id, const std::string& user) {
+    TriedStatusRead t = store->TryGetJobStatusForUser(id, user);
+    EXPECT_TRUE(t.has_value()) << "gave up although a reader was idle";
+    if (!t) return std::optional<JobStatusRow>();
+    EXPECT_TRUE(t->ok()) << t->status().ToString();
+    return t->ok() ? **t : std::optional<JobStatusRow>();
+  };
+  auto pending = status(j.id, "alice");
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->status, JobStatus::kPending);
+  EXPECT_FALSE(pending->result_json);
+  EXPECT_FALSE(pending->error);
+  EXPECT_FALSE(status(j.id, "mallory"));  // another user's job: none
+  EXPECT_FALSE(status(NewUuid(), "alice"));
+
+  ASSERT_TRUE(store->MarkProcessing(j.id, 1).ok());
+  ASSERT_TRUE(store->SetProgress(j.id, 42).ok());
+  auto processing = status(j.id, "alice");
+  ASSERT_TRUE(processing);
+  EXPECT_EQ(processing->status, JobStatus::kProcessing);
+  EXPECT_EQ(processing->progress, 42);
+
+  ASSERT_TRUE(store->MarkFailed(j.id, "Invalid file format").ok());
+  auto failed = status(j.id, "alice");
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, JobStatus::kFailed);
+  EXPECT_EQ(failed->error, "Invalid file format");
+
+  // Put back to pending (a retry): seen at once, the store keeps no copy.
+  ASSERT_TRUE(store->MarkPending(j.id).ok());
+  EXPECT_EQ(status(j.id, "alice")->status, JobStatus::kPending);
+
+  ASSERT_TRUE(store->MarkProcessing(j.id, 2).ok());
+  ASSERT_TRUE(store->MarkCompleted(j.id, "file_x", R"({"a":1})").ok());
+  auto done = status(j.id, "alice");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, JobStatus::kCompleted);
+  EXPECT_EQ(done->result_json, R"({"a":1})");
+  EXPECT_EQ(done->progress, 100);
+}
+
+// It never opens a connection (file I/O); an in-memory database (reads share
+// the writer's lock) always gives up. (A lock held by another process, the
+// third case, cannot be staged here: every WAL connection of this process
+// holds the database file's shared lock, and fcntl locks of one process never
+// conflict.)
+TEST(SqliteMetadataStore, TryGetJobStatusForUserGivesUpInsteadOfWaiting) {
+  TempDir dir;
+  const std::string path = dir / "t.db";
+  auto opened = OpenMetadataStore("sqlite://" + path, true);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto& store = *opened;
+  NewJob j = MakeJob("alice");
+  ASSERT_TRUE(store->InsertJob(j).ok());
+  EXPECT_FALSE(store->TryGetJobStatusForUser(j.id, "alice"))
+      << "answered without an idle reader connection";
+  ASSERT_TRUE(store->GetJobForUser(j.id, "alice").ok());
+  ASSERT_TRUE(store->TryGetJobStatusForUser(j.id, "alice"));
+
+  // It gives its reader back: answered again, and again.
+  for (int i = 0; i < 3; ++i) {
+    auto again = store->TryGetJobStatusForUser(j.id, "alice");
+    ASSERT_TRUE(again) << i;
+    ASSERT_TRUE(again->ok()) << again->status().ToString();
+    EXPECT_EQ((*again)->value().status, JobStatus::kPending);
+  }
+
+  auto mem = OpenMetadataStore("sqlite://:memory:", true);
+  ASSERT_TRUE(mem.ok());
+  ASSERT_TRUE((*mem)->InsertJob(j).ok());
+  ASSERT_TRUE((*mem)->GetJobForUser(j.id, "alice").ok());
+  EXPECT_FALSE((*mem)->TryGetJobStatusForUser(j.id, "alice"));
+}
 
 TEST(BuildFtsMatch, QuotesEveryWordAndDropsSyntax) {
   EXPECT_EQ(sqlite::BuildFtsMatch("hello world"), "text : (\"hello\" OR \"world\")");

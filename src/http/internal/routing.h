@@ -4,8 +4,12 @@
 // response the handlers see. A row's handler is one of two kinds:
 //
 //   Handler        Request in, Response out, for routes without a body; the
-//                  session runs it on the blocking pool when the row says
-//                  `blocking`.
+//                  row's `runs` says where the session calls it: on the
+//                  connection's strand (kInline), on the blocking pool
+//                  (kPool), or on the strand first and then, only if the
+//                  handler answers NeedsPool(), on the pool (kInlineFirst:
+//                  a read that is usually immediate, such as a status poll
+//                  on SQLite, skips the hop to the pool and back).
 //   StreamHandler  for a route whose body streams in (the upload): called
 //                  with the request head before any body byte is read, it
 //                  returns a BodyConsumer, which the session then feeds each
@@ -42,6 +46,7 @@ namespace conveyor::http {
 struct ServerSettings;
 class Metrics;
 class RateLimiter;
+class StatusCache;
 
 struct Request {
   std::string_view method;          // "GET"
@@ -73,7 +78,22 @@ struct HandlerEnv {
   RateLimiter* limiter;                // uploads per user
   Metrics* metrics;
   const ServerSettings* settings;
+  StatusCache* status_cache;  // final job states (status_cache.h); may be disabled
+  // False while a kInlineFirst handler runs on the strand: it must not block
+  // and answers NeedsPool() when it would have to.
+  bool may_block = true;
 };
+
+// Response::status of NeedsPool(): never sent.
+inline constexpr int kNeedsPoolStatus = 0;
+
+// What a kInlineFirst handler answers on the strand when it would have to
+// block: the session calls it again on the pool (with may_block true).
+inline Response NeedsPool() {
+  Response r;
+  r.status = kNeedsPoolStatus;
+  return r;
+}
 
 using Handler = Response (*)(const Request&, HandlerEnv&);
 
@@ -115,12 +135,19 @@ enum class Auth {
   kMetrics,  // Bearer METRICS_TOKEN when one is set, else open
 };
 
+// Where a row's Handler runs (see the file comment).
+enum class Runs {
+  kInline,       // on the connection's strand: never blocks
+  kPool,         // on the blocking pool: store, queue or file calls
+  kInlineFirst,  // on the strand; on the pool when it answers NeedsPool()
+};
+
 struct Route {
   std::string_view method;   // "GET", "POST"
   std::string_view pattern;  // "/api/chat/upload/status/:jobId"
   std::variant<Handler, StreamHandler> handler;
   Auth auth;              // checked before any body
-  bool blocking;          // Handler: run on the blocking pool (store/queue calls)
+  Runs runs;              // Handler: where it runs (StreamHandler: ignored)
   int64_t body_limit;     // bytes; 0 = no body expected; kUploadBodyLimit
   std::string_view name;  // metrics label
 };

@@ -18,6 +18,7 @@
 
 #include "http/internal/metrics.h"
 #include "http/internal/rate_limiter.h"
+#include "http/internal/status_cache.h"
 #include "http/internal/token_cache.h"
 #include "http/server.h"
 #include "uploads/group_commit.h"
@@ -32,6 +33,7 @@ struct ServerContext {
         deps(d),
         limiter(settings.rate_limit_per_minute),
         tokens(settings.jwt_secret, TokenCache::kDefaultCapacity, settings.jwt_require_exp),
+        status_cache(StatusCacheOptions(settings)),
         max_connections(settings.max_connections),
         pool(static_cast<size_t>(settings.blocking_threads < 1 ? 1 : settings.blocking_threads)),
         ioc(settings.threads < 1 ? 1 : settings.threads) {}
@@ -41,6 +43,7 @@ struct ServerContext {
   Metrics metrics;
   RateLimiter limiter;
   TokenCache tokens;  // verified bearer tokens (see token_cache.h)
+  StatusCache status_cache;  // status answers of finished jobs (status_cache.h)
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_request_id{1};
 
@@ -66,6 +69,14 @@ struct ServerContext {
   // Last member: destroyed first, so handlers (and the sessions they own)
   // are destroyed while everything above is still alive.
   boost::asio::io_context ioc;
+
+  static StatusCache::Options StatusCacheOptions(const ServerSettings& s) {
+    StatusCache::Options o;
+    o.max_entries = s.status_cache_entries < 0 ? 0 : static_cast<size_t>(s.status_cache_entries);
+    o.max_bytes = s.status_cache_bytes < 0 ? 0 : static_cast<size_t>(s.status_cache_bytes);
+    o.ttl_ms = s.status_cache_ttl_ms;
+    return o;
+  }
 };
 
 enum class Admission {

@@ -293,6 +293,12 @@ class Stmt {
     Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
   }
+  // Binds without a copy: `v` must stay valid until the statement is done
+  // (this Stmt destroyed), as the caller's arguments of a point read are.
+  Stmt& BindStatic(int i, std::string_view v) {
+    Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
+    return *this;
+  }
   Stmt& Bind(int i, int64_t v) {
     Check(sqlite3_bind_int64(stmt_, i, v));
     return *this;
@@ -306,6 +312,12 @@ class Stmt {
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
     return SqliteStatus(rc, db_, "step");
+  }
+  // One sqlite3_step: its result code as it is (SQLITE_ROW, SQLITE_DONE,
+  // SQLITE_BUSY...), for callers that treat some codes apart.
+  int StepRc() {
+    if (bind_rc_ != SQLITE_OK) return bind_rc_;
+    return sqlite3_step(stmt_);
   }
   // Runs a statement that returns no rows; the number of rows changed.
   Result<int> Run() {
@@ -501,6 +513,47 @@ class SqliteMetadataStore final : public MetadataStore {
     if (!s) return s.status();
     s->Bind(1, id).Bind(2, user_id);
     return ReadOptionalJob(*s);
+  }
+
+  TriedStatusRead TryGetJobStatusForUser(const std::string& id,
+                                         const std::string& user_id) override {
+    // :memory: reads share the writer's connection and lock.
+    if (memory_) return std::nullopt;
+    IdleReader reader(*this);
+    if (!reader) return std::nullopt;  // opening one is file I/O: the caller's pool does it
+    sqlite3* db = reader.conn().db();
+    // No busy handler: a read that would wait for a lock gives up at once.
+    sqlite3_busy_timeout(db, 0);
+    TriedStatusRead out;
+    {
+      auto s = Stmt::Make(reader.conn(),
+                          "SELECT \"status\", \"progress\", \"result\", \"error\""
+                          " FROM \"FileUploadJob\" WHERE \"id\" = ?1 AND \"userId\" = ?2");
+      if (!s) {
+        out.emplace(s.status());
+      } else {
+        s->BindStatic(1, id).BindStatic(2, user_id);
+        const int rc = s->StepRc();
+        if ((rc & 0xff) == SQLITE_BUSY) {
+          // out stays empty: the caller reads again where it may wait.
+        } else if (rc == SQLITE_DONE) {
+          out.emplace(std::optional<JobStatusRow>());
+        } else if (rc != SQLITE_ROW) {
+          out.emplace(SqliteStatus(rc, db, "step"));
+        } else if (auto status = ParseJobStatus(s->Text(0)); !status) {
+          out.emplace(DataLoss("job " + id + " has unknown status '" + s->Text(0) + "'"));
+        } else {
+          JobStatusRow row;
+          row.status = *status;
+          row.progress = static_cast<int>(s->Int64(1));
+          row.result_json = s->OptText(2);
+          row.error = s->OptText(3);
+          out.emplace(std::optional<JobStatusRow>(std::move(row)));
+        }
+      }
+    }  // the statement is reset before the connection goes back
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    return out;
   }
 
   Result<void> MarkProcessing(const std::string& id, int attempts) override {
@@ -885,6 +938,34 @@ class SqliteMetadataStore final : public MetadataStore {
     SqliteMetadataStore& store_;
     std::unique_ptr<Connection> conn_;
     std::unique_lock<std::mutex> lock_;
+  };
+
+  // An idle pooled reader connection if there is one, without opening any:
+  // empty otherwise (bool false). Given back on destruction.
+  class IdleReader {
+   public:
+    explicit IdleReader(SqliteMetadataStore& store) : store_(store) {
+      std::lock_guard lock(store_.pool_mu_);
+      if (!store_.idle_readers_.empty()) {
+        conn_ = std::move(store_.idle_readers_.back());
+        store_.idle_readers_.pop_back();
+      }
+    }
+    ~IdleReader() {
+      if (!conn_) return;
+      std::lock_guard lock(store_.pool_mu_);
+      if (store_.idle_readers_.size() < kMaxIdleReaders) {
+        store_.idle_readers_.push_back(std::move(conn_));
+      }
+    }
+    IdleReader(const IdleReader&) = delete;
+    IdleReader& operator=(const IdleReader&) = delete;
+    explicit operator bool() const { return conn_ != nullptr; }
+    Connection& conn() { return *conn_; }
+
+   private:
+    SqliteMetadataStore& store_;
+    std::unique_ptr<Connection> conn_;
   };
 
   static Result<std::optional<JobRecord>> ReadOptionalJob(Stmt& s) {
