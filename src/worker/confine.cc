@@ -198,19 +198,6 @@ struct Prepared {
 };
 Prepared g_prepared;
 
-// Closes every descriptor above `last_kept`, except the prepared ones.
-void CloseAbove(int last_kept) {
-  int keep[2] = {g_prepared.landlock_ruleset, g_prepared.netns};
-  std::sort(std::begin(keep), std::end(keep));
-  unsigned from = static_cast<unsigned>(last_kept) + 1;
-  for (int fd : keep) {
-    if (fd < 0 || static_cast<unsigned>(fd) < from) continue;
-    if (static_cast<unsigned>(fd) > from) (void)syscall(SYS_close_range, from, fd - 1U, 0U);
-    from = static_cast<unsigned>(fd) + 1;
-  }
-  (void)syscall(SYS_close_range, from, ~0U, 0U);
-}
-
 // Takes a prepared descriptor out of g_prepared: the caller closes it.
 int Take(int& fd) { return std::exchange(fd, -1); }
 
@@ -329,14 +316,24 @@ void ReleasePreparedConfinement() {
   }
 }
 
-void CloseDescriptorsAbove(int last_kept) { CloseAbove(last_kept); }
+void CloseDescriptorsAbove(int last_kept) {
+  int keep[2] = {g_prepared.landlock_ruleset, g_prepared.netns};
+  std::sort(std::begin(keep), std::end(keep));
+  unsigned from = static_cast<unsigned>(last_kept) + 1;
+  for (int fd : keep) {
+    if (fd < 0 || static_cast<unsigned>(fd) < from) continue;
+    if (static_cast<unsigned>(fd) > from) (void)syscall(SYS_close_range, from, fd - 1U, 0U);
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  (void)syscall(SYS_close_range, from, ~0U, 0U);
+}
 
 Layers Confine(const ChildLimits& l) {
   Layers layers;
   // Only stdin, stdout, stderr and the input (and what PrepareConfinement
   // made, used below); posix_spawn closed the rest already, this covers a
   // child started some other way.
-  CloseAbove(kInputFd);
+  CloseDescriptorsAbove(kInputFd);
   const int prepared_ruleset = Take(g_prepared.landlock_ruleset);
   const int prepared_netns = Take(g_prepared.netns);
 

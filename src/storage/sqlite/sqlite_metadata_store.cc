@@ -894,6 +894,22 @@ class SqliteMetadataStore final : public MetadataStore {
   }
 
  private:
+  // The pool of idle reader connections: one taken (empty if none is idle),
+  // and one given back (kept while fewer than kMaxIdleReaders are, else
+  // closed; an empty one is ignored).
+  std::unique_ptr<Connection> TakeIdleReader() {
+    std::lock_guard lock(pool_mu_);
+    if (idle_readers_.empty()) return nullptr;
+    std::unique_ptr<Connection> c = std::move(idle_readers_.back());
+    idle_readers_.pop_back();
+    return c;
+  }
+  void GiveBackReader(std::unique_ptr<Connection> c) {
+    if (!c) return;
+    std::lock_guard lock(pool_mu_);
+    if (idle_readers_.size() < kMaxIdleReaders) idle_readers_.push_back(std::move(c));
+  }
+
   // A connection for reads: a pooled one for a file, the (locked) writer for
   // :memory:.
   class Reader {
@@ -903,13 +919,7 @@ class SqliteMetadataStore final : public MetadataStore {
         lock_ = std::unique_lock(store_.write_mu_);
         return;
       }
-      {
-        std::lock_guard lock(store_.pool_mu_);
-        if (!store_.idle_readers_.empty()) {
-          conn_ = std::move(store_.idle_readers_.back());
-          store_.idle_readers_.pop_back();
-        }
-      }
+      conn_ = store_.TakeIdleReader();
       if (!conn_) {
         auto c = Connection::Open(store_.path_);
         if (c) {
@@ -923,13 +933,7 @@ class SqliteMetadataStore final : public MetadataStore {
         lock_ = std::unique_lock(store_.write_mu_);
       }
     }
-    ~Reader() {
-      if (!conn_) return;
-      std::lock_guard lock(store_.pool_mu_);
-      if (store_.idle_readers_.size() < kMaxIdleReaders) {
-        store_.idle_readers_.push_back(std::move(conn_));
-      }
-    }
+    ~Reader() { store_.GiveBackReader(std::move(conn_)); }
     Reader(const Reader&) = delete;
     Reader& operator=(const Reader&) = delete;
     Connection& conn() { return conn_ ? *conn_ : *store_.writer_; }
@@ -944,20 +948,9 @@ class SqliteMetadataStore final : public MetadataStore {
   // empty otherwise (bool false). Given back on destruction.
   class IdleReader {
    public:
-    explicit IdleReader(SqliteMetadataStore& store) : store_(store) {
-      std::lock_guard lock(store_.pool_mu_);
-      if (!store_.idle_readers_.empty()) {
-        conn_ = std::move(store_.idle_readers_.back());
-        store_.idle_readers_.pop_back();
-      }
-    }
-    ~IdleReader() {
-      if (!conn_) return;
-      std::lock_guard lock(store_.pool_mu_);
-      if (store_.idle_readers_.size() < kMaxIdleReaders) {
-        store_.idle_readers_.push_back(std::move(conn_));
-      }
-    }
+    explicit IdleReader(SqliteMetadataStore& store)
+        : store_(store), conn_(store.TakeIdleReader()) {}
+    ~IdleReader() { store_.GiveBackReader(std::move(conn_)); }
     IdleReader(const IdleReader&) = delete;
     IdleReader& operator=(const IdleReader&) = delete;
     explicit operator bool() const { return conn_ != nullptr; }
