@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything conveyor needs on Debian 12, from a minimal system up:
 # compilers and clang's sanitizer/libFuzzer runtimes, libraries, Redis,
-# PostgreSQL, Chromium, load tools, Node.js 20 and the Node.js packages the
-# interop tests use (locked versions).
+# PostgreSQL, Chromium, load tools, promtool (from Debian's prometheus
+# package, to check the metrics and alert rules), Node.js 20 and the Node.js
+# packages the interop tests use (locked versions).
 # Idempotent: what is already present is skipped quickly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ APT_PACKAGES=(
   libssl-dev libjwt-dev libmagic-dev libpoppler-cpp-dev libarchive-dev libxml2-dev
   libtesseract-dev libleptonica-dev tesseract-ocr-eng libseccomp-dev
   libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server redis-tools postgresql wrk curl ca-certificates procps python3
+  redis-server redis-tools postgresql wrk curl ca-certificates procps python3 prometheus
   nodejs npm chromium
 )
 
