@@ -71,6 +71,24 @@ std::optional<std::string> ConvertCharset(std::string_view bytes, const char* ch
   return out;
 }
 
+CharsetConverter::~CharsetConverter() {
+  if (cd_ != nullptr) iconv_close(static_cast<iconv_t>(cd_));
+}
+
+std::optional<std::string> CharsetConverter::Convert(std::string_view bytes,
+                                                     const std::string& charset) {
+  if (charset != charset_) {
+    if (cd_ != nullptr) iconv_close(static_cast<iconv_t>(cd_));
+    iconv_t cd = iconv_open("UTF-8", charset.c_str());
+    cd_ = cd == reinterpret_cast<iconv_t>(-1) ? nullptr : cd;
+    charset_ = charset;
+  }
+  if (cd_ == nullptr) return std::nullopt;
+  iconv_t cd = static_cast<iconv_t>(cd_);
+  iconv(cd, nullptr, nullptr, nullptr, nullptr);  // back to the initial state
+  return Iconv(cd, bytes, 1);
+}
+
 std::string ToUtf8(std::string_view bytes, TextEncoding from) {
   switch (from) {
     case TextEncoding::kUtf8: {

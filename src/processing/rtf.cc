@@ -307,7 +307,7 @@ void RtfReader::CodepageByte(unsigned char b) { bytes_ += static_cast<char>(b); 
 void RtfReader::FlushBytes() {
   if (bytes_.empty()) return;
   std::string charset = codepage_ == 10000 ? "MACINTOSH" : "CP" + std::to_string(codepage_);
-  auto text = ConvertCharset(bytes_, charset.c_str());
+  auto text = converter_.Convert(bytes_, charset);
   if (!text) text = ToUtf8(bytes_, TextEncoding::kLatin1);
   bytes_.clear();
   Emit(*text);

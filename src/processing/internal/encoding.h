@@ -37,4 +37,23 @@ std::string ToUtf8(std::string_view bytes, TextEncoding from);
 // U+FFFD for malformed input; nullopt when iconv does not know the charset.
 std::optional<std::string> ConvertCharset(std::string_view bytes, const char* charset);
 
+// ConvertCharset for many small pieces in one charset: the iconv descriptor
+// is opened on first use and kept, reopened only when the charset changes
+// (opening one costs far more than converting a few bytes). Each Convert
+// starts from the initial shift state. Not copyable; one per reader.
+class CharsetConverter {
+ public:
+  CharsetConverter() = default;
+  ~CharsetConverter();
+  CharsetConverter(const CharsetConverter&) = delete;
+  CharsetConverter& operator=(const CharsetConverter&) = delete;
+
+  // As ConvertCharset(bytes, charset).
+  std::optional<std::string> Convert(std::string_view bytes, const std::string& charset);
+
+ private:
+  void* cd_ = nullptr;   // iconv_t, or nullptr when none is open
+  std::string charset_;  // what cd_ converts from; with cd_ == nullptr, a charset iconv refused
+};
+
 }  // namespace conveyor::processing::internal

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "processing/internal/encoding.h"
 
 namespace conveyor::processing::internal {
 
@@ -77,6 +78,7 @@ class RtfReader {
   bool destination_next_ = false;  // just saw \* : the group is a destination
   std::string bytes_;            // code-page bytes waiting for conversion
   int codepage_ = 1252;          // \ansicpgN
+  CharsetConverter converter_;   // from codepage_, kept open across runs
   bool closed_ = false;          // the document's outermost group ended
   bool cell_pending_ = false;    // a \cell ended; " | " goes before more text
 };
