@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/ids.h"
+#include "http/internal/embedded_files.h"
 #include "http/internal/error_response.h"
 #include "http/internal/metrics.h"
 #include "http/internal/query.h"
@@ -166,6 +167,14 @@ Response UploadStatus(const Request& req, HandlerEnv& env) {
   return r;
 }
 
+// The API's description, src/http/openapi.json compiled in.
+Response OpenApi(const Request&, HandlerEnv&) {
+  Response r;
+  const EmbeddedFile* doc = FindEmbeddedFile("openapi.json");
+  r.body = doc != nullptr ? std::string(doc->body) : "{}";
+  return r;
+}
+
 Response MemorySearch(const Request& req, HandlerEnv& env) {
   std::string_view code;
   auto query = ParseSearchQuery(req.query, &code);
@@ -216,6 +225,7 @@ const std::vector<Route>& Routes() {
     {"POST",   "/api/chat/upload/async",          StartUpload,  Auth::kUser,    Runs::kPool,        kUploadBodyLimit, "upload"},
     {"GET",    "/api/chat/upload/status/:jobId",  UploadStatus, Auth::kUser,    Runs::kInlineFirst, 0,                "upload_status"},
     {"GET",    "/api/chat/memory/search",         MemorySearch, Auth::kUser,    Runs::kPool,        0,                "memory_search"},
+    {"GET",    "/api/openapi.json",               OpenApi,      Auth::kUser,    Runs::kInline,      0,                "openapi"},
     {"GET",    "/healthz",                        Healthz,      Auth::kNone,    Runs::kInline,      0,                "healthz"},
     {"GET",    "/readyz",                         Readyz,       Auth::kNone,    Runs::kPool,        0,                "readyz"},
     {"GET",    "/metrics",                        MetricsText,  Auth::kMetrics, Runs::kInline,      0,                "metrics"},

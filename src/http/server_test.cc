@@ -1142,6 +1142,15 @@ TEST_F(Routing, HealthReadinessMetricsAndUnknownRoutes) {
   EXPECT_NE(m.body.find("conveyor_http_requests_in_flight"), std::string::npos);
 }
 
+TEST_F(Routing, ServesItsOpenApiDocumentToAuthenticatedClients) {
+  StartServer();
+  EXPECT_EQ(Get("/api/openapi.json").status, 401);
+  HttpResponse r = Get("/api/openapi.json", Token("alice"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.Json()["openapi"], "3.1.0");
+  EXPECT_TRUE(r.Json()["paths"].contains("/api/chat/upload/async"));
+}
+
 TEST_F(Routing, MemorySearchValidatesAndReturnsOwnChunks) {
   StartServer();
   ASSERT_TRUE(store_.StoreMemory("alice", "s1", "j1", "file_1", {{0, "the quick brown fox"}}).ok());
