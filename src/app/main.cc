@@ -213,11 +213,14 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
     std::string host = c.bind_address == "0.0.0.0" ? "localhost" : c.bind_address;
     spdlog::info("conveyor: API listening on http://{}:{}", host, *port);
     if (!banner_token.empty()) {
-      std::printf("\nconveyor dev is ready\n  URL:   http://%s:%d\n  token: %s\n\n"
+      // The page's address carries the token in its fragment, which the
+      // browser never sends to the server (so no log ever holds it).
+      std::printf("\nconveyor dev is ready\n  URL:   http://%s:%d\n  page:  http://%s:%d/#token=%s\n"
+                  "  token: %s\n\n"
                   "  curl -H 'Authorization: Bearer %s' -F file=@README.md -F session_id=s1 "
                   "http://%s:%d/api/chat/upload/async\n\n",
-                  host.c_str(), *port, banner_token.c_str(), banner_token.c_str(), host.c_str(),
-                  *port);
+                  host.c_str(), *port, host.c_str(), *port, banner_token.c_str(),
+                  banner_token.c_str(), banner_token.c_str(), host.c_str(), *port);
       std::fflush(stdout);
     }
   }

@@ -1,5 +1,5 @@
 # Generates a .cc holding the text of files the server serves from memory
-# (the OpenAPI document; text files only), so the binary needs no files at
+# (the OpenAPI document, the web page; text files only), so the binary needs no files at
 # run time. Run as:
 #   cmake -DOUTPUT=<file.cc> -DBASE=<dir> -DFILES="<dir/a.json;dir/b.html>" -P embed_files.cmake
 # Each file becomes {"<path relative to BASE>", R"embed(<text>)embed"}.

@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 
 json Document() {
-  const EmbeddedFile* f = FindEmbeddedFile("openapi.json");
+  const EmbeddedFile* f = FindEmbeddedFile("src/http/openapi.json");
   if (f == nullptr) return json();
   return json::parse(f->body, nullptr, /*allow_exceptions=*/false);
 }

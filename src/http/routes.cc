@@ -170,9 +170,39 @@ Response UploadStatus(const Request& req, HandlerEnv& env) {
 // The API's description, src/http/openapi.json compiled in.
 Response OpenApi(const Request&, HandlerEnv&) {
   Response r;
-  const EmbeddedFile* doc = FindEmbeddedFile("openapi.json");
+  const EmbeddedFile* doc = FindEmbeddedFile("src/http/openapi.json");
   r.body = doc != nullptr ? std::string(doc->body) : "{}";
   return r;
+}
+
+// The web page (web/), compiled in. It talks only to this origin and runs
+// only its own script: what a file or the server says is inserted as text,
+// and the policy forbids inline script besides.
+constexpr std::string_view kPageHeaders =
+    "Content-Security-Policy: default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'\r\n"
+    "X-Content-Type-Options: nosniff\r\n"
+    "Referrer-Policy: no-referrer\r\n"
+    "Cache-Control: no-cache";
+
+Response WebFile(std::string_view name, std::string_view content_type) {
+  Response r;
+  const EmbeddedFile* f = FindEmbeddedFile(name);
+  if (f == nullptr) return ErrorResponse(NotFound("not found"), {}, {});
+  r.body = std::string(f->body);
+  r.content_type = content_type;
+  r.extra_headers = kPageHeaders;
+  return r;
+}
+
+Response WebIndex(const Request&, HandlerEnv&) {
+  return WebFile("web/index.html", "text/html; charset=utf-8");
+}
+Response WebScript(const Request&, HandlerEnv&) {
+  return WebFile("web/app.js", "text/javascript; charset=utf-8");
+}
+Response WebStyle(const Request&, HandlerEnv&) {
+  return WebFile("web/style.css", "text/css; charset=utf-8");
 }
 
 Response MemorySearch(const Request& req, HandlerEnv& env) {
@@ -226,6 +256,9 @@ const std::vector<Route>& Routes() {
     {"GET",    "/api/chat/upload/status/:jobId",  UploadStatus, Auth::kUser,    Runs::kInlineFirst, 0,                "upload_status"},
     {"GET",    "/api/chat/memory/search",         MemorySearch, Auth::kUser,    Runs::kPool,        0,                "memory_search"},
     {"GET",    "/api/openapi.json",               OpenApi,      Auth::kUser,    Runs::kInline,      0,                "openapi"},
+    {"GET",    "/",                               WebIndex,     Auth::kNone,    Runs::kInline,      0,                "web"},
+    {"GET",    "/app.js",                         WebScript,    Auth::kNone,    Runs::kInline,      0,                "web"},
+    {"GET",    "/style.css",                      WebStyle,     Auth::kNone,    Runs::kInline,      0,                "web"},
     {"GET",    "/healthz",                        Healthz,      Auth::kNone,    Runs::kInline,      0,                "healthz"},
     {"GET",    "/readyz",                         Readyz,       Auth::kNone,    Runs::kPool,        0,                "readyz"},
     {"GET",    "/metrics",                        MetricsText,  Auth::kMetrics, Runs::kInline,      0,                "metrics"},

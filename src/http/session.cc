@@ -697,6 +697,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (resp.retry_after_s >= 0) {
       out->append("\r\nRetry-After: ").append(std::to_string(resp.retry_after_s));
     }
+    if (!resp.extra_headers.empty()) out->append("\r\n").append(resp.extra_headers);
     // HTTP/1.1 connections persist by default; only a close is announced.
     if (!keep_alive) out->append("\r\nConnection: close");
     out->append("\r\nContent-Length: ").append(std::to_string(resp.body.size()));

@@ -5,7 +5,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import express from 'express';
@@ -13,27 +12,20 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
-import { chromium } from 'playwright-core';
-import { Service, PREFIX, QUEUE, REPO_ROOT, randomBinary, waitFor, withTimeout } from './helpers.mjs';
+import {
+  Service, PREFIX, QUEUE, REPO_ROOT, launchChromium, randomBinary, skipUnlessChromium, waitFor,
+} from './helpers.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACT = path.join(REPO_ROOT, 'test-artifacts', 'bull-board.png');
-const ci = process.env.CI === 'true';
 
 test('Bull Board shows conveyor jobs', {
   timeout: 90000,
-  // Without chromium the test is skipped on a developer machine, but fails in CI.
-  skip: !fs.existsSync(CHROMIUM) && !ci ? `no chromium at ${CHROMIUM} (apt-get install chromium)` : false,
+  skip: skipUnlessChromium,
 }, async (t) => {
-  assert.ok(fs.existsSync(CHROMIUM), `chromium is required at ${CHROMIUM} (scripts/setup.sh installs it)`);
   const svc = await Service.start();
   t.after(() => svc.stop());
-  let browser;
-  let userDataDir;
-  t.after(async () => {
-    if (browser) await browser.close().catch(() => {});
-    if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
-  });
+  let chrome;
+  t.after(async () => { if (chrome) await chrome.close(); });
   try {
     await svc.startApi();
     svc.startWorker();
@@ -74,17 +66,8 @@ test('Bull Board shows conveyor jobs', {
     assert.equal(q.jobs[0].id, ids.bad);
     assert.equal(q.jobs[0].failedReason, 'Invalid file format');
 
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'conveyor-chromium-'));
-    // A fresh profile: playwright passes it to chromium as --user-data-dir.
-    browser = await withTimeout(chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1400, height: 1000 },
-      timeout: 30000,
-    }), 35000, 'chromium to start');
-    const page = await browser.newPage();
+    chrome = await launchChromium({ width: 1400, height: 1000 });
+    const page = await chrome.browser.newPage();
     page.setDefaultTimeout(20000);
 
     // The overview lists both queues; the queue's card counts its 3 jobs.

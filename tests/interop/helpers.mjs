@@ -347,3 +347,36 @@ export function randomBinary(n = 4096) {
   b[0] = 0x00; b[1] = 0xff; b[2] = 0xfe; b[3] = 0x01;
   return b;
 }
+
+// Headless Chromium (Debian's, at CHROMIUM_PATH or /usr/bin/chromium) for
+// the browser tests. `skipUnlessChromium` is the node:test `skip` option:
+// without chromium a test is skipped on a developer machine but fails in CI.
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const skipUnlessChromium = !fs.existsSync(CHROMIUM) && process.env.CI !== 'true'
+  ? `no chromium at ${CHROMIUM} (apt-get install chromium)` : false;
+
+// Launches chromium with a fresh profile in a temp dir; returns the browser
+// context and a close() that also removes the profile.
+export async function launchChromium(viewport) {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`chromium is required at ${CHROMIUM} (scripts/setup.sh installs it)`);
+  const { chromium } = await import('playwright-core');
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'conveyor-chromium-'));
+  try {
+    const browser = await withTimeout(chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport,
+      timeout: 30000,
+    }), 35000, 'chromium to start');
+    const close = async () => {
+      await browser.close().catch(() => {});
+      fs.rmSync(userDataDir, { recursive: true, force: true });
+    };
+    return { browser, close };
+  } catch (e) {
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+    throw e;
+  }
+}

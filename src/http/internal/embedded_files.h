@@ -1,8 +1,8 @@
 // File: http/internal/embedded_files.h
 //
 // Files compiled into the binary (src/http/embed_files.cmake), so that the
-// single binary serves them: today the OpenAPI document
-// (src/http/openapi.json, the one source of the API's description).
+// single binary serves them: the OpenAPI document (src/http/openapi.json,
+// the one source of the API's description) and the web page (web/).
 #pragma once
 
 #include <string_view>
@@ -11,7 +11,7 @@
 namespace conveyor::http {
 
 struct EmbeddedFile {
-  std::string_view name;  // path relative to its source directory, e.g. "openapi.json"
+  std::string_view name;  // its path in the repository, e.g. "web/index.html"
   std::string_view body;
 };
 

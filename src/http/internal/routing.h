@@ -67,6 +67,10 @@ struct Response {
   std::string body;
   std::string_view content_type = "application/json";
   int64_t retry_after_s = -1;  // >= 0: send Retry-After
+  // More header fields, written as they are: "Name: value" lines joined by
+  // "\r\n", without a final one. Static text only (e.g. the web page's
+  // Content-Security-Policy).
+  std::string_view extra_headers;
 };
 
 // What handlers may use. Pointers are never null (ServerDeps are required).
