@@ -1,15 +1,21 @@
 // File: app/upload_command.h
 //
-// `conveyor upload FILE --session S [--message M] [--wait]`: a command-line
-// client of the upload API. Streams FILE as multipart/form-data (libcurl reads
-// it from disk; it is never held in memory), shows a progress bar on stderr,
-// prints the job id, and with --wait polls the status endpoint until the job
-// is final and prints its status JSON.
+// `conveyor upload FILE... --session S [--message M] [--wait] [--json]`: a
+// command-line client of the upload API. Streams each FILE as
+// multipart/form-data (libcurl reads it from disk; it is never held in
+// memory), with a progress bar on stderr when stderr is a terminal, and
+// prints each job id. With --wait it follows every job over the push channel
+// (the Server-Sent Events route, GET /api/chat/upload/events/:jobId; a
+// dropped stream is resumed with Last-Event-ID) until it is final, and prints
+// its status JSON. With --json, stdout carries one JSON object per file and
+// nothing else: {"file","jobId","status"[,"result"|"error"]} (status
+// "refused" with the server's error when the upload was not accepted).
 //
 // Server and credentials: --url (default http://localhost:$PORT), --token or
 // $CONVEYOR_TOKEN, or else a token minted for --user (default "cli") with
-// $JWT_SECRET. Exit status: 0 accepted (or completed, with --wait), 1 refused
-// or failed (the server's JSON error is printed), 2 bad usage.
+// $JWT_SECRET. Exit status: 0 when every file was accepted (and, with --wait,
+// completed), 1 when any upload was refused or any job failed (the server's
+// JSON error is printed), 2 bad usage.
 #pragma once
 
 #include <memory>
