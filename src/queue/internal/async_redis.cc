@@ -25,7 +25,10 @@ using Clock = std::chrono::steady_clock;
 // The Asio adapter: hiredis's event hooks on a stream_descriptor that shares
 // the context's socket (hiredis closes it; the descriptor only waits on it).
 // Each wait is one-shot and re-armed after its handler while hiredis still
-// wants the event. The object keeps itself alive until hiredis calls
+// wants the event. Writes on a connected socket skip the wait: the socket is
+// nearly always writable, so the write is posted to run after the handlers
+// already queued (whose commands then leave in the same write), and only a
+// write that leaves data behind waits for writability. The object keeps itself alive until hiredis calls
 // cleanup (the context is being freed); waits still pending then hold a
 // reference, see `dead_`, and do nothing.
 class AsioEvents : public std::enable_shared_from_this<AsioEvents> {
@@ -38,15 +41,38 @@ class AsioEvents : public std::enable_shared_from_this<AsioEvents> {
     ac->ev.data = e.get();
     ac->ev.addRead = [](void* p) { static_cast<AsioEvents*>(p)->Want(&AsioEvents::want_read_); };
     ac->ev.delRead = [](void* p) { static_cast<AsioEvents*>(p)->want_read_ = false; };
-    ac->ev.addWrite = [](void* p) { static_cast<AsioEvents*>(p)->Want(&AsioEvents::want_write_); };
+    ac->ev.addWrite = [](void* p) { static_cast<AsioEvents*>(p)->WantWrite(); };
     ac->ev.delWrite = [](void* p) { static_cast<AsioEvents*>(p)->want_write_ = false; };
     ac->ev.cleanup = [](void* p) { static_cast<AsioEvents*>(p)->Cleanup(); };
     // The connect in progress completes on writability, replies on readability.
-    e->Want(&AsioEvents::want_write_);
+    e->WantWrite();
     e->Want(&AsioEvents::want_read_);
   }
 
  private:
+  void WantWrite() {
+    want_write_ = true;
+    if (in_write_) return;  // the write under way decides what follows
+    if (!(ac_->c.flags & REDIS_CONNECTED)) {
+      Arm(false);  // the connect completes on writability
+      return;
+    }
+    if (write_posted_ || dead_) return;
+    write_posted_ = true;
+    asio::post(sd_.get_executor(), [self = shared_from_this()] {
+      self->write_posted_ = false;
+      if (self->dead_ || !self->want_write_) return;
+      self->Write();
+      self->Arm(false);  // data left behind: wait until the socket drains
+    });
+  }
+
+  void Write() {
+    in_write_ = true;
+    redisAsyncHandleWrite(ac_);
+    in_write_ = false;
+  }
+
   void Want(bool AsioEvents::*flag) {
     this->*flag = true;
     Arm(flag == &AsioEvents::want_read_);
@@ -63,7 +89,7 @@ class AsioEvents : public std::enable_shared_from_this<AsioEvents> {
                      (read ? self->read_armed_ : self->write_armed_) = false;
                      if (ec || self->dead_) return;
                      if (read && self->want_read_) redisAsyncHandleRead(self->ac_);
-                     if (!read && self->want_write_) redisAsyncHandleWrite(self->ac_);
+                     if (!read && self->want_write_) self->Write();
                      // The handler may have freed the context (cleanup: dead_).
                      self->Arm(read);
                    });
@@ -82,6 +108,7 @@ class AsioEvents : public std::enable_shared_from_this<AsioEvents> {
   std::shared_ptr<AsioEvents> self_;
   bool want_read_ = false, want_write_ = false;
   bool read_armed_ = false, write_armed_ = false;
+  bool write_posted_ = false, in_write_ = false;
   bool dead_ = false;
 };
 
@@ -339,13 +366,18 @@ class AsyncRedis::Impl {
   }
 
   // One timer watches the oldest unanswered command of the live connection.
+  // It is moved earlier when that deadline is (a command sent once the
+  // slower setup calls are answered); a wait it replaces ends aborted.
   void ArmTimer() {
-    if (timer_armed_ || !current_ || current_->deadlines.empty()) return;
+    if (!current_ || current_->deadlines.empty()) return;
+    const Clock::time_point at = current_->deadlines.front();
+    if (timer_armed_ && timer_at_ <= at) return;
     timer_armed_ = true;
-    timer_.expires_at(current_->deadlines.front());
+    timer_at_ = at;
+    timer_.expires_at(at);
     timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;  // replaced by an earlier deadline, or shutting down
       timer_armed_ = false;
-      if (ec) return;
       if (current_ && !current_->deadlines.empty() &&
           current_->deadlines.front() <= Clock::now()) {
         last_error_ = Unavailable(Where() + " timed out");
@@ -366,6 +398,7 @@ class AsyncRedis::Impl {
   std::shared_ptr<Conn> current_;
   Status last_error_;
   bool timer_armed_ = false;
+  Clock::time_point timer_at_{};
   int64_t backoff_ms_ = 0;
   Clock::time_point next_attempt_{};
 };
