@@ -1,7 +1,9 @@
 // Queue engine benchmark: conveyor's BullMQ-format producer and consumer on a
 // real Redis. Adds --jobs no-op jobs (the first half from one thread, the
 // second from --producers threads), then processes them all with --consumers
-// threads (Fetch, then CompleteAndFetch("null") as the worker does). Prints one JSON line:
+// threads sharing one Consumer, as a worker's slots do (Fetch, then
+// CompleteAndFetch("null"); the calls of all threads are pipelined on the
+// consumer's one command connection). Prints one JSON line:
 //   add_rate_single, add_rate_multi (jobs/s), process_rate (jobs/s),
 //   cpu_s_per_10k (this process's user+sys CPU while processing, per 10,000
 //   jobs), p50_ms / p99_ms (job timestamp -> processedOn).
@@ -110,18 +112,14 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::vector<int64_t> latencies;
   latencies.reserve(jobs);
-  std::vector<std::unique_ptr<conveyor::queue::Consumer>> cs;
-  for (int t = 0; t < consumers; ++t) {
-    auto c = OpenRedisConsumer(o);
-    if (!c) Die("open consumer", c.status());
-    cs.push_back(std::move(*c));
-  }
+  auto shared = OpenRedisConsumer(o);
+  if (!shared) Die("open consumer", shared.status());
   double cpu0 = CpuSeconds();
   auto start = Clock::now();
   std::vector<std::thread> pool;
   for (int t = 0; t < consumers; ++t) {
     pool.emplace_back([&, t] {
-      auto& c = *cs[t];
+      auto& c = **shared;
       const std::string token = "bench-" + std::to_string(t);
       std::vector<int64_t> mine;
       // As the worker does: each completion also leases the next job, in one

@@ -10,8 +10,8 @@
 // docs/queue-format.md describes them.
 //
 // Threads: all methods block on Redis and are safe to call from any thread
-// concurrently (implementations keep a connection pool). Never call them on a
-// socket-serving thread.
+// concurrently (implementations keep a connection pool or pipeline the calls
+// on one connection). Never call them on a socket-serving thread.
 //
 // Errors: kUnavailable when Redis cannot be reached (after the connection's
 // timeout), kInvalidArgument for ids BullMQ refuses, kFailedPrecondition when
@@ -109,7 +109,8 @@ class Consumer {
   // zset). Returns true when a job may be ready now, including when a delayed
   // job (learnt from the marker or from an empty Fetch) falls due; false on
   // timeout (fetching anyway then is cheap and covers a lost marker).
-  // Spurious wake-ups are fine. One caller at a time (others wait for it).
+  // Spurious wake-ups are fine. Concurrent callers share one wait: those that
+  // come while another blocks wait for its answer, so a wake-up wakes all.
   virtual Result<bool> WaitForWork(int64_t timeout_ms) = 0;
 
   // Promotes due delayed jobs, then leases the next ready job with `token`
@@ -186,8 +187,10 @@ class Consumer {
 // kUnavailable if that fails. Later calls reconnect by themselves.
 Result<std::unique_ptr<Queue>> OpenRedisQueue(const RedisOptions& options);
 
-// A Consumer over its own Redis connections (one blocking, one for commands).
-// Reconnects with backoff (50 ms doubling to 2 s) when Redis goes away; calls
+// A Consumer over its own two Redis connections, meant to be shared by every
+// slot of a worker: one event-driven connection (hiredis async on an Asio
+// thread of its own) pipelines every command of every caller, the other
+// carries the BZPOPMIN of WaitForWork. Reconnects with backoff (50 ms doubling to 2 s) when Redis goes away; calls
 // made while it is down return kUnavailable and are not resent (a lost reply
 // may hide an applied move; retry at the worker level). kUnavailable from
 // Open if Redis cannot be reached now.

@@ -12,9 +12,18 @@
 //
 // Connections: the producer keeps a small pool (one connection per concurrent
 // caller, idle ones kept for reuse) plus one connection of its own for
-// AddMany, which pipelines a batch of adds (the uploads' group commit). The consumer has two: one for BZPOPMIN
-// (it blocks) and one for everything else, each behind its own mutex, so a
-// heartbeat thread can renew locks while another thread waits for work.
+// AddMany, which pipelines a batch of adds (the uploads' group commit).
+//
+// The consumer is shared by every slot of a worker and has two connections.
+// All its commands (fetch, lock renewal, completion and failure, progress,
+// stalled check) go over one event-driven connection (internal::AsyncRedis:
+// hiredis async on its own Asio thread), so the calls of all slots are
+// pipelined on one socket and none waits for another's reply. BZPOPMIN on the
+// marker has a connection of its own, as in BullMQ (its blockingConnection):
+// Redis answers a connection's commands in order, so a BZPOPMIN there would
+// hold every renewal and completion behind it for up to the wait timeout.
+// That one blocking connection serves all the consumer's waiters at once:
+// one thread blocks in Redis, the others wait for its answer (WaitForWork).
 //
 // Retries: read-only and idempotent producer calls (Add is idempotent by id)
 // are retried once on kUnavailable, which hides a single stale socket after a
@@ -22,6 +31,7 @@
 // applied move, and the caller must decide.
 #include <openssl/evp.h>
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +39,7 @@
 #include <mutex>
 #include <utility>
 
+#include "queue/internal/async_redis.h"
 #include "queue/internal/job_json.h"
 #include "queue/internal/redis_connection.h"
 #include "queue/internal/scripts.h"
@@ -271,8 +282,30 @@ class RedisConsumer final : public Consumer {
         blocking_(WorkerConnectionOptions(options_)),
         commands_(options_) {}
 
+  // The first caller blocks in Redis; callers that come while it does wait
+  // for its answer (or their own timeout) and share it: a wake-up wakes them
+  // all, and each then fetches.
   Result<bool> WaitForWork(int64_t timeout_ms) override {
-    std::lock_guard<std::mutex> lock(blocking_mu_);
+    std::unique_lock<std::mutex> lock(wait_mu_);
+    if (waiting_) {
+      const uint64_t generation = wait_generation_;
+      wait_cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0)),
+                        [&] { return wait_generation_ != generation; });
+      if (wait_generation_ == generation) return false;
+      return wait_result_;
+    }
+    waiting_ = true;
+    lock.unlock();
+    Result<bool> woke = BlockForWork(timeout_ms);
+    lock.lock();
+    waiting_ = false;
+    ++wait_generation_;
+    wait_result_ = woke;
+    wait_cv_.notify_all();
+    return woke;
+  }
+
+  Result<bool> BlockForWork(int64_t timeout_ms) {
     const int64_t deadline = NowMs() + std::max<int64_t>(timeout_ms, 0);
     for (;;) {
       int64_t now = NowMs();
@@ -313,11 +346,7 @@ class RedisConsumer final : public Consumer {
     calls.push_back(FinishCall(job, "returnvalue", return_json, "completed", "", false,
                                job.options.remove_on_complete));
     calls.push_back(FetchCall(next_token, lock_ms));
-    std::vector<Result<RedisReply>> replies;
-    {
-      std::lock_guard<std::mutex> lock(commands_mu_);
-      replies = commands_.EvalPipeline(calls);
-    }
+    std::vector<Result<RedisReply>> replies = commands_.EvalPipeline(std::move(calls));
     return {ParseFinish(replies[0], job, "completed"),
             replies[1] ? ParseFetch(*replies[1], next_token)
                        : Result<std::optional<ActiveJob>>(replies[1].status())};
@@ -392,11 +421,7 @@ class RedisConsumer final : public Consumer {
                      {keys_.Job(id), keys_("events"), keys_("meta")},
                      {id, progress_json}});
     calls.push_back({&GetScript("add_log"), {keys_.Job(id), keys_.Job(id) + ":logs"}, {log_line}});
-    std::vector<Result<RedisReply>> replies;
-    {
-      std::lock_guard<std::mutex> lock(commands_mu_);
-      replies = commands_.EvalPipeline(calls);
-    }
+    std::vector<Result<RedisReply>> replies = commands_.EvalPipeline(std::move(calls));
     auto progress = IntegerReply(std::move(replies[0]), "update_progress");
     if (!progress) return progress.status();
     if (*progress < 0) return ScriptCodeToStatus(*progress, id, "update progress of");
@@ -434,7 +459,6 @@ class RedisConsumer final : public Consumer {
  private:
   Result<RedisReply> Eval(const char* script, const std::vector<std::string>& keys,
                           const std::vector<std::string>& args) {
-    std::lock_guard<std::mutex> lock(commands_mu_);
     return commands_.Eval(GetScript(script), keys, args);
   }
 
@@ -510,10 +534,14 @@ class RedisConsumer final : public Consumer {
   RedisOptions options_;
   Keys keys_;
   Keys dlq_keys_;
-  std::mutex blocking_mu_;
-  RedisConnection blocking_;
-  std::mutex commands_mu_;
-  RedisConnection commands_;
+  // The marker wait (BZPOPMIN): one thread at a time blocks on it.
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  bool waiting_ = false;           // a thread is in BlockForWork
+  uint64_t wait_generation_ = 0;   // BlockForWork calls ended so far
+  Result<bool> wait_result_{false};  // the answer of the latest one
+  RedisConnection blocking_;       // used by the waiting thread only
+  internal::AsyncRedis commands_;  // everything else, pipelined
   // Due time (epoch ms) of the earliest delayed job seen; 0 = none known.
   std::atomic<int64_t> next_delayed_due_ms_{0};
 };

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -627,6 +629,89 @@ TEST_F(RedisQueueTest, WaitForWorkWakesOnAddAndTimesOutWhenIdle) {
   ASSERT_TRUE(woke) << woke.status().ToString();
   EXPECT_TRUE(*woke);
   EXPECT_EQ(MustFetch().id, Uuid(1));
+}
+
+// The consumer is shared by a worker's slots: calls from many threads at once
+// are pipelined on its one command connection, each gets its own reply.
+TEST_F(RedisQueueTest, OneConsumerServesManyThreadsAtOnce) {
+  constexpr int kJobs = 120, kThreads = 8;
+  for (int i = 1; i <= kJobs; ++i) MustAdd(Uuid(i));
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<std::string, int> seen;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      uint64_t seq = 0;
+      for (;;) {
+        std::string token = "tok-" + std::to_string(t) + "-" + std::to_string(seq++);
+        auto job = consumer_->Fetch(token, 30000);
+        ASSERT_TRUE(job) << job.status().ToString();
+        if (!job->has_value()) return;
+        ASSERT_EQ((*job)->token, token);
+        ASSERT_TRUE(consumer_->ReportProgress((*job)->id, "50", "half way"));
+        ASSERT_TRUE(consumer_->Complete(**job, "\"" + (*job)->id + "\""));
+        std::lock_guard lock(mu);
+        seen[(*job)->id]++;
+        done++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(done.load(), kJobs);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kJobs));
+  for (const auto& [id, n] : seen) {
+    EXPECT_EQ(n, 1) << id;
+    EXPECT_EQ(Hash(kQ + id)["returnvalue"], "\"" + id + "\"");
+  }
+  auto counts = queue_->Counts();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->completed, kJobs);
+}
+
+// BZPOPMIN has a connection of its own: a thread waiting for work does not
+// hold up the other threads' commands.
+TEST_F(RedisQueueTest, WaitingForWorkDoesNotDelayOtherCalls) {
+  Cmd({"DEL", std::string(kQ) + "marker"});
+  std::thread waiter([&] { (void)consumer_->WaitForWork(4000); });
+  ASSERT_TRUE(Eventually(
+      [&] { return Str({"INFO", "clients"}).find("blocked_clients:1") != std::string::npos; },
+      milliseconds(5000)));
+  auto start = std::chrono::steady_clock::now();
+  MustAdd(Uuid(1));  // wakes the waiter too
+  auto none = consumer_->Fetch("tok-x", 30000);  // may race the wake-up: any answer
+  ASSERT_TRUE(none) << none.status().ToString();
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  waiter.join();
+  EXPECT_LT(elapsed, milliseconds(2000));
+}
+
+// A server that stops answering: the call fails with kUnavailable after the
+// command timeout instead of hanging, and the consumer works again after.
+TEST_F(RedisQueueTest, UnansweredCallTimesOutAndTheConsumerRecovers) {
+  RedisOptions quick = options_;
+  quick.command_timeout_ms = 300;
+  auto c = OpenRedisConsumer(quick);
+  ASSERT_TRUE(c) << c.status().ToString();
+  auto first = (*c)->Fetch("tok-1", 30000);
+  ASSERT_TRUE(first) << first.status().ToString();
+  Cmd({"CLIENT", "PAUSE", "1500"});
+  auto start = std::chrono::steady_clock::now();
+  auto paused = (*c)->Fetch("tok-2", 30000);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(paused);
+  EXPECT_EQ(paused.code(), Errc::kUnavailable);
+  EXPECT_LT(elapsed, milliseconds(1400));
+  MustAdd(Uuid(1));  // after the pause (the producer's call waits it out)
+  std::optional<ActiveJob> job;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto f = (*c)->Fetch("tok-3", 30000);
+        if (f && f->has_value()) job = **f;
+        return job.has_value();
+      },
+      milliseconds(10000)));
+  EXPECT_EQ(job->id, Uuid(1));
 }
 
 TEST_F(RedisQueueTest, SurvivesRedisRestartFromAof) {

@@ -25,8 +25,8 @@
 // Completed whose row cannot be written becomes a Retry. Only the job's own
 // blob is ever deleted (by job id, never a path from the job data).
 //
-// Threads: Apply is blocking and thread-safe (each caller brings its own
-// Consumer).
+// Threads: Apply is blocking and thread-safe (the worker's slots pass the
+// one Consumer they share; its calls are pipelined on one connection).
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,21 @@
 // Design
 // ------
-// Each slot thread owns a queue::Consumer and loops: Fetch a job (BullMQ's
-// moveToActive, which also promotes due delayed jobs); if none is ready, block
-// on the queue's wake-up marker for at most kIdleWaitMs so that Stop() is
-// noticed promptly. A fetched job is registered in `running_` so that the
-// housekeeping thread can renew its lock; the slot then runs it and
-// unregisters it.
+// The worker has one queue::Consumer, shared by its slot threads and its
+// housekeeping thread. The Redis consumer (queue.h, redis_queue.cc) is event
+// driven: every call of every thread goes over one hiredis async connection
+// run by an Asio thread, so a slot's fetch, another slot's completion, a
+// progress report and the lock renewal of all running jobs are pipelined on
+// one socket instead of each thread holding a connection of its own. Only
+// the wait for work (BZPOPMIN on the marker) has a second connection, one for
+// the whole worker: idle slots share that one wait.
+//
+// Each slot thread loops: Fetch a job (BullMQ's moveToActive, which also
+// promotes due delayed jobs); if none is ready, wait on the queue's wake-up
+// marker for at most kIdleWaitMs so that Stop() is noticed promptly. A
+// fetched job is registered in `running_` (JobStarted) so that the
+// housekeeping thread can renew its lock; the slot then runs it, records the
+// outcome and unregisters it (JobEnded). The job's own work (JobRunner::Run)
+// blocks only its slot thread.
 //
 // A job is run in two steps: JobRunner::Run (job_runner.h) turns it into an
 // Outcome without a queue call, then OutcomeApplier::Apply (outcome.h)
@@ -14,9 +24,9 @@
 // runner's progress stages reach the queue through this slot's consumer, one
 // pipelined round trip each (Consumer::ReportProgress).
 //
-// The housekeeping thread owns one more Consumer for lock renewals and the
-// stalled check, and uses the producer Queue for the reconciler. All waiting
-// is on `cv_`, so Stop() wakes every loop at once.
+// The housekeeping thread renews locks and runs the stalled check through
+// the shared consumer, and uses the producer Queue for the reconciler. All
+// waiting is on `cv_`, so Stop() wakes every loop at once.
 #include "worker/worker.h"
 
 #include <spdlog/spdlog.h>
@@ -120,21 +130,47 @@ class Worker::Impl {
     return stopping_;
   }
 
-  // Opens a consumer, retrying with capped backoff until it works or Stop().
-  std::unique_ptr<queue::Consumer> Connect() {
+  // The worker's one consumer, opened by the first thread that needs it,
+  // retrying with capped backoff until it works; nullptr on Stop().
+  queue::Consumer* Connect() {
     int64_t backoff = kMinBackoffMs;
     while (!stopping()) {
-      auto c = factory_();
-      if (c) return std::move(*c);
-      spdlog::warn("worker: cannot reach the queue: {}", c.status().ToString());
+      {
+        std::lock_guard lock(consumer_mu_);
+        if (consumer_) return consumer_.get();
+        auto c = factory_();
+        if (c) {
+          consumer_ = std::move(*c);
+          return consumer_.get();
+        }
+        spdlog::warn("worker: cannot reach the queue: {}", c.status().ToString());
+      }
       if (WaitOrStop(backoff)) break;
       backoff = std::min(backoff * 2, kMaxBackoffMs);
     }
     return nullptr;
   }
 
+  // Hook point: a job leased by this worker is about to run (or, when
+  // prefetched with a completion, waits for its slot); its lock is renewed
+  // from now on.
+  void JobStarted(const std::shared_ptr<queue::ActiveJob>& job) {
+    std::lock_guard lock(mu_);
+    running_[job->id] = job;
+  }
+
+  // Hook point: this worker is done with `job` (recorded, released or
+  // abandoned); its lock is no longer renewed.
+  void JobEnded(const queue::ActiveJob& job) {
+    {
+      std::lock_guard lock(mu_);
+      running_.erase(job.id);
+    }
+    cv_.notify_all();
+  }
+
   void SlotLoop() {
-    std::unique_ptr<queue::Consumer> consumer = Connect();
+    queue::Consumer* consumer = Connect();
     if (!consumer) return;
     const std::string token_base = worker_id_ + ":" + std::to_string(next_slot_++);
     uint64_t seq = 0;
@@ -166,10 +202,7 @@ class Worker::Impl {
         }
         active = std::make_shared<queue::ActiveJob>(std::move(**job));
       }
-      {
-        std::lock_guard lock(mu_);
-        running_[active->id] = active;
-      }
+      JobStarted(active);
       Outcome outcome = runner_->Run(*active, [&](const std::string& stage, int percent) {
         ReportProgress(*consumer, active->id, stage, percent);
       });
@@ -181,22 +214,15 @@ class Worker::Impl {
       if (applied.finished) finished_++;
       if (applied.next) {
         prefetched = std::move(*applied.next);
-        std::lock_guard lock(mu_);
-        running_[prefetched->id] = std::make_shared<queue::ActiveJob>(*prefetched);
+        JobStarted(std::make_shared<queue::ActiveJob>(*prefetched));
       }
-      {
-        std::lock_guard lock(mu_);
-        running_.erase(active->id);
-      }
-      cv_.notify_all();
+      JobEnded(*active);
     }
     if (prefetched) {
       // Leased but never started: give it back at once.
       auto r = consumer->Release(*prefetched);
       if (!r) spdlog::warn("worker: releasing job {}: {}", prefetched->id, r.status().ToString());
-      std::lock_guard lock(mu_);
-      running_.erase(prefetched->id);
-      cv_.notify_all();
+      JobEnded(*prefetched);
     }
   }
 
@@ -211,7 +237,7 @@ class Worker::Impl {
   }
 
   void HousekeepingLoop() {
-    std::unique_ptr<queue::Consumer> consumer = Connect();
+    queue::Consumer* consumer = Connect();
     if (!consumer) return;
     using clock = std::chrono::steady_clock;
     const int64_t renew_ms = std::max<int64_t>(settings_.lock_ms / 2, 10);
@@ -285,10 +311,14 @@ class Worker::Impl {
   // Stop() ran out of grace: hand running jobs back so that another worker
   // takes them at once. Called with mu_ held.
   void ReleaseRunningLocked() {
-    auto c = factory_();
-    if (!c) return;  // their locks lapse and the stalled check recovers them
+    queue::Consumer* c = nullptr;
+    {
+      std::lock_guard lock(consumer_mu_);
+      c = consumer_.get();
+    }
+    if (!c) return;  // never connected: nothing was leased
     for (auto& [id, job] : running_) {
-      auto r = (*c)->Release(*job);
+      auto r = c->Release(*job);
       if (!r) spdlog::warn("worker: could not release job {}: {}", id, r.status().ToString());
       else spdlog::info("worker: released job {} at shutdown", id);
     }
@@ -300,6 +330,9 @@ class Worker::Impl {
   queue::Queue* const producer_;
   const ConsumerFactory factory_;
   const std::string worker_id_;
+
+  std::mutex consumer_mu_;
+  std::unique_ptr<queue::Consumer> consumer_;  // shared by every thread; set once
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -21,11 +21,17 @@
 // one round trip per progress stage (progress event + log line pipelined)
 // and one that completes the job and leases the next.
 //
-// Threads: `concurrency` slot threads, each with its own queue::Consumer (one
-// blocking BZPOPMIN connection each); one housekeeping thread that renews the
+// Threads: `concurrency` slot threads, each running one job at a time
+// (JobRunner::Run blocks its slot); one housekeeping thread that renews the
 // locks of running jobs every lock_ms/2, runs BullMQ's stalled check every
 // stalled_interval_ms, and re-adds pending rows that have no queued job (the
-// reconciler) every reconcile_interval_ms.
+// reconciler) every reconcile_interval_ms. They share one queue::Consumer
+// (the factory is called once): the Redis one keeps one event-driven
+// connection (hiredis async, on an Asio thread of its own) on which every
+// fetch, completion, failure, progress report and lock renewal of every slot
+// is pipelined, and one blocking connection for the wait on the queue's
+// marker (BZPOPMIN), which all idle slots share. Redis connections per worker:
+// two, whatever the concurrency.
 //
 // Delivery is at-least-once and processing is idempotent, keyed by job id:
 // the file id is derived from the job id and memory chunks are replaced, so a
@@ -83,9 +89,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts the slot and housekeeping threads. Consumers that cannot connect
-  // yet keep retrying in their thread, so Start() itself does not fail on a
-  // Redis outage.
+  // Starts the slot and housekeeping threads. If the consumer cannot be
+  // opened yet, the threads keep retrying, so Start() itself does not fail on
+  // a Redis outage.
   void Start();
 
   // Graceful stop: no new fetches; running jobs get shutdown_grace_ms to

@@ -16,7 +16,9 @@ timeval ToTimeval(int64_t ms) {
   return tv;
 }
 
-RedisReply Convert(const redisReply* r) {
+}  // namespace
+
+RedisReply ConvertReply(const redisReply* r) {
   RedisReply out;
   switch (r->type) {
     case REDIS_REPLY_STRING:
@@ -38,15 +40,13 @@ RedisReply Convert(const redisReply* r) {
     case REDIS_REPLY_ARRAY:
       out.type = RedisReply::Type::kArray;
       out.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Convert(r->element[i]));
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(ConvertReply(r->element[i]));
       break;
     default:
       out.type = RedisReply::Type::kNil;
   }
   return out;
 }
-
-}  // namespace
 
 RedisConnection::RedisConnection(RedisOptions options) : options_(std::move(options)) {}
 
@@ -138,7 +138,7 @@ Result<RedisReply> RedisConnection::Run(const std::vector<std::string>& argv,
   auto* r = static_cast<redisReply*>(
       redisCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lens.data()));
   if (!r) return DropWithError(argv.empty() ? "command failed" : argv[0] + " failed");
-  RedisReply reply = Convert(r);
+  RedisReply reply = ConvertReply(r);
   freeReplyObject(r);
   if (extra_timeout_ms > 0) redisSetTimeout(ctx_, ToTimeval(options_.command_timeout_ms));
   return reply;
@@ -217,7 +217,7 @@ std::vector<Result<RedisReply>> RedisConnection::EvalPipeline(const std::vector<
       break;
     }
     auto* r = static_cast<redisReply*>(raw);
-    replies.push_back(Convert(r));
+    replies.push_back(ConvertReply(r));
     freeReplyObject(r);
   }
   for (size_t i = 0; i < calls.size(); ++i) {

@@ -26,6 +26,7 @@
 #include "queue/queue.h"
 
 struct redisContext;
+struct redisReply;
 
 namespace conveyor::queue::internal {
 
@@ -44,6 +45,9 @@ struct RedisReply {
   bool is_error() const { return type == Type::kError; }
   bool is_array() const { return type == Type::kArray; }
 };
+
+// A hiredis reply as a RedisReply (a deep copy).
+RedisReply ConvertReply(const redisReply* reply);
 
 class RedisConnection {
  public:

@@ -1,0 +1,428 @@
+#include "queue/internal/async_redis.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <future>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace conveyor::queue::internal {
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+// The Asio adapter: hiredis's event hooks on a stream_descriptor that shares
+// the context's socket (hiredis closes it; the descriptor only waits on it).
+// Each wait is one-shot and re-armed after its handler while hiredis still
+// wants the event. Writes on a connected socket skip the wait: the socket is
+// nearly always writable, so the write is posted to run after the handlers
+// already queued (whose commands then leave in the same write), and only a
+// write that leaves data behind waits for writability. The object keeps itself alive until hiredis calls
+// cleanup (the context is being freed); waits still pending then hold a
+// reference, see `dead_`, and do nothing.
+class AsioEvents : public std::enable_shared_from_this<AsioEvents> {
+ public:
+  AsioEvents(redisAsyncContext* ac, asio::io_context& io) : ac_(ac), sd_(io, ac->c.fd) {}
+
+  static void Attach(redisAsyncContext* ac, asio::io_context& io) {
+    auto e = std::make_shared<AsioEvents>(ac, io);
+    e->self_ = e;
+    ac->ev.data = e.get();
+    ac->ev.addRead = [](void* p) { static_cast<AsioEvents*>(p)->Want(&AsioEvents::want_read_); };
+    ac->ev.delRead = [](void* p) { static_cast<AsioEvents*>(p)->want_read_ = false; };
+    ac->ev.addWrite = [](void* p) { static_cast<AsioEvents*>(p)->WantWrite(); };
+    ac->ev.delWrite = [](void* p) { static_cast<AsioEvents*>(p)->want_write_ = false; };
+    ac->ev.cleanup = [](void* p) { static_cast<AsioEvents*>(p)->Cleanup(); };
+    // The connect in progress completes on writability, replies on readability.
+    e->WantWrite();
+    e->Want(&AsioEvents::want_read_);
+  }
+
+ private:
+  void WantWrite() {
+    want_write_ = true;
+    if (in_write_) return;  // the write under way decides what follows
+    if (!(ac_->c.flags & REDIS_CONNECTED)) {
+      Arm(false);  // the connect completes on writability
+      return;
+    }
+    if (write_posted_ || dead_) return;
+    write_posted_ = true;
+    asio::post(sd_.get_executor(), [self = shared_from_this()] {
+      self->write_posted_ = false;
+      if (self->dead_ || !self->want_write_) return;
+      self->Write();
+      self->Arm(false);  // data left behind: wait until the socket drains
+    });
+  }
+
+  void Write() {
+    in_write_ = true;
+    redisAsyncHandleWrite(ac_);
+    in_write_ = false;
+  }
+
+  void Want(bool AsioEvents::*flag) {
+    this->*flag = true;
+    Arm(flag == &AsioEvents::want_read_);
+  }
+
+  void Arm(bool read) {
+    bool& armed = read ? read_armed_ : write_armed_;
+    bool want = read ? want_read_ : want_write_;
+    if (dead_ || !want || armed) return;
+    armed = true;
+    sd_.async_wait(read ? asio::posix::stream_descriptor::wait_read
+                        : asio::posix::stream_descriptor::wait_write,
+                   [self = shared_from_this(), read](const boost::system::error_code& ec) {
+                     (read ? self->read_armed_ : self->write_armed_) = false;
+                     if (ec || self->dead_) return;
+                     if (read && self->want_read_) redisAsyncHandleRead(self->ac_);
+                     if (!read && self->want_write_) self->Write();
+                     // The handler may have freed the context (cleanup: dead_).
+                     self->Arm(read);
+                   });
+  }
+
+  void Cleanup() {
+    std::shared_ptr<AsioEvents> keep = std::move(self_);
+    dead_ = true;
+    boost::system::error_code ignored;
+    sd_.cancel(ignored);
+    (void)sd_.release();  // hiredis closes the socket itself
+  }
+
+  redisAsyncContext* const ac_;
+  asio::posix::stream_descriptor sd_;
+  std::shared_ptr<AsioEvents> self_;
+  bool want_read_ = false, want_write_ = false;
+  bool read_armed_ = false, write_armed_ = false;
+  bool write_posted_ = false, in_write_ = false;
+  bool dead_ = false;
+};
+
+}  // namespace
+
+class AsyncRedis::Impl {
+ public:
+  explicit Impl(RedisOptions options)
+      : options_(std::move(options)), timer_(io_), work_(asio::make_work_guard(io_)) {
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  ~Impl() {
+    asio::post(io_, [this] {
+      timer_.cancel();
+      Drop();
+      work_.reset();
+    });
+    thread_.join();
+  }
+
+  void EvalAsync(std::vector<EvalCall> calls, Done done) {
+    asio::post(io_, [this, calls = std::make_shared<std::vector<EvalCall>>(std::move(calls)),
+                     done = std::move(done)]() mutable { SendBatch(std::move(calls), std::move(done)); });
+  }
+
+ private:
+  // One socket's life. Replies arrive in the order the commands were sent,
+  // so the deadline of the oldest unanswered command is at the front.
+  struct Conn {
+    redisAsyncContext* ac = nullptr;
+    std::deque<Clock::time_point> deadlines;
+    Status broken;  // set when setup was refused: every reply is this error
+    bool lost = false;  // the socket is gone or going
+  };
+
+  // A command's completion, the privdata of its hiredis callback.
+  struct Pending {
+    Impl* impl;
+    std::shared_ptr<Conn> conn;
+    std::function<void(Result<RedisReply>)> fn;
+  };
+
+  // All calls of one EvalAsync.
+  struct Batch {
+    std::shared_ptr<std::vector<EvalCall>> calls;
+    Replies replies;
+    size_t left;
+    Done done;
+  };
+
+  std::string Where() const {
+    return "redis " + options_.host + ":" + std::to_string(options_.port);
+  }
+
+  void SendBatch(std::shared_ptr<std::vector<EvalCall>> calls, Done done) {
+    const size_t n = calls->size();
+    if (n == 0) {
+      done({});
+      return;
+    }
+    auto batch = std::make_shared<Batch>(
+        Batch{calls, Replies(n, Result<RedisReply>(Unavailable(""))), n, std::move(done)});
+    std::shared_ptr<Conn> conn = Ensure();
+    for (size_t i = 0; i < n; ++i) {
+      auto finish = [batch, i](Result<RedisReply> r) {
+        batch->replies[i] = std::move(r);
+        if (--batch->left == 0) batch->done(std::move(batch->replies));
+      };
+      if (!conn) {
+        finish(Status(last_error_));
+        continue;
+      }
+      SendEval(conn, (*calls)[i], std::move(finish));
+    }
+  }
+
+  // EVALSHA; on NOSCRIPT once more as EVAL (which loads the script).
+  void SendEval(const std::shared_ptr<Conn>& conn, const EvalCall& call,
+                std::function<void(Result<RedisReply>)> fn) {
+    Send(conn, ScriptArgv(call, /*by_sha=*/true),
+         [this, conn, &call, fn = std::move(fn)](Result<RedisReply> r) mutable {
+           if (r && r->is_error() && r->str.rfind("NOSCRIPT", 0) == 0 && !conn->lost) {
+             Send(conn, ScriptArgv(call, /*by_sha=*/false),
+                  [&call, fn = std::move(fn)](Result<RedisReply> again) {
+                    fn(ScriptResult(call, std::move(again)));
+                  });
+             return;
+           }
+           fn(ScriptResult(call, std::move(r)));
+         });
+  }
+
+  static std::vector<std::string> ScriptArgv(const EvalCall& call, bool by_sha) {
+    std::vector<std::string> argv;
+    argv.reserve(3 + call.keys.size() + call.args.size());
+    argv.push_back(by_sha ? "EVALSHA" : "EVAL");
+    argv.push_back(by_sha ? call.script->sha1 : call.script->text);
+    argv.push_back(std::to_string(call.keys.size()));
+    argv.insert(argv.end(), call.keys.begin(), call.keys.end());
+    argv.insert(argv.end(), call.args.begin(), call.args.end());
+    return argv;
+  }
+
+  static Result<RedisReply> ScriptResult(const EvalCall& call, Result<RedisReply> r) {
+    if (r && r->is_error()) return Internal("script " + call.script->name + " failed: " + r->str);
+    return r;
+  }
+
+  // Appends one command to the connection's output; `fn` gets its reply.
+  void Send(const std::shared_ptr<Conn>& conn, const std::vector<std::string>& argv,
+            std::function<void(Result<RedisReply>)> fn) {
+    std::vector<const char*> args;
+    std::vector<size_t> lens;
+    args.reserve(argv.size());
+    lens.reserve(argv.size());
+    for (const std::string& a : argv) {
+      args.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* p = new Pending{this, conn, std::move(fn)};
+    if (conn->lost || redisAsyncCommandArgv(conn->ac, &Impl::OnReply, p,
+                                            static_cast<int>(args.size()), args.data(),
+                                            lens.data()) != REDIS_OK) {
+      std::unique_ptr<Pending> owned(p);
+      owned->fn(Unavailable(Where() + " " + argv[0] + " failed: connection closing"));
+      return;
+    }
+    const bool connecting = !(conn->ac->c.flags & REDIS_CONNECTED);
+    conn->deadlines.push_back(
+        Clock::now() + std::chrono::milliseconds(options_.command_timeout_ms +
+                                                 (connecting ? options_.connect_timeout_ms : 0)));
+    ArmTimer();
+  }
+
+  static void OnReply(redisAsyncContext* ac, void* raw, void* privdata) {
+    std::unique_ptr<Pending> p(static_cast<Pending*>(privdata));
+    Conn& conn = *p->conn;
+    if (!conn.deadlines.empty()) conn.deadlines.pop_front();
+    if (!raw) {
+      std::string detail = ac->errstr ? std::string(": ") + ac->errstr : "";
+      p->fn(Unavailable(p->impl->Where() + " connection lost" + detail));
+      return;
+    }
+    if (!conn.broken.ok()) {
+      p->fn(conn.broken);
+      return;
+    }
+    p->fn(ConvertReply(static_cast<redisReply*>(raw)));
+  }
+
+  // The live connection, or a new one; nullptr inside the backoff window or
+  // when the connection cannot even be started (last_error_ says why).
+  std::shared_ptr<Conn> Ensure() {
+    if (current_) return current_;
+    auto now = Clock::now();
+    if (backoff_ms_ > 0 && now < next_attempt_) {
+      last_error_ = Unavailable(Where() + " unreachable; next reconnect attempt pending");
+      return nullptr;
+    }
+    backoff_ms_ = backoff_ms_ == 0 ? kReconnectBackoffMinMs
+                                   : std::min(backoff_ms_ * 2, kReconnectBackoffMaxMs);
+    next_attempt_ = now + std::chrono::milliseconds(backoff_ms_);
+
+    redisAsyncContext* ac = redisAsyncConnect(options_.host.c_str(), options_.port);
+    if (!ac) {
+      last_error_ = Unavailable("redis: out of memory creating a connection");
+      return nullptr;
+    }
+    if (ac->err) {
+      last_error_ = Unavailable(Where() + " connect failed: " + ac->errstr);
+      redisAsyncFree(ac);
+      return nullptr;
+    }
+    auto conn = std::make_shared<Conn>();
+    conn->ac = ac;
+    ac->data = this;
+    AsioEvents::Attach(ac, io_);
+    redisAsyncSetConnectCallback(ac, &Impl::OnConnect);
+    redisAsyncSetDisconnectCallback(ac, &Impl::OnDisconnect);
+    current_ = conn;
+    Setup(conn);
+    return conn;
+  }
+
+  // AUTH, CLIENT SETNAME, SCRIPT LOAD of every script: sent ahead of the
+  // first call, in the same write. A refusal breaks the connection: the
+  // replies behind it become that error and the socket is closed.
+  void Setup(const std::shared_ptr<Conn>& conn) {
+    auto refuse_on_error = [this, conn](std::string what) {
+      return [this, conn, what = std::move(what)](Result<RedisReply> r) {
+        if (!r || !r->is_error() || !conn->broken.ok()) return;
+        conn->broken = Unavailable(Where() + " " + what + ": " + r->str);
+        last_error_ = conn->broken;
+        if (!conn->lost) {
+          conn->lost = true;
+          redisAsyncDisconnect(conn->ac);  // once the replies already sent are in
+        }
+        if (current_ == conn) current_ = nullptr;
+      };
+    };
+    if (!options_.password.empty()) {
+      Send(conn, {"AUTH", options_.password}, refuse_on_error("AUTH refused"));
+    }
+    if (!options_.client_name.empty()) {
+      Send(conn, {"CLIENT", "SETNAME", options_.client_name}, [](Result<RedisReply>) {});
+    }
+    const auto& scripts = EmbeddedScripts();
+    for (size_t i = 0; i < scripts.size(); ++i) {
+      const Script& s = GetScript(scripts[i].name);
+      auto on_error = refuse_on_error("refused script " + s.name);
+      if (i + 1 < scripts.size()) {
+        Send(conn, {"SCRIPT", "LOAD", s.text}, std::move(on_error));
+        continue;
+      }
+      // The last setup reply: the connection works, the backoff starts over.
+      Send(conn, {"SCRIPT", "LOAD", s.text},
+           [this, conn, on_error = std::move(on_error)](Result<RedisReply> r) {
+             on_error(r);
+             if (r && conn->broken.ok()) backoff_ms_ = 0;
+           });
+    }
+  }
+
+  static void OnConnect(const redisAsyncContext* ac, int status) {
+    if (status == REDIS_OK) return;
+    // hiredis frees the context next (its callbacks get no reply).
+    auto* self = static_cast<Impl*>(ac->data);
+    self->Forget(ac, Unavailable(self->Where() + " connect failed: " +
+                                 (ac->errstr ? ac->errstr : "?")));
+  }
+
+  static void OnDisconnect(const redisAsyncContext* ac, int status) {
+    auto* self = static_cast<Impl*>(ac->data);
+    self->Forget(ac, Unavailable(self->Where() + " connection lost: " +
+                                 (ac->errstr ? ac->errstr : "closed")));
+  }
+
+  // hiredis is freeing `ac`: it is no longer the live connection.
+  void Forget(const redisAsyncContext* ac, Status why) {
+    if (current_ && current_->ac == ac) {
+      current_->lost = true;
+      current_ = nullptr;
+      last_error_ = std::move(why);  // else Drop() or a refusal already said why
+    }
+  }
+
+  // Frees the live connection now (timeout, shutdown): its waiting calls
+  // fail with kUnavailable. Never called from inside a hiredis callback.
+  void Drop() {
+    if (!current_) return;
+    std::shared_ptr<Conn> conn = std::move(current_);
+    conn->lost = true;
+    redisAsyncFree(conn->ac);
+  }
+
+  // One timer watches the oldest unanswered command of the live connection.
+  // It is moved earlier when that deadline is (a command sent once the
+  // slower setup calls are answered); a wait it replaces ends aborted.
+  void ArmTimer() {
+    if (!current_ || current_->deadlines.empty()) return;
+    const Clock::time_point at = current_->deadlines.front();
+    if (timer_armed_ && timer_at_ <= at) return;
+    timer_armed_ = true;
+    timer_at_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;  // replaced by an earlier deadline, or shutting down
+      timer_armed_ = false;
+      if (current_ && !current_->deadlines.empty() &&
+          current_->deadlines.front() <= Clock::now()) {
+        last_error_ = Unavailable(Where() + " timed out");
+        Drop();
+        return;
+      }
+      ArmTimer();
+    });
+  }
+
+  const RedisOptions options_;
+  asio::io_context io_;
+  asio::steady_timer timer_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+
+  // Owned by the I/O thread.
+  std::shared_ptr<Conn> current_;
+  Status last_error_;
+  bool timer_armed_ = false;
+  Clock::time_point timer_at_{};
+  int64_t backoff_ms_ = 0;
+  Clock::time_point next_attempt_{};
+};
+
+AsyncRedis::AsyncRedis(RedisOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+AsyncRedis::~AsyncRedis() = default;
+
+void AsyncRedis::EvalAsync(std::vector<EvalCall> calls, Done done) {
+  impl_->EvalAsync(std::move(calls), std::move(done));
+}
+
+AsyncRedis::Replies AsyncRedis::EvalPipeline(std::vector<EvalCall> calls) {
+  std::promise<Replies> promise;
+  std::future<Replies> replies = promise.get_future();
+  EvalAsync(std::move(calls), [&promise](Replies r) { promise.set_value(std::move(r)); });
+  return replies.get();
+}
+
+Result<RedisReply> AsyncRedis::Eval(const Script& script, std::vector<std::string> keys,
+                                    std::vector<std::string> args) {
+  std::vector<EvalCall> calls;
+  calls.push_back({&script, std::move(keys), std::move(args)});
+  return std::move(EvalPipeline(std::move(calls))[0]);
+}
+
+}  // namespace conveyor::queue::internal
