@@ -36,6 +36,7 @@
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
+#include "worker/job_metrics.h"
 #include "worker/job_runner.h"
 #include "worker/outcome.h"
 
@@ -82,6 +83,7 @@ class Worker::Impl {
     std::lock_guard lock(mu_);
     if (started_) return;
     started_ = true;
+    job_metrics::SetSlotsTotal(settings_.concurrency);
     // The worker's /proc files (environ holds its secrets) are closed to its
     // parser children and to anything else without CAP_SYS_PTRACE.
     if (!sandbox::ProtectWorkerProcess()) spdlog::warn("worker: cannot make the process non-dumpable");
@@ -170,6 +172,7 @@ class Worker::Impl {
         std::lock_guard lock(mu_);
         running_[active->id] = active;
       }
+      job_metrics::BusySlot busy;
       Outcome outcome = runner_->Run(*active, [&](const std::string& stage, int percent) {
         ReportProgress(*consumer, active->id, stage, percent);
       });
@@ -230,6 +233,7 @@ class Worker::Impl {
           spdlog::warn("worker: stalled check failed: {}", r.status().ToString());
         } else {
           for (const auto& id : *r) spdlog::warn("worker: job {} stalled and was put back", id);
+          job_metrics::Stalled(static_cast<int64_t>(r->size()));
         }
         next_stalled = now + milliseconds(settings_.stalled_interval_ms);
       }
