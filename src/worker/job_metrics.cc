@@ -65,7 +65,7 @@ void Stalled(int64_t n) {
 }
 
 void SetSlotsTotal(int n) {
-  static auto& g = R().Gauge("conveyor_worker_slots_total", "Worker slots (WORKER_CONCURRENCY).").Get();
+  static auto& g = R().Gauge("conveyor_worker_slots", "Worker slots (WORKER_CONCURRENCY).").Get();
   g.Set(n);
   Busy();  // exported from the start, at 0
 }

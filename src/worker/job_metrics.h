@@ -11,7 +11,7 @@
 //   conveyor_jobs_stalled_total                       counter  recovered by the stalled check
 //   conveyor_job_stage_duration_seconds{stage}        histogram detect|extract|analyse|store
 //   conveyor_job_end_to_end_seconds                   histogram upload (job added) -> completed
-//   conveyor_worker_slots_busy / _total               gauges
+//   conveyor_worker_slots_busy, conveyor_worker_slots gauges (busy, WORKER_CONCURRENCY)
 //
 // Threads: every call is thread-safe and cheap (atomics after first use).
 #pragma once

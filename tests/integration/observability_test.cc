@@ -99,7 +99,7 @@ TEST(Observability, MetricsLogsAndWorkerRegistryAcrossApiAndWorker) {
       10s))
       << worker_metrics;
   EXPECT_EQ(Request(metrics_port, "GET", "/healthz", {}).status, 200);
-  EXPECT_EQ(Sample(worker_metrics, "conveyor_worker_slots_total"), "3");
+  EXPECT_EQ(Sample(worker_metrics, "conveyor_worker_slots"), "3");
   EXPECT_EQ(Sample(worker_metrics, "conveyor_job_stage_duration_seconds_count{stage=\"extract\"}"), "1");
   EXPECT_EQ(Sample(worker_metrics, "conveyor_job_stage_duration_seconds_count{stage=\"analyse\"}"), "1");
   EXPECT_EQ(Sample(worker_metrics, "conveyor_job_stage_duration_seconds_count{stage=\"store\"}"), "1");
