@@ -1,5 +1,7 @@
 #include "app/config.h"
 
+#include "core/log.h"
+
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -136,6 +138,18 @@ const std::vector<Setting>& Table() {
       {"METRICS_TOKEN", "(none)",
        "when set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`",
        Str("METRICS_TOKEN", &Config::metrics_token, true)},
+      {"METRICS_PORT", "9464",
+       "port of the worker's own `GET /metrics` and `/healthz` (on BIND_ADDRESS; 0 picks a free "
+       "port, -1 turns it off); the API serves /metrics on PORT",
+       Int("METRICS_PORT", &Config::metrics_port, -1, 65535)},
+      {"LOG_FORMAT", "text",
+       "`text` (one readable line) or `json` (one JSON object per line: time, level, message, "
+       "request_id, job_id, user_id)",
+       [](const std::string& v, Config& c) -> Status {
+         if (!ParseLogFormat(v).ok()) return InvalidArgument("LOG_FORMAT must be json or text");
+         c.log_format = v;
+         return OkStatus();
+       }},
       {"REDIS_HOST", "localhost", "Redis host of the queue (`dev` starts its own when unset)",
        [](const std::string& v, Config& c) -> Status {
          if (v.empty()) return InvalidArgument("REDIS_HOST must not be empty");

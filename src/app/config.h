@@ -39,6 +39,8 @@ struct Config {
   int64_t linger_idle_ms = 5000;           // lingering close: silence that ends it
   int64_t linger_max_ms = 30000;           // lingering close: longest
   std::string metrics_token;               // /metrics needs "Bearer <this>" when set
+  int metrics_port = 9464;                 // worker's /metrics and /healthz (0: a free port, -1: off)
+  std::string log_format = "text";         // text | json (core/log.h)
   int64_t status_cache_entries = 10000;    // final job states cached per process (0: off)
   int64_t status_cache_bytes = 16777216;   // their bytes at most
   int64_t status_cache_ttl_ms = 1000;      // how long one is used after its read (0: off)

@@ -19,12 +19,14 @@
 #include <thread>
 
 #include "app/config.h"
+#include "app/observability.h"
 #include "app/extract_command.h"
 #include "app/upload_command.h"
 #include "app/queue_command.h"
 #include "app/redis_child.h"
 #include "core/files.h"
 #include "core/ids.h"
+#include "core/log.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "queue/queue.h"
@@ -195,6 +197,8 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   }
   auto backends = OpenBackends(c);
   if (!backends) return Fail(backends.status());
+  // Queue depth, live workers and round trips for /metrics (either side).
+  InstallQueueMetrics(RedisOptionsFrom(c), backends->store.get());
 
   std::unique_ptr<http::Server> server;
   if (api) {
@@ -225,13 +229,25 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
     }
   }
   std::unique_ptr<worker::Worker> w;
+  std::unique_ptr<MetricsServer> metrics_server;
+  std::unique_ptr<Heartbeat> heartbeat;
+  if (work && !api && c.metrics_port >= 0) {
+    // The worker's own /metrics (with the API in the process, the API's has it all).
+    metrics_server = std::make_unique<MetricsServer>(c.bind_address, c.metrics_port, c.metrics_token);
+    auto port = metrics_server->Start();
+    if (!port) return Fail(port.status());
+    spdlog::info("conveyor: worker metrics on port {}", *port);
+  }
   if (work) {
     auto opts = RedisOptionsFrom(c);
     w = std::make_unique<worker::Worker>(worker_settings, backends->store.get(),
                                          backends->blobs.get(), backends->queue.get(),
                                          [opts] { return queue::OpenRedisConsumer(opts); });
     w->Start();
-    spdlog::info("conveyor: worker running with concurrency {}", c.worker_concurrency);
+    heartbeat = std::make_unique<Heartbeat>(RedisOptionsFrom(c), c.worker_concurrency);
+    heartbeat->Start();
+    spdlog::info("conveyor: worker {} running with concurrency {}", heartbeat->id(),
+                 c.worker_concurrency);
   }
 
   std::mutex mu;
@@ -250,6 +266,8 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
     cv.wait(lock, [&] { return done; });
   }
   if (w) w->Stop();
+  if (heartbeat) heartbeat->Stop();
+  if (metrics_server) metrics_server->Stop();
   watcher.join();
   spdlog::info("conveyor: stopped");
   return 0;
@@ -337,6 +355,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "conveyor: %s\n", cfg.status().message().c_str());
     return 2;
   }
+  conveyor::ConfigureLogging(cfg->log_format == "json" ? conveyor::LogFormat::kJson
+                                                       : conveyor::LogFormat::kText);
   const std::string cmd = cli.get_subcommands().front()->get_name();
   if (cmd == "api") return RunApi(*cfg);
   if (cmd == "worker") return RunWorker(*cfg);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "queue/admin.h"
+#include "queue/observe.h"
 
 namespace conveyor::app {
 namespace {
@@ -90,6 +91,7 @@ class QueueCommandImpl final : public QueueCommand {
     clean_->add_option("--limit", limit_, "at most this many jobs (default: no limit)");
     pause_ = Leaf(queue_, "pause", "stop every worker from taking new jobs");
     resume_ = Leaf(queue_, "resume", "let workers take jobs again");
+    workers_ = Leaf(queue_, "workers", "live workers (registry heartbeats)");
   }
 
   bool parsed() const override { return queue_->parsed(); }
@@ -131,6 +133,7 @@ class QueueCommandImpl final : public QueueCommand {
       return Usage("--limit must be in 1.." + std::to_string(queue::kMaxListCount));
     }
 
+    if (leaf == workers_) return Workers(o);
     auto admin = queue::OpenRedisAdmin(o);
     if (!admin) return Failed(admin.status());
     queue::QueueAdmin& a = **admin;
@@ -159,7 +162,7 @@ class QueueCommandImpl final : public QueueCommand {
 
   CLI::App* SelectedLeaf() const {
     for (CLI::App* app : {counts_, failed_, dlq_list_, dlq_retry_, dlq_purge_, retry_failed_,
-                          clean_, pause_, resume_}) {
+                          clean_, pause_, resume_, workers_}) {
       if (app->parsed()) return app;
     }
     return nullptr;
@@ -168,7 +171,7 @@ class QueueCommandImpl final : public QueueCommand {
   std::string MissingSubcommandHelp() const {
     return dlq_->parsed() ? "dlq needs a subcommand: list, retry, purge"
                           : "queue needs a subcommand: counts, failed, dlq, retry-failed, clean, "
-                            "pause, resume";
+                            "pause, resume, workers";
   }
 
   static int Usage(const std::string& message) {
@@ -207,6 +210,40 @@ class QueueCommandImpl final : public QueueCommand {
     for (const auto& [k, v] : rows) table.push_back({k, std::to_string(v)});
     PrintTable(table);
     std::printf("queue %s is %s\n", queue_label_.c_str(), *paused ? "PAUSED" : "running");
+    return kExitOk;
+  }
+
+  int Workers(const queue::RedisOptions& o) {
+    queue::WorkerRegistry registry(o);
+    auto list = registry.List();
+    if (!list) return Failed(list.status());
+    if (json_) {
+      json arr = json::array();
+      for (const auto& w : *list) {
+        arr.push_back({{"id", w.id},
+                       {"host", w.host},
+                       {"pid", w.pid},
+                       {"version", w.version},
+                       {"concurrency", w.concurrency},
+                       {"active", w.active},
+                       {"started", w.started_ms},
+                       {"lastBeat", w.last_beat_ms}});
+      }
+      PrintJson(arr);
+      return kExitOk;
+    }
+    if (list->empty()) {
+      std::printf("no live workers\n");
+      return kExitOk;
+    }
+    std::vector<std::vector<std::string>> table = {
+        {"ID", "HOST", "PID", "VERSION", "ACTIVE", "STARTED", "LAST BEAT"}};
+    for (const auto& w : *list) {
+      table.push_back({w.id, w.host, std::to_string(w.pid), w.version,
+                       std::to_string(w.active) + "/" + std::to_string(w.concurrency),
+                       IsoTime(w.started_ms), IsoTime(w.last_beat_ms)});
+    }
+    PrintTable(table);
     return kExitOk;
   }
 
@@ -297,6 +334,7 @@ class QueueCommandImpl final : public QueueCommand {
   CLI::App* clean_ = nullptr;
   CLI::App* pause_ = nullptr;
   CLI::App* resume_ = nullptr;
+  CLI::App* workers_ = nullptr;
   // Parsed values (strings, so malformed numbers are ours to report: exit 2).
   bool json_ = false;
   bool all_ = false;

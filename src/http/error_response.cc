@@ -59,7 +59,7 @@ ErrcMapping MapErrc(Errc e) {
 
 }  // namespace
 
-Response ErrorResponse(const Status& status, std::string_view code, uint64_t request_id) {
+Response ErrorResponse(const Status& status, std::string_view code, std::string_view request_id) {
   ErrcMapping m = MapErrc(status.code());
   if (!code.empty()) {
     m.code = code;
@@ -81,7 +81,7 @@ Response ErrorResponse(const Status& status, std::string_view code, uint64_t req
   return r;
 }
 
-Response StoreErrorResponse(const Status& status, uint64_t request_id) {
+Response StoreErrorResponse(const Status& status, std::string_view request_id) {
   switch (status.code()) {
     case Errc::kNotFound:
     case Errc::kPermissionDenied:

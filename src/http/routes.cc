@@ -12,6 +12,7 @@
 #include "core/ids.h"
 #include "http/internal/embedded_files.h"
 #include "http/internal/error_response.h"
+#include "core/metrics.h"
 #include "http/internal/metrics.h"
 #include "http/internal/query.h"
 #include "http/internal/routing.h"
@@ -61,7 +62,10 @@ Response Readyz(const Request&, HandlerEnv& env) {
 
 Response MetricsText(const Request&, HandlerEnv& env) {
   Response r;
+  // The server's own metrics, then the process's registry (core/metrics.h:
+  // request latency, and what the app wired in: queue depth, workers, ...).
   r.body = env.metrics->Render();
+  r.body += metrics::DefaultRegistry().Render();
   // The uploads' group commit (uploads/group_commit.h): rows per
   // transaction is rows / batches.
   const uploads::GroupCommitter::Stats c = env.committer->stats();
@@ -261,7 +265,7 @@ const std::vector<Route>& Routes() {
     {"GET",    "/style.css",                      WebStyle,     Auth::kNone,    Runs::kInline,      0,                "web"},
     {"GET",    "/healthz",                        Healthz,      Auth::kNone,    Runs::kInline,      0,                "healthz"},
     {"GET",    "/readyz",                         Readyz,       Auth::kNone,    Runs::kPool,        0,                "readyz"},
-    {"GET",    "/metrics",                        MetricsText,  Auth::kMetrics, Runs::kInline,      0,                "metrics"},
+    {"GET",    "/metrics",                        MetricsText,  Auth::kMetrics, Runs::kPool,        0,                "metrics"},
   };
   // clang-format on
   return kRoutes;

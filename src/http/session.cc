@@ -50,14 +50,18 @@
 #include <boost/beast/http.hpp>
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <variant>
 
 #include "core/ids.h"
+#include "core/log.h"
+#include "core/metrics.h"
 #include "http/auth.h"
 #include "http/chunked.h"
 #include "http/internal/error_response.h"
@@ -132,7 +136,7 @@ net::awaitable<std::invoke_result_t<F&>> OnPool(ServerContext& ctx, F fn) {
 // whichever thread and however late. A refused Feed answers at once. An
 // exception from either is answered 500 (and a late second answer ignored).
 net::awaitable<Response> FeedAndFinish(ServerContext& ctx, BodyConsumer& consumer,
-                                       std::string_view last, uint64_t request_id) {
+                                       std::string_view last, std::string_view request_id) {
   return net::async_initiate<decltype(net::use_awaitable), void(Response)>(
       [&ctx, &consumer, last, request_id](auto handler) {
         auto home = net::prefer(net::get_associated_executor(handler),
@@ -147,6 +151,7 @@ net::awaitable<Response> FeedAndFinish(ServerContext& ctx, BodyConsumer& consume
           });
         };
         net::post(ctx.pool, [&consumer, last, request_id, done]() {
+          ScopedLogContext log_context({std::string(request_id), "", ""});
           try {
             if (!last.empty()) {
               if (auto refused = consumer.Feed(last)) return done(std::move(*refused));
@@ -163,6 +168,30 @@ net::awaitable<Response> FeedAndFinish(ServerContext& ctx, BodyConsumer& consume
 }
 
 std::string_view ToView(beast::string_view s) { return {s.data(), s.size()}; }
+
+// A new request id: a random prefix per process and a counter, so ids are
+// unique across processes and cost no random bytes per request.
+std::string NewRequestId(ServerContext& ctx) {
+  static const std::string prefix = NewUuid().substr(0, 8);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "-%012llx",
+                static_cast<unsigned long long>(
+                    ctx.next_request_id.fetch_add(1, std::memory_order_relaxed)));
+  return prefix + buf;
+}
+
+// conveyor_http_request_duration_seconds of `route` (route names are the
+// route table's literals, so their address is a stable key per thread).
+metrics::HistogramValue& RouteLatency(std::string_view route) {
+  static auto& family = metrics::DefaultRegistry().Histogram(
+      "conveyor_http_request_duration_seconds",
+      "HTTP request time from the end of the request header to the response written, by route.",
+      {"route"}, metrics::kLatencyBuckets);
+  thread_local std::unordered_map<const char*, metrics::HistogramValue*> cache;
+  auto [it, added] = cache.try_emplace(route.data(), nullptr);
+  if (added) it->second = &family.Get({std::string(route)});
+  return *it->second;
+}
 
 bool IEquals(std::string_view a, std::string_view b) {
   return beast::iequals(beast::string_view(a.data(), a.size()),
@@ -250,6 +279,8 @@ class Session : public std::enable_shared_from_this<Session> {
         ec = rec;
       }
       SetIdle(false);
+      request_start_ = std::chrono::steady_clock::now();
+      request_id_.clear();
       if (ec) {
         // After an answered error the rest of the request may still come.
         body_unread_ = true;
@@ -332,7 +363,10 @@ class Session : public std::enable_shared_from_this<Session> {
     auto& req = parser_->get();
     const auto start = std::chrono::steady_clock::now();
     Request r;
-    r.request_id = ctx_.next_request_id.fetch_add(1, std::memory_order_relaxed);
+    // The client's own id when it is safe to log and echo, else a new one.
+    const std::string_view client_id = ToView(req["X-Request-Id"]);
+    r.request_id = IsValidRequestId(client_id) ? std::string(client_id) : NewRequestId(ctx_);
+    request_id_ = r.request_id;
     r.method = ToView(req.method_string());
     std::string_view target = ToView(req.target());
     size_t q = target.find('?');
@@ -377,14 +411,20 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const Handler handler = std::get<Handler>(route.handler);
     HandlerEnv env = Env();
+    // The log context is set around each synchronous stretch (never across
+    // a co_await, which may resume on another thread).
+    auto run = [&] {
+      ScopedLogContext log_context({r.request_id, "", r.user_id});
+      return handler(r, env);
+    };
     if (route.runs == Runs::kPool) {
-      out_ = co_await OnPool(ctx_, [&] { return handler(r, env); });
+      out_ = co_await OnPool(ctx_, run);
     } else {
       env.may_block = false;
-      out_ = handler(r, env);
+      out_ = run();
       if (out_.status == kNeedsPoolStatus && route.runs == Runs::kInlineFirst) {
         env.may_block = true;
-        out_ = co_await OnPool(ctx_, [&] { return handler(r, env); });
+        out_ = co_await OnPool(ctx_, run);
       }
     }
     co_return co_await SendOut(route.name, keep_alive && !has_body);
@@ -668,12 +708,15 @@ class Session : public std::enable_shared_from_this<Session> {
     Response resp = std::move(out_);
     keep_alive = keep_alive && !ctx_.stopping.load();
     ctx_.metrics.CountRequest(route_name, resp.status);
-    FormatHead(resp, keep_alive, &head_);
+    if (request_id_.empty()) request_id_ = NewRequestId(ctx_);
+    FormatHead(resp, keep_alive, request_id_, &head_);
     body_ = std::move(resp.body);
     // Head and body go out in one gathered write.
     std::array<net::const_buffer, 2> bufs = {net::buffer(head_), net::buffer(body_)};
     stream_.expires_after(std::chrono::milliseconds(ctx_.settings.body_idle_timeout_ms));
     auto [ec, n] = co_await net::async_write(stream_, bufs, AsTuple());
+    RouteLatency(route_name).Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start_).count());
     if (ec) {
       write_failed_ = true;
       co_return false;
@@ -687,12 +730,14 @@ class Session : public std::enable_shared_from_this<Session> {
   // buffer the connection reuses: building a Beast message costs one
   // allocation per field plus the serializer's machinery, a sizeable share
   // of a small request's CPU.
-  static void FormatHead(const Response& resp, bool keep_alive, std::string* out) {
+  static void FormatHead(const Response& resp, bool keep_alive, std::string_view request_id,
+                         std::string* out) {
     out->clear();
     out->append("HTTP/1.1 ").append(std::to_string(resp.status)).append(" ");
     auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(resp.status));
     out->append(reason.data(), reason.size());
-    out->append("\r\nServer: conveyor\r\nContent-Type: ").append(resp.content_type);
+    out->append("\r\nServer: conveyor\r\nX-Request-Id: ").append(request_id);
+    out->append("\r\nContent-Type: ").append(resp.content_type);
     if (resp.status == 401) out->append("\r\nWWW-Authenticate: Bearer");
     if (resp.retry_after_s >= 0) {
       out->append("\r\nRetry-After: ").append(std::to_string(resp.retry_after_s));
@@ -754,6 +799,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // by its later ones (no per-request allocation of large blocks).
   std::unique_ptr<char[]> bufs_[2];
   RequestFraming framing_;                 // of the current request (CheckHead)
+  std::string request_id_;                 // of the current request ("" until known)
+  std::chrono::steady_clock::time_point request_start_;  // its header was read
   bool body_unread_ = false;               // body bytes of it may still come
   std::optional<ChunkedDecoder> chunked_;  // the current chunked body
   Status body_error_;                      // why the chunked framing was refused

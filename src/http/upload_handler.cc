@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/ids.h"
+#include "core/log.h"
 #include "http/internal/error_response.h"
 #include "http/internal/metrics.h"
 #include "http/internal/rate_limiter.h"
@@ -29,7 +30,7 @@ int64_t MonotonicMs() {
 // An upload that could not be stored. The form was checked before, so the
 // error comes from the disk or the database: its text (paths, SQL, server
 // messages) goes to the log only.
-Response NotStored(const Status& s, uint64_t request_id) {
+Response NotStored(const Status& s, const std::string& request_id) {
   if (s.code() == Errc::kInvalidArgument) return StoreErrorResponse(s, request_id);
   // Nothing was accepted (the blob is gone, no row): the client may retry.
   spdlog::error("request {}: upload not stored: {}", request_id, s.ToString());
@@ -56,12 +57,16 @@ class UploadBody final : public BodyConsumer {
     if (!up) return done(ErrorResponse(up.status(), form_.error_code(), request_id_));
     auto row = uploads::Seal(std::move(*up), form_.sink(), env_.settings->upload_fsync);
     if (!row) return done(NotStored(row.status(), request_id_));
+    row->request_id = request_id_;  // travels in the job's data to the worker's logs
+    const std::string user_id = row->user_id;
     // The rest happens on the committer thread, in a group with the uploads
     // that finished about now; this pool thread is free at once.
     env_.committer->Submit(
         std::move(*row), [done = std::move(done), request_id = request_id_, start = start_,
-                          metrics = env_.metrics](Result<uploads::AcceptOutcome> r) {
+                          metrics = env_.metrics, user_id](Result<uploads::AcceptOutcome> r) {
+          ScopedLogContext log_context({request_id, r ? r->job_id : "", user_id});
           if (!r) return done(NotStored(r.status(), request_id));
+          spdlog::info("upload accepted{}", r->enqueued ? "" : " (job left to the reconciler)");
           metrics->UploadAccepted(
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
           std::string data;
@@ -75,7 +80,7 @@ class UploadBody final : public BodyConsumer {
   HandlerEnv env_;
   uploads::UploadForm form_;
   std::string user_id_;
-  uint64_t request_id_;
+  std::string request_id_;
   std::chrono::steady_clock::time_point start_;
 };
 

@@ -19,15 +19,28 @@ TEST(JobPayload, EncodingIsNlohmannsTextForEveryKindOfString) {
       // Not UTF-8: replaced the way nlohmann replaces it.
       "bad \xff end", "\xc3", "\xed\xa0\x80 surrogate", "\xc0\xaf overlong"};
   for (const std::string& t : texts) {
-    JobPayload p{t, "u" + t, "s" + t, "/data/" + t, t, t, -42, t};
+    JobPayload p{t, "u" + t, "s" + t, "/data/" + t, t, t, -42, t, "r" + t};
     nlohmann::json j = {{"jobId", p.job_id},       {"userId", p.user_id},
                         {"sessionId", p.session_id}, {"storagePath", p.storage_path},
                         {"originalName", p.original_name}, {"mimeType", p.mime_type},
-                        {"size", p.size},          {"message", p.message}};
+                        {"size", p.size},          {"message", p.message},
+                        {"requestId", p.request_id}};
     EXPECT_EQ(EncodeJobPayload(p),
               j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
         << "text: " << t;
   }
+}
+
+TEST(JobPayload, RequestIdIsOptionalBothWays) {
+  JobPayload p{"j", "u", "s", "/d", "a", "m", 1, ""};
+  EXPECT_EQ(EncodeJobPayload(p).find("requestId"), std::string::npos);
+  auto back = DecodeJobPayload(EncodeJobPayload(p));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->request_id, "");
+  p.request_id = "req-1";
+  back = DecodeJobPayload(EncodeJobPayload(p));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->request_id, "req-1");
 }
 
 TEST(Backoff, ExponentialDoublesFromTheBase) {

@@ -59,6 +59,10 @@ std::string EncodeJobPayload(const JobPayload& p) {
   AppendJsonString(out, p.mime_type);
   out += ",\"originalName\":";
   AppendJsonString(out, p.original_name);
+  if (!p.request_id.empty()) {
+    out += ",\"requestId\":";
+    AppendJsonString(out, p.request_id);
+  }
   out += ",\"sessionId\":";
   AppendJsonString(out, p.session_id);
   out += ",\"size\":";
@@ -96,6 +100,7 @@ Result<JobPayload> DecodeJobPayload(const std::string& json) {
   optional("originalName", p.original_name);
   optional("mimeType", p.mime_type);
   optional("message", p.message);
+  optional("requestId", p.request_id);
   if (auto it = j.find("size"); it != j.end() && it->is_number_integer()) p.size = it->get<int64_t>();
   return p;
 }

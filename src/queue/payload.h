@@ -5,7 +5,11 @@
 //
 //   {"jobId":"<uuid>","userId":"u1","sessionId":"s1",
 //    "storagePath":"/abs/path/in/STORAGE_DIR/<uuid>","originalName":"a.txt",
-//    "mimeType":"text/plain","size":123,"message":"optional"}
+//    "mimeType":"text/plain","size":123,"message":"optional",
+//    "requestId":"optional"}
+//
+// `requestId` is the X-Request-Id of the upload that made the job, so the
+// worker's log lines for the job carry it; Node.js producers may leave it out.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +28,7 @@ struct JobPayload {
   std::string mime_type;
   int64_t size = 0;
   std::string message;
+  std::string request_id = {};  // written only when non-empty (a default, so aggregate inits may omit it)
 };
 
 std::string EncodeJobPayload(const JobPayload& p);

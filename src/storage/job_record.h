@@ -29,6 +29,7 @@ struct NewJob {
   std::string sha256_hex;    // of the stored bytes
   std::string storage_path;  // absolute path chosen by the server
   std::string message;       // optional accompanying text
+  std::string request_id = {};  // not stored: the upload's X-Request-Id, for the job's data
 };
 
 struct JobRecord {

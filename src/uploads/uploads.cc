@@ -138,7 +138,7 @@ std::string CleanFileName(std::string_view name) {
 std::string JobDataJson(const storage::NewJob& job) {
   return queue::EncodeJobPayload({job.id, job.user_id, job.session_id, job.storage_path,
                                   job.original_name, job.mime_type, job.size_bytes,
-                                  job.message});
+                                  job.message, job.request_id});
 }
 
 Result<storage::NewJob> Seal(AcceptedUpload upload, FileSink& sink, bool fsync) {

@@ -288,6 +288,7 @@ class Server {
         r.pid = pid;
         r.value = status;
         r.cpu_usec = usec(usage.ru_utime) + usec(usage.ru_stime);
+        r.max_rss_kib = static_cast<int32_t>(usage.ru_maxrss);
         WriteRecord(it->second.get(), r);
         live_.erase(it);
       }
@@ -532,6 +533,7 @@ bool ForkedChild::ReadRecord() {
       exited_ = true;
       status_ = r.value;
       cpu_usec_ = r.cpu_usec;
+      max_rss_kib_ = r.max_rss_kib;
       continue;
     }
     if (n != 0 || !exited_) {

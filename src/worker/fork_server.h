@@ -89,7 +89,7 @@ struct StatusRecord {
   int32_t kind = 0;
   int32_t pid = 0;
   int32_t value = 0;  // kExited: the raw wait status; kFailed: fork's errno
-  int32_t reserved = 0;
+  int32_t max_rss_kib = 0;  // kExited: the child's peak resident set (ru_maxrss)
   int64_t cpu_usec = 0;  // kExited: user + system CPU time of the child
 };
 
@@ -137,6 +137,7 @@ class ForkedChild {
   // The raw wait status (as from waitpid) once done() and not lost().
   int status() const { return status_; }
   double cpu_seconds() const { return static_cast<double>(cpu_usec_) / 1e6; }
+  int64_t max_rss_bytes() const { return max_rss_kib_ * 1024; }
   // The server died (or was killed as broken) before reporting the end; the
   // child died with it.
   bool lost() const { return lost_; }
@@ -155,6 +156,7 @@ class ForkedChild {
   bool lost_ = false;
   int status_ = 0;
   int64_t cpu_usec_ = 0;
+  int64_t max_rss_kib_ = 0;
 };
 
 // The worker's side: starts the server (on first Spawn, and again whenever

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "core/ids.h"
+#include "core/metrics.h"
+#include "worker/job_metrics.h"
 #include "queue/payload.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
@@ -61,6 +63,7 @@ JobRunner::JobRunner(WorkerSettings settings, storage::MetadataStore* store,
       env_(std::move(env)) {}
 
 Outcome JobRunner::Run(const queue::ActiveJob& job, const ProgressSink& progress) const {
+  ScopedLogContext log_context(job_metrics::JobLogContext(job));
   if (job.deferred_failure) return Fail{FailedPrecondition(*job.deferred_failure)};
   const int64_t started_ms = env_.clock->MonotonicMs();
 
@@ -165,11 +168,22 @@ Outcome JobRunner::Process(const queue::ActiveJob& job, const JobFacts& facts,
     }
   }
 
+  // Stage timings (job_metrics.h): detect runs from the child's "detect" to
+  // its "extract", extract from there until the child's answer.
+  int64_t detect_ns = 0, extract_ns = 0;
   processing::Input input{blob.path, facts.original_name, facts.message, blob.fd.get()};
   auto out = env_.extract(sandbox, input, settings_.limits,
                           [&](const std::string& stage, int percent) {
+                            if (stage == "detect") detect_ns = metrics::SteadyNowNs();
+                            if (stage == "extract" && extract_ns == 0) {
+                              extract_ns = metrics::SteadyNowNs();
+                              if (detect_ns) {
+                                job_metrics::ObserveStage("detect", (extract_ns - detect_ns) / 1e9);
+                              }
+                            }
                             report(stage, percent, stage == kRowStageOfChild);
                           });
+  if (extract_ns) job_metrics::ObserveStage("extract", metrics::SecondsSince(extract_ns));
   if (out.code() == Errc::kDeadlineExceeded) {
     // The sandbox's timeout: the job's own when JOB_TIMEOUT_MS cut it short,
     // else the file's (it takes too long to parse, every time).
@@ -179,6 +193,7 @@ Outcome JobRunner::Process(const queue::ActiveJob& job, const JobFacts& facts,
   if (!out) return FailureOf(out.status());
 
   report("analyse", 80, /*to_row=*/true);
+  const int64_t analyse_ns = metrics::SteadyNowNs();
   processing::AnalysisInput ain;
   ain.text = out->text;
   ain.kind = out->kind;
@@ -205,6 +220,7 @@ Outcome JobRunner::Process(const queue::ActiveJob& job, const JobFacts& facts,
   } else {
     spdlog::warn("worker: references of {}: {}", job.id, refs.status().ToString());
   }
+  job_metrics::ObserveStage("analyse", metrics::SecondsSince(analyse_ns));
   report("store", 90, /*to_row=*/false);
   storage::JobCompletion done;
   storage::FileMemory& memory = done.memory;

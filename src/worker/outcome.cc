@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "core/ids.h"
+#include "core/metrics.h"
+#include "worker/job_metrics.h"
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 
@@ -39,19 +41,27 @@ OutcomeApplier::OutcomeApplier(storage::MetadataStore* store, storage::BlobStore
 OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
                                               const queue::ActiveJob& job, Outcome outcome,
                                               const NextLease* next) const {
+  ScopedLogContext log_context(job_metrics::JobLogContext(job));
   if (auto* done = std::get_if<Completed>(&outcome)) {
+    const int64_t store_ns = metrics::SteadyNowNs();
     auto recorded = store_->CompleteJob(done->completion);
+    job_metrics::ObserveStage("store", metrics::SecondsSince(store_ns));
     if (recorded) {
+      job_metrics::Completed(job.timestamp_ms);
+      spdlog::info("worker: job completed");
       RemoveBlob(job);
       return TellCompleted(consumer, job, done->completion.result_json, next);
     }
     outcome = Retry{recorded.status()};  // decided below like any other retry
   }
 
+  const char* dead_letter_reason = job.deferred_failure ? "stalled" : "permanent";
   if (auto* retry = std::get_if<Retry>(&outcome)) {
     if (!RetriesLeft(job)) {
+      if (!job.deferred_failure) dead_letter_reason = "retries_exhausted";
       outcome = Fail{retry->why, /*has_row=*/true};  // the last attempt: dead-letter
     } else {
+      job_metrics::Retried(retry->why.code());
       spdlog::warn("worker: job {} attempt {} failed, will retry: {}", job.id,
                    job.attempts_made + 1, retry->why.ToString());
       (void)store_->MarkPending(job.id);
@@ -65,6 +75,7 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
     const std::string message =
         fail->why.message().empty() ? std::string(kInvalidFormat) : fail->why.message();
     spdlog::info("worker: job {} failed: {}", job.id, fail->why.ToString());
+    job_metrics::Failed(fail->why.code(), dead_letter_reason);
     if (fail->has_row) {
       auto r = store_->MarkFailed(job.id, message);
       if (!r) spdlog::warn("worker: recording failure of {}: {}", job.id, r.status().ToString());

@@ -48,6 +48,7 @@
 #include <optional>
 
 #include "core/fd.h"
+#include "core/metrics.h"
 #include "worker/confine.h"
 #include "worker/fork_server.h"
 #include "worker/sandbox_protocol.h"
@@ -155,6 +156,10 @@ class Spawned {
     if (forked_) return forked_->cpu_seconds();
     auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
     return s(usage_.ru_utime) + s(usage_.ru_stime);
+  }
+  int64_t max_rss_bytes() const {
+    if (forked_) return forked_->max_rss_bytes();
+    return static_cast<int64_t>(usage_.ru_maxrss) * 1024;
   }
 
   // The extract server died before it reported the child's end (which died
@@ -466,6 +471,16 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, int input_fd,
     }
   }
   int status = child.Reap();
+  if (!child.lost() && !probe) {
+    static auto& cpu = metrics::DefaultRegistry().Histogram(
+        "conveyor_extract_child_cpu_seconds", "User plus system CPU time of each parser child.",
+        {}, {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
+    static auto& rss = metrics::DefaultRegistry().Histogram(
+        "conveyor_extract_child_peak_rss_bytes", "Peak resident set size of each parser child.",
+        {}, {8e6, 16e6, 32e6, 64e6, 128e6, 256e6, 512e6, 1024e6, 2048e6});
+    cpu.Get().Observe(child.cpu_seconds());
+    rss.Get().Observe(static_cast<double>(child.max_rss_bytes()));
+  }
   if (child.lost()) {
     // Not the file's fault: the job is retried (with a new server).
     spdlog::warn("sandbox: the extract server died during the job of child {}", pid);

@@ -46,6 +46,7 @@
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
+#include "worker/job_metrics.h"
 #include "worker/job_runner.h"
 #include "worker/outcome.h"
 
@@ -92,6 +93,7 @@ class Worker::Impl {
     std::lock_guard lock(mu_);
     if (started_) return;
     started_ = true;
+    job_metrics::SetSlotsTotal(settings_.concurrency);
     // The worker's /proc files (environ holds its secrets) are closed to its
     // parser children and to anything else without CAP_SYS_PTRACE.
     if (!sandbox::ProtectWorkerProcess()) spdlog::warn("worker: cannot make the process non-dumpable");
@@ -203,6 +205,7 @@ class Worker::Impl {
         active = std::make_shared<queue::ActiveJob>(std::move(**job));
       }
       JobStarted(active);
+      job_metrics::BusySlot busy;
       Outcome outcome = runner_->Run(*active, [&](const std::string& stage, int percent) {
         ReportProgress(*consumer, active->id, stage, percent);
       });
@@ -256,6 +259,7 @@ class Worker::Impl {
           spdlog::warn("worker: stalled check failed: {}", r.status().ToString());
         } else {
           for (const auto& id : *r) spdlog::warn("worker: job {} stalled and was put back", id);
+          job_metrics::Stalled(static_cast<int64_t>(r->size()));
         }
         next_stalled = now + milliseconds(settings_.stalled_interval_ms);
       }

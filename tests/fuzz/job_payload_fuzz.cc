@@ -78,7 +78,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               again->storage_path == payload->storage_path &&
               again->original_name == payload->original_name &&
               again->mime_type == payload->mime_type && again->size == payload->size &&
-              again->message == payload->message,
+              again->message == payload->message && again->request_id == payload->request_id,
           "job data does not survive EncodeJobPayload");
   } else {
     Check(payload.code() == conveyor::Errc::kInvalidArgument, "bad job data is not kInvalidArgument");

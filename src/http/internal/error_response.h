@@ -19,13 +19,13 @@
 
 namespace conveyor::http {
 
-Response ErrorResponse(const Status& status, std::string_view code = {}, uint64_t request_id = 0);
+Response ErrorResponse(const Status& status, std::string_view code = {}, std::string_view request_id = {});
 
 // An error from the metadata store, blob store or queue: its message may hold
 // database text (SQL, constraint names, server messages), so the client gets
 // a fixed message for the class (400 invalid_request, 404, 503, 500) and the
 // log gets the detail with `request_id`.
-Response StoreErrorResponse(const Status& status, uint64_t request_id);
+Response StoreErrorResponse(const Status& status, std::string_view request_id);
 
 // {"success":true,"data":<data_json>} with `status`.
 Response SuccessResponse(int status, std::string_view data_json);

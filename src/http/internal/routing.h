@@ -54,7 +54,7 @@ struct Request {
   std::string_view query;           // after '?', still percent-encoded
   std::vector<std::string> params;  // values of the pattern's :params, in order
   std::string user_id;              // set when the route requires auth
-  uint64_t request_id = 0;          // for logs
+  std::string request_id;           // X-Request-Id: the client's (if valid) or generated
   std::string_view content_type;    // the Content-Type field ("" when absent)
   bool chunked = false;             // Transfer-Encoding: chunked
   uint64_t content_length = 0;      // Content-Length (0 when chunked or absent)
