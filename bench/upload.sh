@@ -74,7 +74,11 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendo
 PIDS+=($!)
 wait_port "$REDIS_PORT"
 
-export JWT_SECRET=bench-secret-0123456789abcdef0123456789 REDIS_HOST=127.0.0.1 REDIS_PORT RATE_LIMIT_PER_MINUTE=0
+export JWT_SECRET=bench-secret-0123456789abcdef0123456789 REDIS_HOST=127.0.0.1 REDIS_PORT
+# Limits off (one user uploads as fast as it can) unless given; with
+# SHARED_LIMITS (the default) each upload still makes its limit check.
+export RATE_LIMIT_PER_MINUTE=${RATE_LIMIT_PER_MINUTE:-0} UPLOAD_BYTES_PER_HOUR=${UPLOAD_BYTES_PER_HOUR:-0}
+export UPLOADS_IN_FLIGHT_PER_USER=${UPLOADS_IN_FLIGHT_PER_USER:-0}
 export MAX_UPLOAD_BYTES=$(( (BIG_MIB + 1) << 20 ))
 export BENCH_TOKEN=$("$BIN" token --user bench)
 export BENCH_BOUNDARY=benchBoundary0123456789

@@ -90,8 +90,34 @@ const std::vector<Setting>& Table() {
        Int("BODY_IDLE_TIMEOUT_MS", &Config::body_idle_timeout_ms, 100, 3600000)},
       {"SHUTDOWN_GRACE_MS", "10000", "time in-flight requests get after SIGTERM",
        Int("SHUTDOWN_GRACE_MS", &Config::shutdown_grace_ms, 0, 600000)},
-      {"RATE_LIMIT_PER_MINUTE", "600", "uploads one user may start per minute; 0 disables",
+      {"RATE_LIMIT_PER_MINUTE", "600",
+       "uploads one user may start per minute (a bucket that refills continuously), across "
+       "all API processes with SHARED_LIMITS, per process otherwise; 0 disables",
        Int("RATE_LIMIT_PER_MINUTE", &Config::rate_limit_per_minute, 0, kMaxInt)},
+      {"SHARED_LIMITS", "true",
+       "per-user upload limits held in Redis and shared by every API process (one Lua call "
+       "per upload); false: RATE_LIMIT_PER_MINUTE per process only",
+       Bool("SHARED_LIMITS", &Config::shared_limits)},
+      {"UPLOAD_BYTES_PER_HOUR", "10737418240",
+       "upload bytes (Content-Length) one user may send per hour (a bucket that refills "
+       "continuously); SHARED_LIMITS only; 0 disables",
+       Int("UPLOAD_BYTES_PER_HOUR", &Config::upload_bytes_per_hour, 0, int64_t{1} << 50)},
+      {"UPLOADS_IN_FLIGHT_PER_USER", "1000",
+       "uploads of one user accepted and not yet completed or finally failed; SHARED_LIMITS "
+       "only; 0 disables",
+       Int("UPLOADS_IN_FLIGHT_PER_USER", &Config::uploads_in_flight_per_user, 0, kMaxInt)},
+      {"UPLOAD_RESERVATION_S", "600",
+       "an upload let in whose job does not exist (yet) counts as in flight for this long (its "
+       "body is still arriving, or its API process died)",
+       Int("UPLOAD_RESERVATION_S", &Config::upload_reservation_s, 1, 86400)},
+      {"PRIORITY_AGING_MS", "60000",
+       "a prioritized job waiting longer joins the aging turn: every second fetch serves the "
+       "longest overdue job whatever its priority; 0 disables",
+       Int("PRIORITY_AGING_MS", &Config::priority_aging_ms, 0, int64_t{7} * 86400000)},
+      {"PRIORITY_IN_FLIGHT_STEP", "10",
+       "each this many uploads a user has in flight lower the priority of the user's next "
+       "upload by one step; 0 disables",
+       Int("PRIORITY_IN_FLIGHT_STEP", &Config::priority_in_flight_step, 0, kMaxInt)},
       {"UPLOAD_FSYNC", "true", "fsync an upload before answering 202 (survives power loss)",
        Bool("UPLOAD_FSYNC", &Config::upload_fsync)},
       {"UPLOAD_COMMIT_MAX_ROWS", "128",

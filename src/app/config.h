@@ -27,6 +27,12 @@ struct Config {
   int64_t body_idle_timeout_ms = 30000;    // longest silence while a body streams
   int64_t shutdown_grace_ms = 10000;       // in-flight requests after SIGTERM
   int rate_limit_per_minute = 600;         // uploads per user per minute (0: off)
+  bool shared_limits = true;               // SHARED_LIMITS: per-user limits held in Redis
+  int64_t upload_bytes_per_hour = 10737418240;  // per user (0: off; shared limits only)
+  int uploads_in_flight_per_user = 1000;   // accepted, not final (0: off; shared limits only)
+  int64_t upload_reservation_s = 600;      // an upload without a job counts this long
+  int64_t priority_aging_ms = 60000;       // prioritized jobs older join the aging turn
+  int priority_in_flight_step = 10;        // user's jobs in flight per priority step
   bool upload_fsync = true;                // fsync the upload before 202
   int upload_commit_max_rows = 128;        // rows per group-commit transaction
   int max_connections = 10000;             // open HTTP connections at once

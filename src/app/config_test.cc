@@ -48,6 +48,31 @@ TEST(Config, ReadsValues) {
   EXPECT_EQ(c->worker_concurrency, 8);
 }
 
+TEST(Config, UploadLimitsAndPriorities) {
+  auto d = Load({{"DATA_DIR", "/tmp/cv"}});
+  ASSERT_TRUE(d) << d.status().ToString();
+  EXPECT_EQ(d->rate_limit_per_minute, 600);
+  EXPECT_TRUE(d->shared_limits);
+  EXPECT_EQ(d->upload_bytes_per_hour, int64_t{10} << 30);
+  EXPECT_EQ(d->uploads_in_flight_per_user, 1000);
+  EXPECT_EQ(d->upload_reservation_s, 600);
+  EXPECT_EQ(d->priority_aging_ms, 60000);
+  EXPECT_EQ(d->priority_in_flight_step, 10);
+  auto c = Load({{"SHARED_LIMITS", "false"}, {"UPLOAD_BYTES_PER_HOUR", "0"},
+                 {"UPLOADS_IN_FLIGHT_PER_USER", "5"}, {"UPLOAD_RESERVATION_S", "30"},
+                 {"PRIORITY_AGING_MS", "0"}, {"PRIORITY_IN_FLIGHT_STEP", "3"}});
+  ASSERT_TRUE(c) << c.status().ToString();
+  EXPECT_FALSE(c->shared_limits);
+  EXPECT_EQ(c->upload_bytes_per_hour, 0);
+  EXPECT_EQ(c->uploads_in_flight_per_user, 5);
+  EXPECT_EQ(c->upload_reservation_s, 30);
+  EXPECT_EQ(c->priority_aging_ms, 0);
+  EXPECT_EQ(c->priority_in_flight_step, 3);
+  auto bad = Load({{"UPLOAD_RESERVATION_S", "0"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("UPLOAD_RESERVATION_S"), std::string::npos);
+}
+
 TEST(Config, BadValueNamesTheVariableAndRange) {
   for (auto [k, v] : std::map<std::string, std::string>{{"PORT", "http"},
                                                         {"PORT", "70000"},

@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "queue/limits.h"
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
@@ -92,6 +93,8 @@ http::ServerSettings ServerSettingsFrom(const Config& c) {
   s.body_idle_timeout_ms = c.body_idle_timeout_ms;
   s.shutdown_grace_ms = c.shutdown_grace_ms;
   s.rate_limit_per_minute = c.rate_limit_per_minute;
+  s.priority_aging_ms = c.priority_aging_ms;
+  s.priority_in_flight_step = c.priority_in_flight_step;
   s.upload_fsync = c.upload_fsync;
   s.upload_commit_max_rows = c.upload_commit_max_rows;
   s.jwt_secret = c.jwt_secret;
@@ -135,6 +138,18 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.analyzer.timeout_ms = c.ai_timeout_ms;
   w.analyzer.max_input_chars = c.ai_max_input_chars;
   return w;
+}
+
+// The per-user limits shared through Redis (also the uploads in flight that
+// job priorities use); null when SHARED_LIMITS=false.
+std::unique_ptr<queue::UserLimiter> SharedLimitsFrom(const Config& c) {
+  queue::UserLimitSettings l;
+  l.uploads_per_minute = c.rate_limit_per_minute;
+  l.bytes_per_hour = c.upload_bytes_per_hour;
+  l.uploads_in_flight = c.uploads_in_flight_per_user;
+  l.reservation_ms = c.upload_reservation_s * 1000;
+  if (!c.shared_limits) return nullptr;
+  return queue::OpenRedisUserLimiter(RedisOptionsFrom(c), l);
 }
 
 // What every long-running role opens: database, upload store, queue producer.
@@ -200,6 +215,7 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   // Queue depth, live workers and round trips for /metrics (either side).
   InstallQueueMetrics(RedisOptionsFrom(c), backends->store.get());
 
+  std::unique_ptr<queue::UserLimiter> user_limits;  // outlives the server
   std::unique_ptr<http::Server> server;
   if (api) {
     http::ServerSettings settings = ServerSettingsFrom(c);
@@ -209,9 +225,11 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
         settings.sandbox_layers.emplace_back(name, layers->Has(name));
       }
     }
+    user_limits = SharedLimitsFrom(c);
     server = std::make_unique<http::Server>(
         std::move(settings),
-        http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get()});
+        http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get(),
+                         user_limits.get()});
     auto port = server->Start();
     if (!port) return Fail(port.status());
     std::string host = c.bind_address == "0.0.0.0" ? "localhost" : c.bind_address;

@@ -138,6 +138,9 @@ Result<VerifiedToken> VerifyToken(std::string_view token, std::string_view secre
     return Unauthenticated("token without a subject");
   }
   out.user_id = sub->get<std::string>();
+  if (auto tier = claims.find("tier"); tier != claims.end() && tier->is_string()) {
+    out.tier = tier->get<std::string>();
+  }
   return out;
 }
 

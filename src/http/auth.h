@@ -1,7 +1,8 @@
 // File: http/auth.h
 //
 // Bearer-token authentication: HS256 JWTs signed with JWT_SECRET (libjwt).
-// The user id is the `sub` claim; `exp` (seconds since the epoch) is required
+// The user id is the `sub` claim (the optional `tier` claim, "premium",
+// "standard" or "free", orders the user's jobs: uploads/priority.h); `exp` (seconds since the epoch) is required
 // unless the caller allows tokens without it (JWT_REQUIRE_EXP=false), and
 // honoured when present; any algorithm other than HS256, `none` included, is
 // refused.
@@ -34,6 +35,7 @@ Result<std::string_view> BearerToken(std::string_view authorization);
 
 struct VerifiedToken {
   std::string user_id;  // `sub`
+  std::string tier;     // `tier` when it is a string (uploads/priority.h), else empty
   // `exp` in seconds since the epoch: the token is refused from this instant
   // on. +infinity when the token has no `exp` (and that was allowed).
   double exp_s = std::numeric_limits<double>::infinity();

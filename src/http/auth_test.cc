@@ -31,6 +31,22 @@ Errc Verify(const std::string& token, std::string_view secret = kSecret) {
   return VerifyBearer("Bearer " + token, secret, kNow).code();
 }
 
+TEST(Auth, TierClaimIsReadWhenItIsAString) {
+  const std::string base = R"({"sub":"u","exp":)" + std::to_string(kNow + 60);
+  auto premium = VerifyToken(Craft(R"({"alg":"HS256"})", base + R"(,"tier":"premium"})",
+                                   EVP_sha256()),
+                             kSecret, kNow);
+  ASSERT_TRUE(premium.ok()) << premium.status().ToString();
+  EXPECT_EQ(premium->tier, "premium");
+  auto none = VerifyToken(Craft(R"({"alg":"HS256"})", base + "}", EVP_sha256()), kSecret, kNow);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->tier, "");
+  auto number = VerifyToken(Craft(R"({"alg":"HS256"})", base + R"(,"tier":3})", EVP_sha256()),
+                            kSecret, kNow);
+  ASSERT_TRUE(number.ok());
+  EXPECT_EQ(number->tier, "");
+}
+
 TEST(Auth, MintedTokenVerifiesToItsSubject) {
   auto token = MintToken(kSecret, "user-42", kNow, 3600);
   ASSERT_TRUE(token.ok()) << token.status().ToString();

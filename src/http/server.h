@@ -18,7 +18,9 @@
 // exceeds max_upload_bytes + 128 KiB (the allowance for multipart framing, the
 // session_id and a message of up to 64 KiB; the file part itself is held to
 // max_upload_bytes exactly while it streams, which also bounds chunked
-// bodies); 429 with Retry-After past rate_limit_per_minute; 431 for a header
+// bodies); 429 with Retry-After past rate_limit_per_minute (with
+// ServerDeps::user_limits: the shared per-user limits, checked with the
+// first body bytes instead); 431 for a header
 // block over max_header_bytes. An error answered before the body was read
 // closes the connection, after a lingering read (linger_idle_ms, linger_max_ms).
 //
@@ -54,7 +56,8 @@ class BlobStore;
 }  // namespace conveyor::storage
 namespace conveyor::queue {
 class Queue;
-}
+class UserLimiter;
+}  // namespace conveyor::queue
 
 namespace conveyor::http {
 
@@ -69,6 +72,9 @@ struct ServerSettings {
   int64_t body_idle_timeout_ms = 30000;  // longest silence while a body streams
   int64_t shutdown_grace_ms = 10000;     // in-flight requests after Shutdown()
   int rate_limit_per_minute = 600;       // uploads per user per minute; 0: off
+  // Job priorities (uploads/priority.h): aging and the in-flight step.
+  int64_t priority_aging_ms = 60000;
+  int priority_in_flight_step = 10;
   bool upload_fsync = true;              // fsync uploads before 202
   // Rows (and queue jobs) of uploads that finish together are committed in
   // one transaction (one pipelined Redis round trip) of at most this many.
@@ -110,6 +116,9 @@ struct ServerDeps {
   storage::MetadataStore* store = nullptr;  // not owned; outlive the server
   storage::BlobStore* blobs = nullptr;
   queue::Queue* queue = nullptr;
+  // Per-user limits shared by every API process (queue/limits.h); null: the
+  // per-process rate_limit_per_minute bucket only.
+  queue::UserLimiter* user_limits = nullptr;
 };
 
 class Server {

@@ -395,7 +395,8 @@ class Session : public std::enable_shared_from_this<Session> {
     r.params = std::move(m.params);
 
     if (route.auth == Auth::kUser) {
-      auto user = ctx_.tokens.Verify(ToView(req[bhttp::field::authorization]), NowMs() / 1000);
+      auto user = ctx_.tokens.Verify(ToView(req[bhttp::field::authorization]), NowMs() / 1000,
+                                     &r.tier);
       if (!user) {
         out_ = ErrorResponse(Unauthenticated(user.status().message()), {}, r.request_id);
         co_return co_await SendOut(route.name, keep_alive && !has_body);
@@ -445,8 +446,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   HandlerEnv Env() {
-    return HandlerEnv{ctx_.deps.store,  ctx_.deps.queue, ctx_.deps.blobs,   ctx_.committer.get(),
-                      &ctx_.limiter,    &ctx_.metrics,   &ctx_.settings,    &ctx_.status_cache,
+    return HandlerEnv{ctx_.deps.store,  ctx_.deps.queue,       ctx_.deps.blobs,
+                      ctx_.committer.get(), &ctx_.limiter,     ctx_.deps.user_limits,
+                      &ctx_.metrics,    &ctx_.settings,        &ctx_.status_cache,
                       /*may_block=*/true};
   }
 

@@ -9,7 +9,8 @@ namespace conveyor::http {
 TokenCache::TokenCache(std::string secret, size_t capacity, bool require_exp)
     : secret_(std::move(secret)), capacity_(capacity < 1 ? 1 : capacity), require_exp_(require_exp) {}
 
-Result<std::string> TokenCache::Verify(std::string_view authorization, int64_t now_s) {
+Result<std::string> TokenCache::Verify(std::string_view authorization, int64_t now_s,
+                                       std::string* tier) {
   // An empty key makes libjwt skip signature verification: never cache then.
   if (secret_.empty()) return Unauthenticated("no token secret configured");
   auto token = BearerToken(authorization);
@@ -17,7 +18,10 @@ Result<std::string> TokenCache::Verify(std::string_view authorization, int64_t n
   {
     std::lock_guard lock(mu_);
     if (auto it = entries_.find(*token); it != entries_.end()) {
-      if (static_cast<double>(now_s) < it->second.exp_s) return it->second.user_id;
+      if (static_cast<double>(now_s) < it->second.exp_s) {
+        if (tier != nullptr) *tier = it->second.tier;
+        return it->second.user_id;
+      }
       entries_.erase(it);  // expired: verify again, which refuses it
     }
   }
@@ -27,7 +31,9 @@ Result<std::string> TokenCache::Verify(std::string_view authorization, int64_t n
   if (!verified) return verified.status();
   std::lock_guard lock(mu_);
   if (entries_.size() >= capacity_) EvictLocked(now_s);
-  entries_.try_emplace(std::string(*token), Entry{verified->user_id, verified->exp_s});
+  entries_.try_emplace(std::string(*token),
+                       Entry{verified->user_id, verified->exp_s, verified->tier});
+  if (tier != nullptr) *tier = std::move(verified->tier);
   return std::move(verified->user_id);
 }
 

@@ -5,7 +5,9 @@
 //
 // States (each a Redis key under "<prefix>:<queue>:"):
 //   wait         ready, FIFO list; workers take from the tail
-//   prioritized  ready with priority > 0 (zset); served after `wait`
+//   prioritized  ready with priority > 0 (zset, score = priority * 2^32 + pc);
+//                served after `wait`, lowest score first, except for
+//                conveyor's aging turn (lua/move_to_active.lua)
 //   delayed      waiting for a due time (zset, score = due_ms * 4096 + seq);
 //                retries with backoff park here
 //   active       leased by a worker holding "<id>:lock" (token, PX lock_ms)
@@ -56,7 +58,18 @@ struct JobOptions {
   int remove_on_fail = kRemoveOnFail;
   // Delay before the job becomes ready (0 = ready now).
   int64_t delay_ms = 0;
+  // BullMQ priority: 0 = none (the `wait` list, served before any
+  // prioritized job), else 1..kMaxPriority in the `prioritized` zset, 1 first.
+  int priority = 0;
+  // conveyor's aging (not BullMQ's; never in opts JSON): a prioritized job
+  // waiting longer than this joins the aging turn of move_to_active.lua,
+  // which serves the longest overdue job on every second fetch from
+  // `prioritized`. 0 = never.
+  int64_t aging_ms = 0;
 };
+
+// Highest BullMQ priority value (2^21 - 1; Node's Queue.add refuses more).
+inline constexpr int kMaxPriority = 2097151;
 
 // The wait before retry number `attempts_made` (1 = first retry), BullMQ's
 // arithmetic: fixed -> delay; exponential -> round(2^(n-1) * delay).

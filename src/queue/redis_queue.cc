@@ -30,6 +30,7 @@
 // Redis restart. Consumer transitions are not: a lost reply may hide an
 // applied move, and the caller must decide.
 #include <openssl/evp.h>
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <chrono>
@@ -76,7 +77,7 @@ Status ValidateJobId(const std::string& id) {
       "id",     "wait",        "paused",  "active",        "prioritized", "pc",
       "delayed", "completed",  "failed",  "waiting-children", "stalled", "stalled-check",
       "marker", "events",      "meta",    "limiter",       "repeat",      "priority",
-      "delay",  "metrics"};
+      "delay",  "metrics",     "aging"};
   if (id.empty()) return InvalidArgument("job id is empty");
   if (id == "0" || id.rfind("0:", 0) == 0) return InvalidArgument("job id 0 is reserved");
   if (id.find(':') != std::string::npos) return InvalidArgument("job id contains ':'");
@@ -215,12 +216,19 @@ class RedisQueue final : public Queue {
   // The add_job script call for one job (wire format §4.1).
   RedisConnection::EvalCall AddCall(const std::string& id, const std::string& name,
                                     const std::string& data_json, const JobOptions& opts) const {
+    const int64_t now = NowMs();
+    const int priority = std::clamp(opts.priority, 0, kMaxPriority);
+    const int64_t aging_due = priority > 0 && opts.aging_ms > 0 ? now + opts.aging_ms : 0;
+    JobOptions written = opts;
+    written.priority = priority;
     return {&GetScript("add_job"),
             {keys_("wait"), keys_("meta"), keys_("id"), keys_("delayed"), keys_("events"),
-             keys_("marker"), keys_("active")},
-            {keys_.job_prefix(), id, name, std::to_string(NowMs()), data_json,
-             internal::JobOptionsToJson(id, opts),
-             std::to_string(std::max<int64_t>(opts.delay_ms, 0))}};
+             keys_("marker"), keys_("active"), keys_("prioritized"), keys_("pc"),
+             keys_("aging")},
+            {keys_.job_prefix(), id, name, std::to_string(now), data_json,
+             internal::JobOptionsToJson(id, written),
+             std::to_string(std::max<int64_t>(opts.delay_ms, 0)), std::to_string(priority),
+             std::to_string(aging_due)}};
   }
 
   // At most this many idle connections are kept; busier moments open more.

@@ -39,11 +39,11 @@ GroupCommitter::GroupCommitter(storage::MetadataStore& store, queue::Queue& queu
 
 GroupCommitter::~GroupCommitter() { Stop(); }
 
-void GroupCommitter::Submit(storage::NewJob row, Done done) {
+void GroupCommitter::Submit(storage::NewJob row, Done done, QueueOrder order) {
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      pending_.push_back({std::move(row), std::move(done)});
+      pending_.push_back({std::move(row), std::move(done), order});
       // Under the lock: the committer cannot miss it between its check and
       // its wait. Without waiters (it is busy committing) this costs nothing.
       cv_.notify_one();
@@ -164,7 +164,7 @@ std::vector<bool> GroupCommitter::AddJobs(const std::vector<Pending>& batch,
   for (int attempt = 1; attempt <= attempts && !todo.empty(); ++attempt) {
     std::vector<queue::JobToAdd> jobs;
     jobs.reserve(todo.size());
-    for (size_t i : todo) jobs.push_back(JobFor(batch[i].row));
+    for (size_t i : todo) jobs.push_back(JobFor(batch[i].row, batch[i].order));
     queue_round_trips_.fetch_add(1, std::memory_order_relaxed);
     std::vector<Result<bool>> added = queue_.AddMany(jobs);
     std::vector<size_t> again;

@@ -91,8 +91,9 @@ class GroupCommitter {
   GroupCommitter& operator=(const GroupCommitter&) = delete;
 
   // Queues a sealed upload's row (uploads::Seal) for the next batch; `done`
-  // is called once, later, on the committer thread.
-  void Submit(storage::NewJob row, Done done);
+  // is called once, later, on the committer thread. `order` is the job's
+  // place in the queue (priority and aging; none by default).
+  void Submit(storage::NewJob row, Done done, QueueOrder order = {});
 
   // Submit and wait for the outcome.
   Result<AcceptOutcome> Commit(storage::NewJob row);
@@ -116,6 +117,7 @@ class GroupCommitter {
   struct Pending {
     storage::NewJob row;
     Done done;
+    QueueOrder order;
   };
 
   void Run();

@@ -164,8 +164,11 @@ Result<storage::NewJob> Seal(AcceptedUpload upload, FileSink& sink, bool fsync) 
   return job;
 }
 
-queue::JobToAdd JobFor(const storage::NewJob& row) {
-  return {row.id, queue::kJobName, JobDataJson(row), queue::JobOptions{}};
+queue::JobToAdd JobFor(const storage::NewJob& row, QueueOrder order) {
+  queue::JobOptions opts;
+  opts.priority = order.priority;
+  opts.aging_ms = order.aging_ms;
+  return {row.id, queue::kJobName, JobDataJson(row), opts};
 }
 
 Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::MetadataStore& store,

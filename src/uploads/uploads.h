@@ -142,9 +142,16 @@ struct AcceptOutcome {
 // of the blob commit (kUnavailable, kInternal) leave no file behind.
 Result<storage::NewJob> Seal(AcceptedUpload upload, FileSink& sink, bool fsync);
 
+// Where a job goes in the queue (uploads/priority.h): its BullMQ priority
+// (0: none, the `wait` list) and aging time (queue::JobOptions).
+struct QueueOrder {
+  int priority = 0;
+  int64_t aging_ms = 0;
+};
+
 // The queue job of a row: id = the row's id, name queue::kJobName, data
-// JobDataJson(row), default options.
-queue::JobToAdd JobFor(const storage::NewJob& row);
+// JobDataJson(row), default options with `order`'s priority and aging.
+queue::JobToAdd JobFor(const storage::NewJob& row, QueueOrder order = {});
 
 // Validates the fields (kInvalidArgument: empty/too long session_id, message
 // too long, empty file), commits the blob, inserts the row and adds the job

@@ -23,7 +23,9 @@ test('a job added by conveyor api is read and processed by bullmq', { timeout: 6
     assert.ok(job, 'bullmq getJob finds the job conveyor added');
     assert.equal(job.id, jobId);
     assert.equal(job.name, JOB_NAME);
-    assert.equal(await job.getState(), 'waiting');
+    // A prioritized job (src/uploads/priority.h): standard tier, small file.
+    assert.equal(await job.getState(), 'prioritized');
+    assert.equal(job.opts.priority, 4);
     assert.equal(job.attemptsMade, 0);
     // Job data: src/queue/payload.h.
     assert.equal(job.data.jobId, jobId);
@@ -43,7 +45,8 @@ test('a job added by conveyor api is read and processed by bullmq', { timeout: 6
     assert.ok(job.timestamp > 0 && job.timestamp <= Date.now());
 
     const before = await queue.getJobCounts();
-    assert.equal(before.waiting, 1);
+    assert.equal(before.prioritized, 1);
+    assert.equal(before.waiting, 0);
     assert.equal(before.active, 0);
     assert.equal(before.completed, 0);
     assert.equal(before.failed, 0);
@@ -74,6 +77,7 @@ test('a job added by conveyor api is read and processed by bullmq', { timeout: 6
     const counts = await queue.getJobCounts();
     assert.equal(counts.completed, 1);
     assert.equal(counts.waiting, 0);
+    assert.equal(counts.prioritized, 0);
     assert.equal(counts.active, 0);
 
     // Only conveyor's worker writes the database row, so conveyor's status

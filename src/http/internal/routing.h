@@ -36,7 +36,8 @@ class MetadataStore;
 }  // namespace conveyor::storage
 namespace conveyor::queue {
 class Queue;
-}
+class UserLimiter;
+}  // namespace conveyor::queue
 namespace conveyor::uploads {
 class GroupCommitter;
 }
@@ -54,6 +55,7 @@ struct Request {
   std::string_view query;           // after '?', still percent-encoded
   std::vector<std::string> params;  // values of the pattern's :params, in order
   std::string user_id;              // set when the route requires auth
+  std::string tier;                 // the token's `tier` claim ("" if none)
   std::string request_id;           // X-Request-Id: the client's (if valid) or generated
   std::string_view content_type;    // the Content-Type field ("" when absent)
   bool chunked = false;             // Transfer-Encoding: chunked
@@ -79,7 +81,10 @@ struct HandlerEnv {
   queue::Queue* queue;
   storage::BlobStore* blobs;
   uploads::GroupCommitter* committer;  // rows and jobs of accepted uploads
-  RateLimiter* limiter;                // uploads per user
+  RateLimiter* limiter;                // uploads per user, this process only
+  // Per-user limits shared through Redis (queue/limits.h); null: only
+  // `limiter` applies.
+  queue::UserLimiter* user_limits;
   Metrics* metrics;
   const ServerSettings* settings;
   StatusCache* status_cache;  // final job states (status_cache.h); may be disabled

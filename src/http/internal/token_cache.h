@@ -37,15 +37,18 @@ class TokenCache {
 
   TokenCache(std::string secret, size_t capacity = kDefaultCapacity, bool require_exp = true);
 
-  // Same contract as VerifyBearer(authorization, secret, now_s, require_exp).
-  Result<std::string> Verify(std::string_view authorization, int64_t now_s);
+  // Same contract as VerifyBearer(authorization, secret, now_s, require_exp);
+  // sets `*tier` (when not null) to the token's `tier` claim ("" if none).
+  Result<std::string> Verify(std::string_view authorization, int64_t now_s,
+                             std::string* tier = nullptr);
 
   size_t size() const;
 
  private:
   struct Entry {
     std::string user_id;
-    double exp_s;  // refused from this epoch second on (+inf: no exp)
+    double exp_s;
+    std::string tier;  // refused from this epoch second on (+inf: no exp)
   };
   // Hashes std::string and std::string_view alike, so lookups need no copy.
   struct Hash {

@@ -72,6 +72,7 @@ std::string JobOptionsToJson(const std::string& job_id, const JobOptions& opts) 
       {"jobId", job_id},
   };
   if (opts.delay_ms > 0) j["delay"] = opts.delay_ms;
+  if (opts.priority > 0) j["priority"] = opts.priority;
   return j.dump();
 }
 
@@ -108,6 +109,9 @@ JobOptions ParseJobOptions(std::string_view opts_json) {
   if (auto it = j.find("removeOnFail"); it != j.end()) o.remove_on_fail = RetentionFromJson(*it);
   if (auto it = j.find("delay"); it != j.end() && it->is_number()) {
     o.delay_ms = Saturate<int64_t>(it->get<double>());
+  }
+  if (auto it = j.find("priority"); it != j.end() && it->is_number()) {
+    o.priority = Saturate<int>(it->get<double>());
   }
   return o;
 }

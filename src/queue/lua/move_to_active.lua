@@ -1,7 +1,7 @@
 --[[
   Fetch: promotes due delayed jobs, then leases the next ready job (wait first,
   then prioritized) to the caller's token (BullMQ's moveToActive, without a
-  rate limiter).
+  rate limiter), with conveyor's aging turn among prioritized jobs.
 
   KEYS[1] wait      KEYS[2] active   KEYS[3] prioritized   KEYS[4] events
   KEYS[5] delayed   KEYS[6] meta     KEYS[7] pc            KEYS[8] marker
@@ -52,12 +52,32 @@ while id and string.sub(id, 1, 2) == "0:" do
   id = rcall("RPOPLPUSH", KEYS[1], KEYS[2])
 end
 if not id then
-  local popped = rcall("ZPOPMIN", KEYS[3])
-  if #popped > 0 then
-    id = popped[1]
+  -- conveyor's aging turn: while a prioritized job is past its aging due
+  -- time (the `aging` zset, written by add_job.lua), every second fetch from
+  -- `prioritized` takes the longest overdue job instead of the lowest score,
+  -- so no priority starves. Entries whose job left `prioritized` elsewhere (a
+  -- Node worker, a removal) are dropped as they are met.
+  local agingKey = (string.gsub(KEYS[3], "prioritized$", "aging"))
+  local overdue = rcall("ZRANGEBYSCORE", agingKey, "-inf", now, "LIMIT", 0, 10)
+  for _, candidate in ipairs(overdue) do
+    if rcall("ZSCORE", KEYS[3], candidate) then
+      if rcall("INCR", agingKey .. ":turn") % 2 == 0 then
+        rcall("ZREM", KEYS[3], candidate)
+        id = candidate
+      end
+      break
+    end
+    rcall("ZREM", agingKey, candidate)
+  end
+  if not id then
+    local popped = rcall("ZPOPMIN", KEYS[3])
+    if #popped > 0 then id = popped[1] end
+  end
+  if id then
     rcall("LPUSH", KEYS[2], id)
+    rcall("ZREM", agingKey, id)
   else
-    rcall("DEL", KEYS[7])
+    rcall("DEL", KEYS[7], agingKey)
   end
 end
 
