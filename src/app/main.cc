@@ -30,6 +30,7 @@
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
+#include "uploads/sweeper.h"
 #include "worker/confine.h"
 #include "worker/sandbox.h"
 #include "worker/worker.h"
@@ -195,6 +196,13 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   }
   auto backends = OpenBackends(c);
   if (!backends) return Fail(backends.status());
+  // Cut-off temp files and uploads of final or vanished jobs: one pass now,
+  // then every STORAGE_SWEEP_INTERVAL_MS (uploads/sweeper.h).
+  uploads::StorageSweeper sweeper(
+      uploads::SweepSettings{c.storage_temp_max_age_ms, c.storage_orphan_min_age_ms,
+                             c.storage_sweep_interval_ms},
+      backends->blobs.get(), backends->store.get());
+  sweeper.Start();
 
   std::unique_ptr<http::Server> server;
   if (api) {
@@ -247,6 +255,7 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
     cv.wait(lock, [&] { return done; });
   }
   if (w) w->Stop();
+  sweeper.Stop();
   watcher.join();
   spdlog::info("conveyor: stopped");
   return 0;
