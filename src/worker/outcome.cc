@@ -42,6 +42,8 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
   if (auto* done = std::get_if<Completed>(&outcome)) {
     auto recorded = store_->CompleteJob(done->completion);
     if (recorded) {
+      // One line per committed completion: the chaos test counts them.
+      spdlog::info("worker: job {} completed", job.id);
       RemoveBlob(job);
       return TellCompleted(consumer, job, done->completion.result_json, next);
     }
