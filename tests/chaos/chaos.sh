@@ -255,7 +255,7 @@ start_worker
 # ---- clients -----------------------------------------------------------------
 # Each user uploads one file after another until $WORK/stop exists. A file's
 # name is its marker (unique per upload); its content is a few paragraphs
-# (small) or ~1.5 MB sent slowly (so that kills land mid-body). An upload is
+# (small) or, every fourth, ~1.5 MB sent slowly (so that kills land mid-body). An upload is
 # accepted when the answer is 202 with a job id: "<jobId> <marker> <size>"
 # goes to accepted.txt.
 client() {
@@ -265,7 +265,7 @@ client() {
     n=$((n + 1))
     marker="u${user}-n${n}-$RANDOM$RANDOM"
     file="$WORK/clients/$marker.txt"
-    if (( n % 7 == 0 )); then
+    if (( n % 4 == 0 )); then
       kind=big
       { for ((i = 0; i < 1500; i++)); do
           printf 'Paragraph %d of %s: the quick brown fox jumps over the lazy dog, %0900d\n\n' "$i" "$marker" 0
@@ -349,6 +349,13 @@ sql "SELECT \"jobId\", count(*), count(DISTINCT \"fileId\"), max(\"chunkIndex\")
 grep -ho 'worker: job [0-9a-f-]* completed' "$LOGS/worker.log" | awk '{print $3}' | sort | uniq -c \
   | awk '{print $2, $1}' > "$WORK/completions.txt"
 
+# What the sweepers removed (informational: proves the cut-off uploads of
+# killed APIs were there and went).
+cat "$LOGS"/api.log "$LOGS"/worker.log \
+  | sed -n 's/.*storage sweep: removed \([0-9]*\) temp files, \([0-9]*\) blobs without a row, \([0-9]*\) blobs of final.*/\1 \2 \3/p' \
+  | awk '{t += $1; o += $2; f += $3} END {printf "swept_temps=%d swept_orphans=%d swept_finals=%d\n", t, o, f}' \
+  > "$WORK/swept.txt"
+
 python3 - "$WORK" "$(files_left)" "$STRICT" <<'EOF'
 import sys, collections
 work, orphans, strict = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
@@ -406,7 +413,7 @@ for p in problems[:20]:
 duplicates = dup_rows + dup_effects + reruns
 print(f"accepted={len(accepted)} completed={completed} lost={lost} duplicates={duplicates} "
       f"orphans={orphans} rows_without_202={unacked} open_rows={open_rows} "
-      f"completed_twice={reruns} stalled_out={stalled_out}")
+      f"completed_twice={reruns} stalled_out={stalled_out} " + open(f"{work}/swept.txt").read().strip())
 ok = len(accepted) > 0 and completed + stalled_out == len(accepted) and lost == 0 \
     and duplicates == 0 \
     and orphans == 0 and open_rows == 0
