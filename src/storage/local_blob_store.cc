@@ -285,6 +285,12 @@ class LocalBlobStore final : public BlobStore {
         renamed.st_dev != held.st_dev) {
       return InvalidArgument(kInvalidStoragePath);
     }
+    // Its age now counts from the adoption: the storage sweeper
+    // (uploads/sweeper.h) takes a blob without a row for an orphan only once
+    // it is STORAGE_ORPHAN_MIN_AGE_MS old, and the row of an adopted file is
+    // written just after this (or by the next attempt, after a crash). Best
+    // effort: a file of another account we may not write keeps its time.
+    (void)::futimens(opened->fd.get(), nullptr);
     opened->path = PathFor(id);
     return opened;
   }

@@ -15,7 +15,9 @@
 //                    row's insert (or the insert failed and the removal did
 //                    not happen): removed once older than orphan_min_age_ms,
 //                    which covers the moment between the rename and the row
-//                    of an upload being accepted right now.
+//                    of an upload being accepted right now, and a Node.js
+//                    producer's file adopted by a worker (BlobStore::Adopt
+//                    sets its time to the adoption) whose row comes next.
 //   <uuid>, final    the worker was killed between the row's final write and
 //                    the blob's deletion (the job's next attempt deletes it
 //                    too, if the queue still has one): removed at once; a final

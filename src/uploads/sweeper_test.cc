@@ -204,6 +204,21 @@ TEST_P(SweeperTest, ForeignNamesAreLeftAlone) {
   EXPECT_TRUE(fs::exists(foreign));
 }
 
+TEST_P(SweeperTest, AnAdoptedProducerFileIsYoungUntilItsRowIsWritten) {
+  // A Node.js producer wrote this file long ago; a worker adopts it now and
+  // writes its row just after (or, after a crash, on the next attempt).
+  ASSERT_TRUE(fs::create_directory(blob_dir_ + "/node"));
+  std::string produced = blob_dir_ + "/node/report.txt";
+  { std::ofstream(produced) << "from node"; }
+  Age(produced, 2 * kHourMs);
+  std::string id = NewUuid();
+  auto adopted = blobs_->Adopt(produced, id);
+  ASSERT_TRUE(adopted.ok()) << adopted.status().ToString();
+  SweepReport r = SweepOnce();
+  EXPECT_EQ(r.orphans_removed, 0);
+  EXPECT_TRUE(Exists(id));
+}
+
 TEST_P(SweeperTest, StartSweepsAtOnceAndThenPeriodically) {
   std::string final_before = Job();
   ASSERT_TRUE(store_->MarkFailed(final_before, "x").ok());
