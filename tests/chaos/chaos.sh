@@ -7,7 +7,7 @@
 # and exits non-zero otherwise.
 #
 #   tests/chaos/chaos.sh [--store sqlite|postgres] [--duration SECONDS]
-#                        [--users N] [--seed N] [--keep]
+#                        [--users N] [--seed N] [--keep] [--strict]
 #
 # Real processes only: build/src/app/conveyor (CONVEYOR_BIN), redis-server
 # (appendonly yes, appendfsync everysec, restarted from its AOF) and, with
@@ -22,11 +22,15 @@
 #             + completed jobs whose memory is not exactly one file's chunks
 #               0..n-1 with the chunk count of its content (effects applied
 #               twice)
-#             + jobs whose completion was committed more than once after the
-#               first was final (a completed job run again): counted from the
-#               worker's "job <id> completed" lines; two completions are only
-#               allowed while a killed attempt overlapped (never happens: a
-#               run claims its row first and a final row is never run again)
+#             + completed_twice: jobs whose completion was committed more
+#               than once, counted from the worker's "job <id> completed"
+#               lines (one per committed CompleteJob). A job fetched again
+#               after its row went final is not run (its row is claimed
+#               first), so a completed job is never run again.
+#   stalled_out accepted uploads failed with BullMQ's "job stalled more than
+#               allowable limit" (the worker was killed under the job twice;
+#               maxStalledCount is 1): final and shown to the client, not
+#               counted as lost unless --strict / CHAOS_STRICT=1
 #   orphans     regular files left under STORAGE_DIR (blobs and tmp/*.part)
 #               once every job is final and the sweeper has run
 set -uo pipefail
