@@ -69,6 +69,16 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
     spdlog::info("worker: job {} failed: {}", job.id, fail->why.ToString());
     if (fail->has_row) {
       auto r = store_->MarkFailed(job.id, message);
+      if (!r && IsTransient(r.code())) {
+        // The row cannot say so now (database down): failing the job in the
+        // queue would leave the row pending for good (the reconciler does not
+        // re-add a job BullMQ still holds) with its upload deleted. Leave
+        // the job to its lock instead: the stalled check puts it back and
+        // the next attempt records its fate once the database is back.
+        spdlog::warn("worker: recording failure of {}: {}; left to the stalled check", job.id,
+                     r.status().ToString());
+        return {};
+      }
       if (!r) spdlog::warn("worker: recording failure of {}: {}", job.id, r.status().ToString());
       RemoveBlob(job);
     }
