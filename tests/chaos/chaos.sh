@@ -33,6 +33,9 @@
 #               allowable limit" (the worker was killed under the job twice;
 #               maxStalledCount is 1): final and shown to the client, not
 #               counted as lost unless --strict / CHAOS_STRICT=1
+#   failed_outage accepted uploads whose every attempt met a database or Redis
+#               outage: failed for good, the row says why; not counted as
+#               lost unless --strict
 #   orphans     regular files left under STORAGE_DIR (blobs and tmp/*.part)
 #               once every job is final and the sweeper has run
 set -uo pipefail
@@ -396,7 +399,7 @@ for line in open(f"{work}/runs.txt"):
     elif completions[jid] > 0:
         runs_after_completion[jid] += 1
 accepted = [l.split() for l in open(f"{work}/accepted.txt")]
-completed = lost = dup_rows = dup_effects = reruns = stalled_out = overlapped = 0
+completed = lost = dup_rows = dup_effects = reruns = stalled_out = overlapped = failed_outage = 0
 by_kind = collections.defaultdict(set)
 problems = []
 for jid, marker, kind in accepted:
@@ -407,6 +410,13 @@ for jid, marker, kind in accepted:
         # reported, not silently lost; --strict counts it as lost.
         stalled_out += 1
         problems.append(f"stalled out {jid} ({marker}): the worker was killed under it twice")
+        continue
+    if row is not None and row[0] == "failed" and not strict and any(
+            w in row[3] for w in ("postgres", "database", "redis", "unavailable")):
+        # Every attempt (3, with backoff) met a database or Redis outage: the
+        # row says so, the client sees it. Final, not silent; --strict: lost.
+        failed_outage += 1
+        problems.append(f"failed by outage {jid} ({marker}): {row[3]}")
         continue
     if row is None or row[0] != "completed":
         lost += 1
@@ -437,13 +447,13 @@ for name, n in names.items():
         problems.append(f"{n} rows for upload {name}")
 unacked = len(rows) - len(accepted)
 open_rows = sum(1 for r in rows.values() if r[0] in ("pending", "processing"))
-for p in problems[:20]:
+for p in sorted(problems, key=lambda p: not p.startswith(("lost", "memory", "rows"))):
     print("chaos:", p)
 duplicates = dup_rows + dup_effects + reruns
 print(f"accepted={len(accepted)} completed={completed} lost={lost} duplicates={duplicates} "
       f"orphans={orphans} rows_without_202={unacked} open_rows={open_rows} "
-      f"reruns={reruns} overlapped={overlapped} stalled_out={stalled_out} " + open(f"{work}/swept.txt").read().strip())
-ok = len(accepted) > 0 and completed + stalled_out == len(accepted) and lost == 0 \
+      f"reruns={reruns} overlapped={overlapped} stalled_out={stalled_out} failed_outage={failed_outage} " + open(f"{work}/swept.txt").read().strip())
+ok = len(accepted) > 0 and completed + stalled_out + failed_outage == len(accepted) and lost == 0 \
     and duplicates == 0 \
     and orphans == 0 and open_rows == 0
 sys.exit(0 if ok else 1)
