@@ -204,6 +204,19 @@ const std::vector<Setting>& Table() {
        }},
       {"STORAGE_DIR", "<DATA_DIR>/uploads", "where uploads wait until processed",
        Str("STORAGE_DIR", &Config::storage_dir, false)},
+      {"STORAGE_TEMP_MAX_AGE_MS", "3600000",
+       "an upload's temp file (STORAGE_DIR/tmp) not written for this long is removed as cut off; "
+       "keep it above the longest pause of a live upload's file (BODY_IDLE_TIMEOUT_MS, and "
+       "1 MiB at BODY_MIN_RATE_BYTES per BODY_RATE_WINDOW_MS)",
+       Int("STORAGE_TEMP_MAX_AGE_MS", &Config::storage_temp_max_age_ms, 1000, 604800000)},
+      {"STORAGE_ORPHAN_MIN_AGE_MS", "600000",
+       "a stored upload with no job row is removed once this old (an upload being accepted has "
+       "its file before its row)",
+       Int("STORAGE_ORPHAN_MIN_AGE_MS", &Config::storage_orphan_min_age_ms, 1000, 604800000)},
+      {"STORAGE_SWEEP_INTERVAL_MS", "300000",
+       "how often the API and the worker remove cut-off temp files and stored uploads whose job "
+       "is final or gone (also once at start-up); 0: at start-up only",
+       Int("STORAGE_SWEEP_INTERVAL_MS", &Config::storage_sweep_interval_ms, 0, 86400000)},
       {"JWT_SECRET", "(none)",
        "HS256 secret of bearer tokens, at least 32 bytes; `api` refuses to start without it",
        [](const std::string& v, Config& c) -> Status {

@@ -63,6 +63,9 @@ struct Config {
   std::string data_dir = "./data";
   std::string database_url;                // default: sqlite:///<data_dir>/conveyor.db
   std::string storage_dir;                 // default: <data_dir>/uploads
+  int64_t storage_temp_max_age_ms = 3600000;   // cut-off upload temp files older are removed
+  int64_t storage_orphan_min_age_ms = 600000;  // stored uploads without a row older are removed
+  int64_t storage_sweep_interval_ms = 300000;  // period of the storage sweeper (0: start-up only)
 
   // Auth
   std::string jwt_secret;                  // required by `api`, >= 32 bytes

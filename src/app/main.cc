@@ -33,6 +33,7 @@
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
+#include "uploads/sweeper.h"
 #include "worker/confine.h"
 #include "worker/sandbox.h"
 #include "worker/worker.h"
@@ -214,6 +215,13 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   if (!backends) return Fail(backends.status());
   // Queue depth, live workers and round trips for /metrics (either side).
   InstallQueueMetrics(RedisOptionsFrom(c), backends->store.get());
+  // Cut-off temp files and uploads of final or vanished jobs: one pass now,
+  // then every STORAGE_SWEEP_INTERVAL_MS (uploads/sweeper.h).
+  uploads::StorageSweeper sweeper(
+      uploads::SweepSettings{c.storage_temp_max_age_ms, c.storage_orphan_min_age_ms,
+                             c.storage_sweep_interval_ms},
+      backends->blobs.get(), backends->store.get());
+  sweeper.Start();
 
   std::unique_ptr<queue::UserLimiter> user_limits;  // outlives the server
   std::unique_ptr<http::Server> server;
@@ -286,6 +294,7 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   if (w) w->Stop();
   if (heartbeat) heartbeat->Stop();
   if (metrics_server) metrics_server->Stop();
+  sweeper.Stop();
   watcher.join();
   spdlog::info("conveyor: stopped");
   return 0;

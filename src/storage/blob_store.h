@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 #include "core/fd.h"
@@ -48,6 +49,12 @@ class BlobWriter {
   // Deletes the temp file. Idempotent; also done by the destructor if neither
   // Commit nor Abort ran.
   virtual void Abort() = 0;
+};
+
+// A committed blob as the directory lists it (StorageSweeper, uploads/sweeper.h).
+struct StoredBlob {
+  std::string id;        // its name, a UUID: the job id of an API upload
+  int64_t mtime_ms = 0;  // last write (epoch ms); the commit rename keeps it
 };
 
 // A blob opened for reading.
@@ -93,6 +100,12 @@ class BlobStore {
   }
   // Deletes temp files left by a crash (older than `older_than_ms` epoch ms).
   virtual int RemoveStaleTemps(int64_t older_than_ms) = 0;
+  // Temp files ("tmp/*.part") there are now, whatever their age.
+  virtual int CountTemps() const { return 0; }
+  // The committed blobs: UUID-named regular files directly in the directory
+  // (never a producer's file under another name), in no order. kUnavailable
+  // when the directory cannot be read. The default has none.
+  virtual Result<std::vector<StoredBlob>> ListBlobs() const { return std::vector<StoredBlob>{}; }
   // Makes the names of the blobs committed so far with CommitNameLater
   // durable (one fsync of the directory). kUnavailable on an I/O error.
   // The default has nothing to do (its CommitNameLater syncs at once).

@@ -67,6 +67,10 @@ Result<void> FsyncDir(const std::string& dir) {
   return {};
 }
 
+int64_t MtimeMs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
 // Opens `name` in directory `dirfd` read-only, never following a symlink,
 // and keeps it only when it is a regular file with a single link (a second
 // link would be another name for someone else's file).
@@ -281,6 +285,12 @@ class LocalBlobStore final : public BlobStore {
         renamed.st_dev != held.st_dev) {
       return InvalidArgument(kInvalidStoragePath);
     }
+    // Its age now counts from the adoption: the storage sweeper
+    // (uploads/sweeper.h) takes a blob without a row for an orphan only once
+    // it is STORAGE_ORPHAN_MIN_AGE_MS old, and the row of an adopted file is
+    // written just after this (or by the next attempt, after a crash). Best
+    // effort: a file of another account we may not write keeps its time.
+    (void)::futimens(opened->fd.get(), nullptr);
     opened->path = PathFor(id);
     return opened;
   }
@@ -297,12 +307,37 @@ class LocalBlobStore final : public BlobStore {
       struct stat st {};
       if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
       if (!S_ISREG(st.st_mode)) continue;
-      int64_t mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
-      if (mtime_ms >= older_than_ms) continue;
+      if (MtimeMs(st) >= older_than_ms) continue;
       if (::unlinkat(::dirfd(d), e->d_name, 0) == 0) ++removed;
     }
     ::closedir(d);
     return removed;
+  }
+
+  int CountTemps() const override {
+    DIR* d = ::opendir(tmp_dir_.c_str());
+    if (d == nullptr) return 0;
+    int count = 0;
+    while (dirent* e = ::readdir(d)) {
+      if (std::string_view(e->d_name).ends_with(kTempSuffix)) ++count;
+    }
+    ::closedir(d);
+    return count;
+  }
+
+  Result<std::vector<StoredBlob>> ListBlobs() const override {
+    DIR* d = ::opendir(dir_.c_str());
+    if (d == nullptr) return ErrnoStatus("opendir", dir_, errno);
+    std::vector<StoredBlob> blobs;
+    while (dirent* e = ::readdir(d)) {
+      if (!IsUuid(e->d_name)) continue;
+      struct stat st {};
+      if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (!S_ISREG(st.st_mode)) continue;
+      blobs.push_back({e->d_name, MtimeMs(st)});
+    }
+    ::closedir(d);
+    return blobs;
   }
 
  private:

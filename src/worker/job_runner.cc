@@ -89,6 +89,9 @@ Outcome JobRunner::Run(const queue::ActiveJob& job, const ProgressSink& progress
   } else if (auto refused = AdoptProducerJob(job, &facts, &blob)) {
     return std::move(*refused);
   }
+  // One line per run that took its row (the chaos test checks that no run
+  // takes a row after the job's completion was committed).
+  spdlog::info("worker: job {} claimed (attempt {})", job.id, job.attempts_started);
   return Process(job, facts, blob, started_ms, progress);
 }
 

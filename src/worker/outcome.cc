@@ -48,7 +48,8 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
     job_metrics::ObserveStage("store", metrics::SecondsSince(store_ns));
     if (recorded) {
       job_metrics::Completed(job.timestamp_ms);
-      spdlog::info("worker: job completed");
+      // One line per committed completion: the chaos test counts them.
+      spdlog::info("worker: job {} completed", job.id);
       RemoveBlob(job);
       return TellCompleted(consumer, job, done->completion.result_json, next);
     }
@@ -78,6 +79,16 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
     job_metrics::Failed(fail->why.code(), dead_letter_reason);
     if (fail->has_row) {
       auto r = store_->MarkFailed(job.id, message);
+      if (!r && IsTransient(r.code())) {
+        // The row cannot say so now (database down): failing the job in the
+        // queue would leave the row pending for good (the reconciler does not
+        // re-add a job BullMQ still holds) with its upload deleted. Leave
+        // the job to its lock instead: the stalled check puts it back and
+        // the next attempt records its fate once the database is back.
+        spdlog::warn("worker: recording failure of {}: {}; left to the stalled check", job.id,
+                     r.status().ToString());
+        return {};
+      }
       if (!r) spdlog::warn("worker: recording failure of {}: {}", job.id, r.status().ToString());
       RemoveBlob(job);
     }

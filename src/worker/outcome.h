@@ -14,6 +14,8 @@
 //     on the last      failed               deleted                 Fail(final): failed + dead-letter copy
 //     attempt
 //   Fail               failed               deleted                 Fail(final): failed + dead-letter copy
+//     row not written  (pending: db down)   kept                    - (lock lapses; the stalled check
+//                                                                   puts the job back)
 //     without a row    -                    -                       Fail(final)
 //   AlreadyFinished    (final already)      deleted                 Complete with the row's result, or
 //                                                                   Fail(final) with the row's error

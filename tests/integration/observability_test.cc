@@ -148,7 +148,7 @@ TEST(Observability, MetricsLogsAndWorkerRegistryAcrossApiAndWorker) {
   for (const auto& l : worker_lines) {
     ASSERT_TRUE(l.is_object());
     EXPECT_EQ(l["job_id"], job_id);
-    completed_line |= l["message"] == "worker: job completed";
+    completed_line |= l["message"] == "worker: job " + job_id + " completed";
   }
   EXPECT_TRUE(completed_line) << svc.worker().Log();
 
