@@ -108,6 +108,11 @@ http::ServerSettings ServerSettingsFrom(const Config& c) {
   s.status_cache_entries = c.status_cache_entries;
   s.status_cache_bytes = c.status_cache_bytes;
   s.status_cache_ttl_ms = c.status_cache_ttl_ms;
+  s.push_queue_messages = c.push_queue_messages;
+  s.push_ping_interval_ms = c.push_ping_interval_ms;
+  s.push_write_timeout_ms = c.push_write_timeout_ms;
+  s.ws_max_subscriptions = c.ws_max_subscriptions;
+  s.ws_max_message_bytes = c.ws_max_message_bytes;
   return s;
 }
 
@@ -196,6 +201,8 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   auto backends = OpenBackends(c);
   if (!backends) return Fail(backends.status());
 
+  // The push routes read the queue's events stream with these.
+  const queue::RedisOptions events = RedisOptionsFrom(c);
   std::unique_ptr<http::Server> server;
   if (api) {
     http::ServerSettings settings = ServerSettingsFrom(c);
@@ -207,7 +214,8 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
     }
     server = std::make_unique<http::Server>(
         std::move(settings),
-        http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get()});
+        http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get(),
+                         &events});
     auto port = server->Start();
     if (!port) return Fail(port.status());
     std::string host = c.bind_address == "0.0.0.0" ? "localhost" : c.bind_address;
