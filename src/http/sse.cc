@@ -86,10 +86,14 @@ net::awaitable<Result<std::optional<PushEvent>>> ReadState(ServerContext& ctx,
                                                            const std::string& job_id,
                                                            const std::string& user_id) {
   storage::MetadataStore* store = ctx.deps.store;
+  // The lambda captures pointers only: GCC 12 relocates the temporaries of
+  // a co_await expression bitwise, which breaks a captured std::string.
+  const std::string* job = &job_id;
+  const std::string* user = &user_id;
   StateRead read = co_await net::co_spawn(
       ctx.pool,
-      [store, job_id, user_id]() -> net::awaitable<StateRead> {
-        co_return StateRead{ReadJobState(*store, job_id, user_id)};
+      [store, job, user]() -> net::awaitable<StateRead> {
+        co_return StateRead{ReadJobState(*store, *job, *user)};
       },
       net::use_awaitable);
   co_return std::move(read.state);

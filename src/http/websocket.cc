@@ -33,6 +33,7 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
+#include <unordered_set>
 
 #include "core/ids.h"
 #include "http/internal/push.h"
@@ -79,15 +80,19 @@ struct Read {
 net::awaitable<std::vector<Read>> ReadStates(ServerContext& ctx, const std::vector<std::string>& ids,
                                              const std::string& user_id) {
   storage::MetadataStore* store = ctx.deps.store;
-  co_return co_await net::co_spawn(
+  // Pointers only in the lambda (GCC 12 and co_await temporaries: sse.cc).
+  const std::vector<std::string>* list = &ids;
+  const std::string* user = &user_id;
+  std::vector<Read> out = co_await net::co_spawn(
       ctx.pool,
-      [store, ids, user_id]() -> net::awaitable<std::vector<Read>> {
-        std::vector<Read> out;
-        out.reserve(ids.size());
-        for (const auto& id : ids) out.push_back(Read{id, ReadJobState(*store, id, user_id)});
-        co_return out;
+      [store, list, user]() -> net::awaitable<std::vector<Read>> {
+        std::vector<Read> reads;
+        reads.reserve(list->size());
+        for (const auto& id : *list) reads.push_back(Read{id, ReadJobState(*store, id, *user)});
+        co_return reads;
       },
       net::use_awaitable);
+  co_return out;
 }
 
 class WsConnection {
@@ -177,17 +182,23 @@ class WsConnection {
   }
 
   net::awaitable<void> Subscribe(const std::vector<std::string>& requested) {
+    const size_t limit = static_cast<size_t>(ctx_.settings.ws_max_subscriptions);
+    if (requested.size() > limit) {
+      ProtocolError(ErrorMessage(nullptr, "too many subscriptions: at most " +
+                                              std::to_string(limit) + " jobs per connection"));
+      co_return;
+    }
     // New, distinct ids of job shape; others are answered at once.
     std::vector<std::string> ids;
+    std::unordered_set<std::string_view> seen;
     for (const auto& id : requested) {
-      if (q_->watching(id) || std::find(ids.begin(), ids.end(), id) != ids.end()) continue;
+      if (q_->watching(id) || !seen.insert(id).second) continue;
       if (!IsUuid(id)) {
         q_->Send(ErrorMessage(&id, "job not found"));
         continue;
       }
       ids.push_back(id);
     }
-    const size_t limit = static_cast<size_t>(ctx_.settings.ws_max_subscriptions);
     if (q_->watched() + ids.size() > limit) {
       ProtocolError(ErrorMessage(nullptr, "too many subscriptions: at most " +
                                               std::to_string(limit) + " jobs per connection"));
