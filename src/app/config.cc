@@ -161,6 +161,22 @@ const std::vector<Setting>& Table() {
        "a cached status answer is used for at most this long after its row was read, so a "
        "row changed or removed by another process shows within it; 0 disables",
        Int("STATUS_CACHE_TTL_MS", &Config::status_cache_ttl_ms, 0, 60000)},
+      {"PUSH_QUEUE_MESSAGES", "256",
+       "push (SSE, WebSocket): messages that may wait for one client; one more disconnects it "
+       "(a client that does not read)",
+       Int("PUSH_QUEUE_MESSAGES", &Config::push_queue_messages, 1, 1000000)},
+      {"PUSH_PING_INTERVAL_MS", "20000",
+       "push: an idle SSE stream gets a comment and a WebSocket a ping this often; a WebSocket "
+       "silent for twice this is closed",
+       Int("PUSH_PING_INTERVAL_MS", &Config::push_ping_interval_ms, 100, 3600000)},
+      {"PUSH_WRITE_TIMEOUT_MS", "10000", "push: an SSE write that takes longer closes the stream",
+       Int("PUSH_WRITE_TIMEOUT_MS", &Config::push_write_timeout_ms, 100, 3600000)},
+      {"WS_MAX_SUBSCRIPTIONS", "1000",
+       "jobs one WebSocket connection may watch at once; a subscribe past it is refused",
+       Int("WS_MAX_SUBSCRIPTIONS", &Config::ws_max_subscriptions, 1, 1000000)},
+      {"WS_MAX_MESSAGE_BYTES", "65536",
+       "largest WebSocket message a client may send; larger closes the connection (1009)",
+       Int("WS_MAX_MESSAGE_BYTES", &Config::ws_max_message_bytes, 256, 16777216)},
       {"METRICS_TOKEN", "(none)",
        "when set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`",
        Str("METRICS_TOKEN", &Config::metrics_token, true)},

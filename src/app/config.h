@@ -50,6 +50,11 @@ struct Config {
   int64_t status_cache_entries = 10000;    // final job states cached per process (0: off)
   int64_t status_cache_bytes = 16777216;   // their bytes at most
   int64_t status_cache_ttl_ms = 1000;      // how long one is used after its read (0: off)
+  int64_t push_queue_messages = 256;       // push: messages waiting per client, then close
+  int64_t push_ping_interval_ms = 20000;   // push: SSE comment / WebSocket ping interval
+  int64_t push_write_timeout_ms = 10000;   // push: longest SSE write
+  int64_t ws_max_subscriptions = 1000;     // push: jobs one WebSocket watches at most
+  int64_t ws_max_message_bytes = 65536;    // push: largest WebSocket client message
 
   // Redis / queue
   std::string redis_host = "localhost";

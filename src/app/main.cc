@@ -114,6 +114,11 @@ http::ServerSettings ServerSettingsFrom(const Config& c) {
   s.status_cache_entries = c.status_cache_entries;
   s.status_cache_bytes = c.status_cache_bytes;
   s.status_cache_ttl_ms = c.status_cache_ttl_ms;
+  s.push_queue_messages = c.push_queue_messages;
+  s.push_ping_interval_ms = c.push_ping_interval_ms;
+  s.push_write_timeout_ms = c.push_write_timeout_ms;
+  s.ws_max_subscriptions = c.ws_max_subscriptions;
+  s.ws_max_message_bytes = c.ws_max_message_bytes;
   return s;
 }
 
@@ -224,6 +229,8 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   sweeper.Start();
 
   std::unique_ptr<queue::UserLimiter> user_limits;  // outlives the server
+  // The push routes read the queue's events stream with these.
+  const queue::RedisOptions events = RedisOptionsFrom(c);
   std::unique_ptr<http::Server> server;
   if (api) {
     http::ServerSettings settings = ServerSettingsFrom(c);
@@ -237,7 +244,7 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
     server = std::make_unique<http::Server>(
         std::move(settings),
         http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get(),
-                         user_limits.get()});
+                         user_limits.get(), &events});
     auto port = server->Start();
     if (!port) return Fail(port.status());
     std::string host = c.bind_address == "0.0.0.0" ? "localhost" : c.bind_address;

@@ -13,6 +13,7 @@
 #include "http/internal/embedded_files.h"
 #include "http/internal/error_response.h"
 #include "core/metrics.h"
+#include "http/internal/events_hub.h"
 #include "http/internal/metrics.h"
 #include "http/internal/query.h"
 #include "http/internal/routing.h"
@@ -252,12 +253,22 @@ bool MatchPattern(std::string_view pattern, std::string_view path,
 
 }  // namespace
 
+std::string JobStatusData(std::string_view id, const storage::JobStatusRow& row) {
+  // The status body is {"success":true,"data":<data>}: its `data` is the
+  // text between the fixed head and the closing brace.
+  constexpr std::string_view kHead = R"({"success":true,"data":)";
+  std::string body = StatusBody(id, row);
+  return body.substr(kHead.size(), body.size() - kHead.size() - 1);
+}
+
 const std::vector<Route>& Routes() {
   // clang-format off
   static const std::vector<Route> kRoutes = {
     // method  path pattern                        handler       auth            runs                body limit        metrics label
     {"POST",   "/api/chat/upload/async",          StartUpload,  Auth::kUser,    Runs::kPool,        kUploadBodyLimit, "upload"},
     {"GET",    "/api/chat/upload/status/:jobId",  UploadStatus, Auth::kUser,    Runs::kInlineFirst, 0,                "upload_status"},
+    {"GET",    "/api/chat/upload/events/:jobId",  PushRoute{PushKind::kSse},       Auth::kUser, Runs::kInline, 0, "upload_events"},
+    {"GET",    "/api/chat/upload/ws",             PushRoute{PushKind::kWebSocket}, Auth::kUser, Runs::kInline, 0, "upload_ws"},
     {"GET",    "/api/chat/memory/search",         MemorySearch, Auth::kUser,    Runs::kPool,        0,                "memory_search"},
     {"GET",    "/api/openapi.json",               OpenApi,      Auth::kUser,    Runs::kInline,      0,                "openapi"},
     {"GET",    "/",                               WebIndex,     Auth::kNone,    Runs::kInline,      0,                "web"},

@@ -113,6 +113,8 @@ class Server::Impl {
     Shutdown();
     // Without Run() nobody would process the shutdown; stop directly.
     ctx_.ioc.stop();
+    // The hub's reader stops before the pool its state reads run on.
+    if (ctx_.hub) ctx_.hub->Stop();
     ctx_.pool.join();
     // Uploads waiting for their group commit are committed and answered
     // (the answers post to the stopped io_context and go with it).
@@ -132,6 +134,15 @@ class Server::Impl {
       commit.sync_blob_names = ctx_.settings.upload_fsync;
       ctx_.committer = std::make_unique<uploads::GroupCommitter>(*ctx_.deps.store, *ctx_.deps.queue,
                                                                  *ctx_.deps.blobs, commit);
+    }
+    if (!ctx_.hub && ctx_.deps.events) {
+      EventsHub::Options o;
+      o.redis = *ctx_.deps.events;
+      ctx_.hub = std::make_unique<EventsHub>(std::move(o), ctx_.deps.store,
+                                             [this](std::function<void()> fn) {
+                                               net::post(ctx_.pool, std::move(fn));
+                                             });
+      ctx_.hub->Start();
     }
     boost::system::error_code ec;
     auto address = net::ip::make_address(ctx_.settings.bind_address, ec);

@@ -57,6 +57,7 @@ class BlobStore;
 namespace conveyor::queue {
 class Queue;
 class UserLimiter;
+struct RedisOptions;
 }  // namespace conveyor::queue
 
 namespace conveyor::http {
@@ -107,6 +108,15 @@ struct ServerSettings {
   int64_t status_cache_entries = 10000;
   int64_t status_cache_bytes = 16777216;
   int64_t status_cache_ttl_ms = 1000;
+  // Push (SSE and WebSocket routes; README "Push notifications"). Messages
+  // waiting for one slow client before it is disconnected; keep-alive
+  // (SSE comment, WebSocket ping) interval; longest single SSE write; jobs
+  // one WebSocket may watch; largest client message.
+  int64_t push_queue_messages = 256;
+  int64_t push_ping_interval_ms = 20000;
+  int64_t push_write_timeout_ms = 10000;
+  int64_t ws_max_subscriptions = 1000;
+  int64_t ws_max_message_bytes = 65536;
   // The sandbox layers of the worker sharing this process (`conveyor dev`),
   // (name, in place) each, listed by /readyz under "sandbox"; empty for `api`.
   std::vector<std::pair<std::string, bool>> sandbox_layers;
@@ -119,6 +129,9 @@ struct ServerDeps {
   // Per-user limits shared by every API process (queue/limits.h); null: the
   // per-process rate_limit_per_minute bucket only.
   queue::UserLimiter* user_limits = nullptr;
+  // Where the push routes read job events (the queue's events stream);
+  // null: no push (those routes answer 503).
+  const queue::RedisOptions* events = nullptr;
 };
 
 class Server {

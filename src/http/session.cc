@@ -65,6 +65,8 @@
 #include "http/auth.h"
 #include "http/chunked.h"
 #include "http/internal/error_response.h"
+#include "http/internal/push.h"
+#include "http/internal/query.h"
 #include "http/internal/routing.h"
 #include "http/internal/server_context.h"
 #include "http/request_head.h"
@@ -242,7 +244,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Thread-safe: hops to the session's strand.
   void Close(bool hard) {
     net::post(stream_.get_executor(), [self = shared_from_this(), hard] {
-      if (hard || self->idle_) {
+      if (hard || self->idle_ || self->push_) {
         beast::error_code ec;
         self->stream_.socket().close(ec);
       }
@@ -394,9 +396,16 @@ class Session : public std::enable_shared_from_this<Session> {
     const Route& route = *m.route;
     r.params = std::move(m.params);
 
+    const PushRoute* push = std::get_if<PushRoute>(&route.handler);
     if (route.auth == Auth::kUser) {
-      auto user = ctx_.tokens.Verify(ToView(req[bhttp::field::authorization]), NowMs() / 1000,
-                                     &r.tier);
+      std::string_view authorization = ToView(req[bhttp::field::authorization]);
+      std::string from_query;
+      if (authorization.empty() && push && push->kind == PushKind::kWebSocket) {
+        // Browsers cannot set headers on a WebSocket: ?access_token=<JWT>.
+        from_query = QueryAccessToken(r.query);
+        authorization = from_query;
+      }
+      auto user = ctx_.tokens.Verify(authorization, NowMs() / 1000, &r.tier);
       if (!user) {
         out_ = ErrorResponse(Unauthenticated(user.status().message()), {}, r.request_id);
         co_return co_await SendOut(route.name, keep_alive && !has_body);
@@ -407,6 +416,18 @@ class Session : public std::enable_shared_from_this<Session> {
       co_return co_await SendOut(route.name, keep_alive && !has_body);
     }
 
+    if (push) {
+      // The connection is the push stream's until it ends; then it closes.
+      push_ = true;
+      if (push->kind == PushKind::kSse) {
+        const std::string last_event_id(ToView(req["Last-Event-ID"]));
+        co_await ServeSse(ctx_, stream_, r, last_event_id);
+      } else {
+        co_await ServeWebSocket(ctx_, stream_, req, r.user_id);
+      }
+      no_linger_ = true;
+      co_return false;
+    }
     if (std::holds_alternative<StreamHandler>(route.handler)) {
       co_return co_await HandleStream(r, route, keep_alive);
     }
@@ -443,6 +464,15 @@ class Session : public std::enable_shared_from_this<Session> {
       diff |= static_cast<unsigned char>((*token)[i] ^ want[i]);
     }
     return diff == 0;
+  }
+
+  // "Bearer <access_token>" from the query string, or "" without one.
+  static std::string QueryAccessToken(std::string_view query) {
+    std::string token;
+    ParseQuery(query, [&token](std::string& key, std::string& value) {
+      if (key == "access_token") token = std::move(value);
+    });
+    return token.empty() ? std::string() : "Bearer " + token;
   }
 
   HandlerEnv Env() {
@@ -819,6 +849,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string client_;      // client address (per-client connection count)
   uint64_t id_;
   bool idle_ = false;  // waiting for a request header (Shutdown closes at once)
+  bool push_ = false;  // serving a push stream (Shutdown closes it at once too)
   std::atomic<int64_t> idle_since_ms_{0};
 };
 

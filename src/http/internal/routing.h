@@ -134,6 +134,15 @@ using StreamStart = std::variant<Response, std::unique_ptr<BodyConsumer>>;
 // connection's strand, before any body byte is read: it must not block.
 using StreamHandler = StreamStart (*)(const Request&, HandlerEnv&);
 
+// A push route (sse.cc, websocket.cc): the session hands its connection
+// over after auth and closes it when the push ends. Auth::kUser on the
+// WebSocket row also accepts `?access_token=<JWT>` (browsers cannot set
+// headers on a WebSocket).
+enum class PushKind { kSse, kWebSocket };
+struct PushRoute {
+  PushKind kind;
+};
+
 // Body limit of a row whose limit is the upload limit (settings) plus the
 // multipart overhead allowance.
 inline constexpr int64_t kUploadBodyLimit = -1;
@@ -154,7 +163,7 @@ enum class Runs {
 struct Route {
   std::string_view method;   // "GET", "POST"
   std::string_view pattern;  // "/api/chat/upload/status/:jobId"
-  std::variant<Handler, StreamHandler> handler;
+  std::variant<Handler, StreamHandler, PushRoute> handler;
   Auth auth;              // checked before any body
   Runs runs;              // Handler: where it runs (StreamHandler: ignored)
   int64_t body_limit;     // bytes; 0 = no body expected; kUploadBodyLimit

@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "http/internal/events_hub.h"
 #include "http/internal/metrics.h"
 #include "http/internal/rate_limiter.h"
 #include "http/internal/status_cache.h"
@@ -66,6 +67,9 @@ struct ServerContext {
   // Rows and jobs of accepted uploads, committed in groups (made by Start(),
   // stopped by the server after the pool and before the io_context goes).
   std::unique_ptr<uploads::GroupCommitter> committer;
+  // Job events for the push routes (events_hub.h); null without
+  // ServerDeps::events. Made by Start(), stopped before the pool is joined.
+  std::unique_ptr<EventsHub> hub;
   // Last member: destroyed first, so handlers (and the sessions they own)
   // are destroyed while everything above is still alive.
   boost::asio::io_context ioc;
