@@ -254,6 +254,15 @@ const std::vector<Setting>& Table() {
        Int("JOB_LOCK_MS", &Config::job_lock_ms, 100, 3600000)},
       {"STALLED_INTERVAL_MS", "30000", "how often workers look for stalled jobs",
        Int("STALLED_INTERVAL_MS", &Config::stalled_interval_ms, 100, 3600000)},
+      {"WORKER_MAX_STALLED_COUNT", "10",
+       "times a job may be recovered after its worker died (lock lapsed) before it fails with "
+       "\"job stalled more than allowable limit\" (BullMQ's maxStalledCount, whose default is 1)",
+       Int("WORKER_MAX_STALLED_COUNT", &Config::worker_max_stalled_count, 0, 1000)},
+      {"WORKER_OUTAGE_WAIT_MS", "600000",
+       "a job that meets an outage of the database or Redis (unavailable) waits and runs again "
+       "in the same attempt for up to this long before the outage counts as a failed attempt; "
+       "0: every outage costs an attempt",
+       Int("WORKER_OUTAGE_WAIT_MS", &Config::worker_outage_wait_ms, 0, 86400000)},
       {"RECONCILE_INTERVAL_MS", "30000",
        "how often pending rows without a queued job are re-added",
        Int("RECONCILE_INTERVAL_MS", &Config::reconcile_interval_ms, 100, 3600000)},

@@ -81,6 +81,8 @@ struct Config {
   int64_t job_lock_ms = 30000;
   int64_t stalled_interval_ms = 30000;
   int64_t reconcile_interval_ms = 30000;   // re-add pending rows with no job
+  int worker_max_stalled_count = 10;       // stalled recoveries before a job fails
+  int64_t worker_outage_wait_ms = 600000;  // an outage waited out within one attempt
   int64_t job_timeout_ms = 0;              // whole job wall clock; 0: only the sandbox's bounds
   int64_t processing_delay_ms = 0;         // fault injection for tests: pause before each job
 

@@ -77,6 +77,7 @@ queue::RedisOptions RedisOptionsFrom(const Config& c) {
   o.password = c.redis_password;
   o.prefix = c.queue_prefix;
   o.queue_name = c.queue_name;
+  o.max_stalled_count = c.worker_max_stalled_count;
   // api, worker and dev start while Redis is down and connect when it is back.
   o.connect_at_open = false;
   return o;
@@ -128,6 +129,7 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.lock_ms = c.job_lock_ms;
   w.stalled_interval_ms = c.stalled_interval_ms;
   w.reconcile_interval_ms = c.reconcile_interval_ms;
+  w.outage_wait_ms = c.worker_outage_wait_ms;
   w.shutdown_grace_ms = c.shutdown_grace_ms;
   w.processing_delay_ms = c.processing_delay_ms;
   w.job_timeout_ms = c.job_timeout_ms;

@@ -51,6 +51,9 @@ struct RedisOptions {
   // blocking connection "<prefix>:<base64(queue_name)>" as Node's Worker does,
   // which is how Queue.getWorkers() and Bull Board's Workers panel find them.
   std::string client_name;
+  // Times the stalled check (Consumer::RecoverStalled) puts back a job whose
+  // lock lapsed before it fails it; BullMQ's maxStalledCount (default 1).
+  int max_stalled_count = kMaxStalledCount;
 };
 
 // Counts per BullMQ state (Queue.getJobCounts).

@@ -443,7 +443,7 @@ class RedisConsumer final : public Consumer {
     std::vector<std::string> keys = {keys_("stalled"), keys_("wait"),   keys_("active"),
                                      keys_("stalled-check"), keys_("meta"), keys_("marker"),
                                      keys_("events")};
-    std::vector<std::string> args = {std::to_string(kMaxStalledCount), keys_.job_prefix(),
+    std::vector<std::string> args = {std::to_string(options_.max_stalled_count), keys_.job_prefix(),
                                      std::to_string(NowMs()),
                                      std::to_string(std::max<int64_t>(stalled_interval_ms, 1))};
     auto reply = Eval("move_stalled_jobs_to_wait", keys, args);

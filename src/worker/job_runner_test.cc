@@ -123,9 +123,10 @@ class JobRunnerTest : public ::testing::Test {
   }
 
   OutcomeApplier::Applied Apply(const queue::ActiveJob& job, Outcome outcome,
-                                const OutcomeApplier::NextLease* next = nullptr) {
+                                const OutcomeApplier::NextLease* next = nullptr,
+                                bool wait_outage = false) {
     OutcomeApplier applier(&store_, blobs_.get());
-    return applier.Apply(queue_, job, std::move(outcome), next);
+    return applier.Apply(queue_, job, std::move(outcome), next, wait_outage);
   }
 
   storage::JobRecord Row(const std::string& id) {
@@ -475,6 +476,42 @@ TEST_F(JobRunnerTest, DatabaseDownIsRetried) {
   EXPECT_EQ(Queued(id).state, FakeConsumer::State::kDelayed);
   EXPECT_TRUE(store_.SearchMemory("alice", "s1", "wicks", 10)->empty());
   EXPECT_TRUE(UploadExists(id));
+}
+
+// On the last attempt, an outage (the database down while the result is
+// recorded) that the caller may wait out is not recorded at all: no attempt is
+// used, the row is not failed, the upload stays; once the database is back
+// the same lease completes the job.
+TEST_F(JobRunnerTest, AnOutageWaitedOutUsesNoAttempt) {
+  std::string id = ApiUpload(kText);
+  queue::ActiveJob job = Lease(id, /*attempts_made=*/2);  // of 3
+  Outcome done = Run(job);
+  ASSERT_TRUE(std::holds_alternative<Completed>(done)) << OutcomeName(done);
+  store_.fail_complete = Errc::kUnavailable;
+  auto applied = Apply(job, std::move(done), nullptr, /*wait_outage=*/true);
+  EXPECT_TRUE(applied.outage);
+  EXPECT_FALSE(applied.finished);
+  EXPECT_EQ(Row(id).status, storage::JobStatus::kProcessing);
+  EXPECT_EQ(Queued(id).state, FakeConsumer::State::kActive);
+  EXPECT_FALSE(Queued(id).dead_lettered);
+  EXPECT_TRUE(UploadExists(id));
+
+  // A permanent error is never waited out, outage or not.
+  EXPECT_FALSE(Apply(job, Fail{InvalidArgument("Invalid file format")}, nullptr, true).outage);
+  EXPECT_EQ(Row(id).status, storage::JobStatus::kFailed);
+}
+
+TEST_F(JobRunnerTest, AnOutageRunsAgainUnderTheSameLeaseAndCompletes) {
+  std::string id = ApiUpload(kText);
+  queue::ActiveJob job = Lease(id, /*attempts_made=*/2);  // of 3
+  store_.fail_claim = Errc::kUnavailable;
+  EXPECT_TRUE(Apply(job, Run(job), nullptr, /*wait_outage=*/true).outage);
+  store_.fail_claim = Errc::kOk;
+  Outcome done = Run(job);
+  ASSERT_TRUE(std::holds_alternative<Completed>(done)) << OutcomeName(done);
+  EXPECT_TRUE(Apply(job, std::move(done), nullptr, /*wait_outage=*/true).finished);
+  EXPECT_EQ(Row(id).status, storage::JobStatus::kCompleted);
+  EXPECT_EQ(Queued(id).state, FakeConsumer::State::kCompleted);
 }
 
 TEST_F(JobRunnerTest, CompletionLeasesTheNextJobInTheSameRoundTrip) {

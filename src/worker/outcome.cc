@@ -40,7 +40,8 @@ OutcomeApplier::OutcomeApplier(storage::MetadataStore* store, storage::BlobStore
 
 OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
                                               const queue::ActiveJob& job, Outcome outcome,
-                                              const NextLease* next) const {
+                                              const NextLease* next,
+                                              bool wait_outage) const {
   ScopedLogContext log_context(job_metrics::JobLogContext(job));
   if (auto* done = std::get_if<Completed>(&outcome)) {
     const int64_t store_ns = metrics::SteadyNowNs();
@@ -58,6 +59,11 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
 
   const char* dead_letter_reason = job.deferred_failure ? "stalled" : "permanent";
   if (auto* retry = std::get_if<Retry>(&outcome)) {
+    if (wait_outage && retry->why.code() == Errc::kUnavailable) {
+      spdlog::warn("worker: job {} met an outage and runs again once it is over: {}", job.id,
+                   retry->why.ToString());
+      return {.finished = false, .next = std::nullopt, .outage = true};
+    }
     if (!RetriesLeft(job)) {
       if (!job.deferred_failure) dead_letter_reason = "retries_exhausted";
       outcome = Fail{retry->why, /*has_row=*/true};  // the last attempt: dead-letter
@@ -93,7 +99,7 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
       RemoveBlob(job);
     }
     TellFailed(consumer, job, message, StackFor(fail->why));
-    return {.finished = true, .next = std::nullopt};
+    return {.finished = true, .next = std::nullopt, .outage = false};
   }
 
   if (auto* finished = std::get_if<AlreadyFinished>(&outcome)) {
@@ -101,7 +107,7 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
     RemoveBlob(job);
     if (finished->completed) return TellCompleted(consumer, job, finished->result_json, next);
     TellFailed(consumer, job, finished->error, /*stack=*/"");
-    return {.finished = true, .next = std::nullopt};
+    return {.finished = true, .next = std::nullopt, .outage = false};
   }
 
   return {};  // Abandoned: released by Stop(), recorded by whoever runs it next
@@ -111,7 +117,7 @@ OutcomeApplier::Applied OutcomeApplier::TellCompleted(queue::Consumer& consumer,
                                                       const queue::ActiveJob& job,
                                                       const std::string& result_json,
                                                       const NextLease* next) const {
-  Applied applied{.finished = true, .next = std::nullopt};
+  Applied applied{.finished = true, .next = std::nullopt, .outage = false};
   if (!next) {
     auto r = consumer.Complete(job, result_json);
     if (!r) spdlog::warn("worker: completing job {} in the queue: {}", job.id, r.status().ToString());

@@ -98,14 +98,21 @@ class OutcomeApplier {
   struct Applied {
     bool finished = false;                 // the job completed or failed for good
     std::optional<queue::ActiveJob> next;  // leased with the completion (only with a NextLease)
+    // Nothing was recorded: the run met an outage (see `wait_outage`) and
+    // the caller, which still holds the job's lease, runs it again later.
+    bool outage = false;
   };
 
   // Records `outcome` of `job` (see the table above). With `next`, a
   // completion in the queue also leases the next job. Errors of the row and
   // queue calls are logged, never returned: the job's fate is then decided
-  // by its lock (stalled recovery) or by the next attempt.
+  // by its lock (stalled recovery) or by the next attempt. With
+  // `wait_outage`, a Retry whose cause is an outage (kUnavailable: the
+  // database, Redis or the analysis provider unreachable) is not recorded
+  // and comes back as Applied::outage, so that an outage does not use up
+  // the job's attempts.
   Applied Apply(queue::Consumer& consumer, const queue::ActiveJob& job, Outcome outcome,
-                const NextLease* next = nullptr) const;
+                const NextLease* next = nullptr, bool wait_outage = false) const;
 
  private:
   Applied TellCompleted(queue::Consumer& consumer, const queue::ActiveJob& job,

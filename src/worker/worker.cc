@@ -206,14 +206,34 @@ class Worker::Impl {
       }
       JobStarted(active);
       job_metrics::BusySlot busy;
-      Outcome outcome = runner_->Run(*active, [&](const std::string& stage, int percent) {
-        ReportProgress(*consumer, active->id, stage, percent);
-      });
       // Unless stopping, a completion leases the next job in the same round trip.
       const OutcomeApplier::NextLease lease{token_base + ":" + std::to_string(seq++),
                                             settings_.lock_ms};
-      auto applied =
-          applier_.Apply(*consumer, *active, std::move(outcome), stopping() ? nullptr : &lease);
+      OutcomeApplier::Applied applied;
+      // A run that meets an outage runs again, in the same attempt and under
+      // the same lease (renewed by the housekeeping thread), until the outage
+      // is over or has lasted outage_wait_ms; then it counts as an attempt.
+      int64_t outage_since_ms = -1;
+      int64_t outage_backoff = kMinBackoffMs;
+      for (;;) {
+        Outcome outcome = runner_->Run(*active, [&](const std::string& stage, int percent) {
+          ReportProgress(*consumer, active->id, stage, percent);
+        });
+        const bool may_wait = settings_.outage_wait_ms > 0 && !stopping() &&
+                              (outage_since_ms < 0 ||
+                               NowMs() - outage_since_ms < settings_.outage_wait_ms);
+        applied = applier_.Apply(*consumer, *active, std::move(outcome),
+                                 stopping() ? nullptr : &lease, may_wait);
+        if (!applied.outage) break;
+        if (outage_since_ms < 0) outage_since_ms = NowMs();
+        if (WaitOrStop(outage_backoff)) {
+          // Stopping: hand the job back now rather than to its lock.
+          auto r = consumer->Release(*active);
+          if (!r) spdlog::warn("worker: releasing job {}: {}", active->id, r.status().ToString());
+          break;
+        }
+        outage_backoff = std::min(outage_backoff * 2, kMaxBackoffMs);
+      }
       if (applied.finished) finished_++;
       if (applied.next) {
         prefetched = std::move(*applied.next);

@@ -71,6 +71,11 @@ struct WorkerSettings {
   int64_t shutdown_grace_ms = 10000;      // running jobs may finish in this time on Stop()
   int64_t processing_delay_ms = 0;        // fault injection for tests: pause before each job
   int64_t job_timeout_ms = 0;             // whole-job wall clock; 0: no limit beyond the sandbox's
+  // A job whose run meets an outage (kUnavailable: the database or Redis
+  // unreachable) keeps its lease and runs again after a backoff, for up to
+  // this long, before the outage is recorded as a failed attempt; so an
+  // outage does not use up a job's attempts. 0: it always does.
+  int64_t outage_wait_ms = 600000;
   processing::Limits limits;
   SandboxSettings sandbox;                // extraction runs in a `conveyor extract` child
   processing::AnalyzerSettings analyzer;  // local (default) or an OpenAI-compatible provider

@@ -1,7 +1,8 @@
 // The web page (GET /, web/ compiled into the binary) in a real headless
 // Chromium driven by playwright-core: it takes the token from the address's
-// fragment as `conveyor dev` prints it, uploads a file, shows the upload's
-// progress bar move and the job's live state, then the summary and
+// fragment as `conveyor dev` prints it, opens the WebSocket push channel,
+// uploads a file, shows the upload's progress bar move and the job's live
+// state pushed over that channel, then the summary and
 // keywords; a search finds the file's text; an oversized file and a refused
 // token get their error states. The screenshot is saved to
 // test-artifacts/web-page.png at the repo root.
@@ -37,12 +38,16 @@ test('the web page uploads a file and shows its analysis', {
   page.setDefaultTimeout(30000);
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
+  let polls = 0;  // status-route requests: none while the push channel is up
+  page.on('request', (r) => { if (r.url().includes('/api/chat/upload/status/')) polls += 1; });
 
   await page.goto(`${svc.baseUrl}/#token=${encodeURIComponent(token)}&session=web-session`);
   // The token left the address bar and sits in the form.
   assert.equal(new URL(page.url()).hash, '');
   assert.equal(await page.inputValue('#token'), token);
   assert.equal(await page.inputValue('#session'), 'web-session');
+  // The push channel (WebSocket, token in the query string) is up.
+  await page.locator('#connection', { hasText: 'Connected' }).waitFor();
 
   // One file of ~1.5 MiB so the upload's progress has steps to show.
   const line = 'The lighthouse keeper logged the storm and the harbour tides every night.\n';
@@ -69,6 +74,7 @@ test('the web page uploads a file and shows its analysis', {
   assert.match(await job.locator('.summary').textContent(), /lighthouse/i);
   assert.ok(await job.locator('.keywords span').count() > 0, 'keywords shown');
   assert.ok(await job.getAttribute('data-job-id'), 'the job id is on the element');
+  assert.equal(polls, 0, 'the job was followed over the push channel, not by polling');
 
   // Search over the session's memory.
   await page.fill('#q', 'harbour');
