@@ -214,7 +214,7 @@ TEST(PushWs, AFinalEventDuringARedisRestartIsNotMissed) {
   svc.StartWorker();
   ASSERT_TRUE(Eventually([&] {
     return StatusData(svc, "alice", id)["status"] == "processing";
-  }, 20s));
+  }, 60s));
   svc.redis().Kill();
   ASSERT_TRUE(Eventually([&] {
     return StatusData(svc, "alice", id)["status"] == "completed";
