@@ -269,9 +269,17 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   if (work && !api && c.metrics_port >= 0) {
     // The worker's own /metrics (with the API in the process, the API's has it all).
     metrics_server = std::make_unique<MetricsServer>(c.bind_address, c.metrics_port, c.metrics_token);
+    // A busy port (another worker on this host with the same METRICS_PORT)
+    // costs the metrics endpoint, never the worker: jobs are its work.
     auto port = metrics_server->Start();
-    if (!port) return Fail(port.status());
-    spdlog::info("conveyor: worker metrics on port {}", *port);
+    if (port) {
+      spdlog::info("conveyor: worker metrics on port {}", *port);
+    } else {
+      spdlog::error("conveyor: worker runs without its metrics endpoint: {} (give each worker "
+                    "of a host its own METRICS_PORT)",
+                    port.status().ToString());
+      metrics_server.reset();
+    }
   }
   if (work) {
     auto opts = RedisOptionsFrom(c);

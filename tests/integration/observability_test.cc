@@ -4,6 +4,9 @@
 // an upload through the API's and the worker's log lines; the worker is
 // listed by `conveyor queue workers` while it runs and not after it stops.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <signal.h>
 
 #include <fstream>
@@ -185,6 +188,31 @@ TEST(Observability, WorkerMetricsNeedTheTokenWhenOneIsSet) {
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("# TYPE conveyor_worker_slots_busy gauge"), std::string::npos) << m.body;
   EXPECT_EQ(Request(metrics_port, "GET", "/healthz", {}).status, 200);
+}
+
+// Two workers of one host with the same METRICS_PORT: the second runs
+// without its metrics endpoint (and says so) and still processes jobs.
+TEST(Observability, AWorkerWhoseMetricsPortIsTakenStillWorks) {
+  const int metrics_port = FreePort();
+  Service svc({{"METRICS_PORT", std::to_string(metrics_port)}});
+  svc.StartApi();
+  int busy = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(busy, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(metrics_port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(busy, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(busy, 1), 0);
+  svc.StartWorker();
+  std::string id = svc.UploadOk("alice", "s1", {"file", "a.txt", "text/plain", "Tides and harbours."});
+  ASSERT_FALSE(id.empty());
+  auto final = svc.WaitFinal("alice", id, 30s);
+  close(busy);
+  ASSERT_TRUE(final) << svc.worker().Log();
+  EXPECT_EQ((*final)["status"], "completed");
+  EXPECT_NE(svc.worker().Log().find("without its metrics endpoint"), std::string::npos)
+      << svc.worker().Log();
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <future>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -446,6 +447,53 @@ TEST(Service, UploadCommandStreamsAFileAndWaitsForTheResult) {
   ASSERT_NE(st, -1);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << bad.Log();
   EXPECT_NE(bad.Log().find("unauthorized"), std::string::npos) << bad.Log();
+}
+
+// Several files, --json: stdout holds one JSON object per file and nothing
+// else; --wait follows each job over the event stream; a refused file makes
+// the exit status 1 while the others still complete.
+TEST(Service, UploadCommandPrintsOneJsonObjectPerFile) {
+  Service svc(Env{{"MAX_UPLOAD_BYTES", "4096"}});
+  svc.Start();
+  const std::string a = svc.data_dir() + "/a.txt", b = svc.data_dir() + "/b.txt",
+                    big = svc.data_dir() + "/big.txt";
+  {
+    std::ofstream(a) << kText;
+    std::ofstream(b) << "Second file about harbours and tides.\n";
+    std::ofstream(big) << std::string(8192, 'x');
+  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(svc.port());
+  const std::string out = svc.data_dir() + "/upload.json";
+  // stdout alone goes to `out` (stderr, with any progress, is dropped).
+  Process cli({"sh", "-c",
+               "exec \"$0\" upload \"$1\" \"$2\" \"$3\" --session s1 --wait --json --url \"$4\" "
+               "--token \"$5\" 2>/dev/null",
+               ConveyorBinary(), a, big, b, url, Service::Token("olga")},
+              {}, out);
+  int st = cli.Wait(90s);
+  ASSERT_NE(st, -1) << cli.Log();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << cli.Log();
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(cli.Log());
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON object on stdout: " << line;
+    lines.push_back(std::move(j));
+  }
+  ASSERT_EQ(lines.size(), 3u) << cli.Log();
+  EXPECT_EQ(lines[0]["file"], a);
+  EXPECT_EQ(lines[0]["status"], "completed");
+  EXPECT_TRUE(lines[0]["result"].contains("aiResponse")) << lines[0].dump();
+  EXPECT_EQ(lines[0]["jobId"].get<std::string>().size(), 36u);
+  EXPECT_EQ(lines[1]["file"], big);
+  EXPECT_EQ(lines[1]["status"], "refused");
+  EXPECT_TRUE(lines[1]["jobId"].is_null());
+  EXPECT_NE(lines[1]["error"].get<std::string>().find("payload_too_large"), std::string::npos);
+  EXPECT_EQ(lines[2]["status"], "completed");
+  // What the status route says is what the command printed.
+  auto final = svc.WaitFinal("olga", lines[2]["jobId"].get<std::string>(), 10s);
+  ASSERT_TRUE(final);
+  EXPECT_EQ((*final)["result"], lines[2]["result"]);
 }
 
 TEST(Service, SigtermStopsTheApiCleanly) {
