@@ -16,6 +16,7 @@ APT_PACKAGES=(
   libtesseract-dev libleptonica-dev tesseract-ocr-eng libseccomp-dev
   libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools postgresql wrk curl ca-certificates procps python3 prometheus
+  jq sqlite3
   nodejs npm chromium
 )
 
