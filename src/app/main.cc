@@ -289,8 +289,8 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
     w->Start();
     heartbeat = std::make_unique<Heartbeat>(RedisOptionsFrom(c), c.worker_concurrency);
     heartbeat->Start();
-    spdlog::info("conveyor: worker {} running with concurrency {}", heartbeat->id(),
-                 c.worker_concurrency);
+    spdlog::info("conveyor: worker running with concurrency {} (registry id {})",
+                 c.worker_concurrency, heartbeat->id());
   }
 
   std::mutex mu;
