@@ -22,7 +22,7 @@
 //   finishedOn   when it completed or failed for good
 //   lock expiry  "<id>:lock" PTTL; renewed every lock_ms/2 by the worker; a job
 //                whose lock lapsed is "stalled" and is put back at the front of
-//                wait by the next stalled check (at most kMaxStalledCount times,
+//                wait by the next stalled check (at most RedisOptions::max_stalled_count times,
 //                after that it carries `defa` and the next fetch fails it).
 // Counters: ats = attempts started, atm = attempts made (finished or retried),
 // stc = times recovered as stalled.
@@ -42,7 +42,7 @@ inline constexpr int kMaxAttempts = 3;                // opts.attempts
 inline constexpr int64_t kBackoffBaseMs = 5000;       // exponential backoff start
 inline constexpr int kRemoveOnComplete = 1000;        // completed jobs kept
 inline constexpr int kRemoveOnFail = 1000;            // failed jobs kept
-inline constexpr int kMaxStalledCount = 1;            // BullMQ's default maxStalledCount
+inline constexpr int kMaxStalledCount = 1;            // BullMQ's maxStalledCount; workers: a setting
 inline constexpr int kMaxLenEvents = 10000;           // events stream ~MAXLEN
 inline constexpr const char* kJobName = "file-upload";
 inline constexpr const char* kDeadLetterQueueName = "file-upload-dlq";
