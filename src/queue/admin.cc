@@ -16,6 +16,7 @@
 #include <mutex>
 #include <utility>
 
+#include "core/ids.h"
 #include "queue/internal/job_json.h"
 #include "queue/internal/redis_connection.h"
 #include "queue/internal/scripts.h"
@@ -29,12 +30,6 @@ using internal::RedisReply;
 
 // Jobs per script call in whole-set passes (retry-failed, purge, DLQ listing).
 constexpr int64_t kBatch = 1000;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int64_t ToInt64(const std::string& s) {
   char* end = nullptr;

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/ids.h"
 #include "queue/internal/redis_connection.h"
 #include "queue/internal/scripts.h"
 
@@ -17,12 +18,6 @@ namespace {
 using internal::GetScript;
 using internal::RedisConnection;
 using internal::RedisReply;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 class RedisUserLimiter final : public UserLimiter {
  public:

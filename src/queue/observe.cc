@@ -17,12 +17,6 @@ using internal::GetScript;
 using internal::RedisConnection;
 using internal::RedisReply;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 int64_t ToInt64(const std::string& s) {
   char* end = nullptr;
   long long v = std::strtoll(s.c_str(), &end, 10);

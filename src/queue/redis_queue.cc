@@ -40,6 +40,7 @@
 #include <mutex>
 #include <utility>
 
+#include "core/ids.h"
 #include "queue/internal/async_redis.h"
 #include "queue/internal/job_json.h"
 #include "queue/internal/redis_connection.h"
@@ -52,12 +53,6 @@ namespace {
 using internal::GetScript;
 using internal::RedisConnection;
 using internal::RedisReply;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // The key names of one BullMQ queue ("<prefix>:<name>:<suffix>").
 class Keys {
