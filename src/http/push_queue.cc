@@ -90,6 +90,7 @@ void PushQueue::Enqueue(std::string message, bool final_of_last) {
   }
   queue_.emplace_back(std::move(message), final_of_last);
   timer_.cancel();
+  if (wake_) wake_();
 }
 
 void PushQueue::Close() {
@@ -99,6 +100,7 @@ void PushQueue::Close() {
   jobs_.clear();
   queue_.clear();
   on_overflow_ = nullptr;
+  wake_ = nullptr;
   timer_.cancel();
 }
 
@@ -107,11 +109,15 @@ net::awaitable<bool> PushQueue::Next(std::chrono::milliseconds wait, std::string
     timer_.expires_after(wait);
     co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
   }
-  if (queue_.empty() || closed_) co_return false;
+  co_return Pop(out);
+}
+
+bool PushQueue::Pop(std::string* out) {
+  if (queue_.empty() || closed_) return false;
   *out = std::move(queue_.front().first);
   drained_final_ = queue_.front().second;
   queue_.pop_front();
-  co_return true;
+  return true;
 }
 
 }  // namespace conveyor::http

@@ -312,6 +312,12 @@ class Session : public std::enable_shared_from_this<Session> {
       ctx_.metrics.LeaveRequest();
       if (!keep_alive) break;
     }
+    if (handed_off_) {
+      // The socket is the WebSocket connection's; it keeps this session
+      // (the connection's accounting) but none of its buffers.
+      ReleaseBuffers();
+      co_return;
+    }
     co_await LingerClose();
     beast::error_code ec;
     stream_.socket().close(ec);
@@ -423,7 +429,10 @@ class Session : public std::enable_shared_from_this<Session> {
         const std::string last_event_id(ToView(req["Last-Event-ID"]));
         co_await ServeSse(ctx_, stream_, r, last_event_id);
       } else {
-        co_await ServeWebSocket(ctx_, stream_, req, r.user_id);
+        if (co_await ServeWebSocket(ctx_, stream_, req, r.user_id, shared_from_this())) {
+          handed_off_ = true;  // the WebSocket connection owns this session now
+          co_return false;
+        }
       }
       no_linger_ = true;
       co_return false;
@@ -811,6 +820,17 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  void ReleaseBuffers() {
+    parser_.reset();
+    buffer_ = beast::flat_buffer();
+    bufs_[0].reset();
+    bufs_[1].reset();
+    out_ = Response();
+    std::string().swap(head_);
+    std::string().swap(body_);
+    std::string().swap(request_id_);
+  }
+
   char* Buffer(int i) {
     // for_overwrite: no zero-fill, so pages cost memory only once written.
     if (!bufs_[i]) bufs_[i] = std::make_unique_for_overwrite<char[]>(kUploadBufferBytes);
@@ -850,6 +870,7 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t id_;
   bool idle_ = false;  // waiting for a request header (Shutdown closes at once)
   bool push_ = false;  // serving a push stream (Shutdown closes it at once too)
+  bool handed_off_ = false;  // the socket went to a WebSocket connection
   std::atomic<int64_t> idle_since_ms_{0};
 };
 

@@ -33,6 +33,7 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
+#include <array>
 #include <unordered_set>
 
 #include "core/ids.h"
@@ -50,6 +51,8 @@ using nlohmann::json;
 namespace {
 
 constexpr int kMaxProtocolErrors = 16;
+// Room for client messages a connection keeps between them.
+constexpr size_t kKeptMessageBytes = 1024;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
 auto AsTuple() { return net::as_tuple(net::use_awaitable); }
@@ -95,51 +98,104 @@ net::awaitable<std::vector<Read>> ReadStates(ServerContext& ctx, const std::vect
   co_return out;
 }
 
-class WsConnection {
+// One WebSocket connection after its handshake. It lives on the heap, kept
+// alive by its pending operations, and is driven by completion callbacks on
+// the stream's strand, so an idle connection costs its objects and one
+// pending read, not a chain of coroutine frames (the session's coroutine has
+// ended). A client message is handled by a short coroutine (it may read the
+// database), and the next read starts when it is done.
+class WsConnection : public std::enable_shared_from_this<WsConnection> {
  public:
-  WsConnection(ServerContext& ctx, Ws& ws, const std::string& user_id)
-      : ctx_(ctx), ws_(ws), user_id_(user_id) {}
+  WsConnection(ServerContext& ctx, beast::tcp_stream& stream, const std::shared_ptr<void>& owner,
+               const std::string& user_id)
+      : ctx_(ctx), owner_(owner), ws_(stream), user_id_(user_id) {}
 
-  // (A reference: GCC 12 mishandles non-trivial by-value coroutine parameters.)
-  net::awaitable<void> Run(const std::shared_ptr<PushQueue>& q) {
-    q_ = q;
-    co_await (ReadLoop() || WriteLoop());
-    q_->Close();
+  net::awaitable<boost::system::error_code> Accept(const PushRequest& req) {
+    websocket::stream_base::timeout t;
+    t.handshake_timeout = kHandshakeTimeout;
+    t.idle_timeout = std::chrono::milliseconds(2 * ctx_.settings.push_ping_interval_ms);
+    t.keep_alive_pings = true;
+    ws_.set_option(t);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(beast::http::field::server, "conveyor"); }));
+    ws_.read_message_max(static_cast<size_t>(ctx_.settings.ws_max_message_bytes));
+    ws_.auto_fragment(false);
+    auto [ec] = co_await ws_.async_accept(req, AsTuple());
+    co_return ec;
+  }
+
+  void Start() {
+    std::weak_ptr<WsConnection> weak = weak_from_this();
+    q_ = std::make_shared<PushQueue>(
+        ws_.get_executor(), ctx_.hub.get(), user_id_,
+        static_cast<size_t>(ctx_.settings.push_queue_messages), RenderWs, [weak] {
+          if (auto self = weak.lock()) self->Finish();
+        });
+    q_->OnQueued([weak] {
+      if (auto self = weak.lock()) self->Write();
+    });
+    ReadNext();
   }
 
  private:
-  net::awaitable<void> ReadLoop() {
-    beast::flat_buffer buf;
-    for (;;) {
-      auto [ec, n] = co_await ws_.async_read(buf, AsTuple());
-      if (ec) co_return;  // closed, too large (Beast closes with 1009), gone
-      if (!ws_.got_text()) {
-        buf.consume(buf.size());
-        if (!ProtocolError(ErrorMessage(nullptr, "binary messages are not accepted"))) co_return;
-        continue;
-      }
-      std::string text = beast::buffers_to_string(buf.data());
-      buf.consume(buf.size());
-      if (!co_await OnMessage(text)) co_return;
-      if (q_->closed()) co_return;
-    }
+  void ReadNext() {
+    ws_.async_read_some(net::buffer(chunk_),
+                        [self = shared_from_this()](beast::error_code ec, size_t n) {
+                          self->OnRead(ec, n);
+                        });
   }
 
-  net::awaitable<void> WriteLoop() {
-    const auto wait = std::chrono::milliseconds(ctx_.settings.push_ping_interval_ms);
-    std::string msg;
-    for (;;) {
-      bool got = co_await q_->Next(wait, &msg);
-      if (q_->closed()) co_return;
-      if ((co_await net::this_coro::cancellation_state).cancelled() !=
-          net::cancellation_type::none) {
-        co_return;
-      }
-      if (!got) continue;  // Beast sends the pings
-      ws_.text(true);
-      auto [ec, n] = co_await ws_.async_write(net::buffer(msg), AsTuple());
-      if (ec) co_return;
+  void OnRead(beast::error_code ec, size_t n) {
+    // Closed, too large (Beast closes with 1009), silent past the ping
+    // timeout, or gone.
+    if (ec || q_->closed()) return Finish();
+    message_.append(chunk_.data(), n);
+    if (!ws_.is_message_done()) return ReadNext();
+    if (!ws_.got_text()) {
+      message_.clear();
+      if (!ProtocolError(ErrorMessage(nullptr, "binary messages are not accepted"))) return Close();
+      return ReadNext();
     }
+    net::co_spawn(ws_.get_executor(), HandleMessage(),
+                  [self = shared_from_this()](std::exception_ptr e, bool go_on) {
+                    self->message_.clear();
+                    if (self->message_.capacity() > kKeptMessageBytes) {
+                      std::string().swap(self->message_);  // a big subscribe's room goes
+                    }
+                    if (e || !go_on) return self->Close();
+                    if (self->q_->closed()) return self->Finish();
+                    self->ReadNext();
+                  });
+  }
+
+  // Starts sending the next queued message unless one is being sent.
+  void Write() {
+    if (writing_ || !q_->Pop(&out_)) return;
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(net::buffer(out_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      self->out_.clear();
+      if (ec) return self->Finish();
+      self->Write();
+    });
+  }
+
+  // The client broke the protocol too often: close with 1008.
+  void Close() {
+    if (closing_) return;
+    closing_ = true;
+    q_->Close();
+    ws_.async_close(websocket::close_code::policy_error,
+                    [self = shared_from_this()](beast::error_code) { self->Finish(); });
+  }
+
+  // Ends the connection: no more events, and the socket closes (which ends
+  // any pending operation; the last one releases this object and the session).
+  void Finish() {
+    q_->Close();
+    beast::error_code ignored;
+    ws_.next_layer().socket().close(ignored);
   }
 
   // False to end the connection.
@@ -148,7 +204,8 @@ class WsConnection {
     return ++errors_ < kMaxProtocolErrors;
   }
 
-  net::awaitable<bool> OnMessage(const std::string& text) {
+  net::awaitable<bool> HandleMessage() {
+    const std::string& text = message_;  // stable until the next ReadNext
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       co_return ProtocolError(ErrorMessage(nullptr, "a message must be a JSON object"));
@@ -235,16 +292,23 @@ class WsConnection {
   }
 
   ServerContext& ctx_;
-  Ws& ws_;
-  const std::string& user_id_;
+  std::shared_ptr<void> owner_;  // the session: owns the socket under ws_
+  Ws ws_;
+  std::string user_id_;
   std::shared_ptr<PushQueue> q_;
+  std::string message_;  // the client message being read
+  std::string out_;      // the message being sent
+  std::array<char, 128> chunk_;  // where frames are read; message_ collects them
   int errors_ = 0;
+  bool writing_ = false;
+  bool closing_ = false;
 };
 
 }  // namespace
 
-net::awaitable<void> ServeWebSocket(ServerContext& ctx, beast::tcp_stream& stream,
-                                    const PushRequest& req, const std::string& user_id) {
+net::awaitable<bool> ServeWebSocket(ServerContext& ctx, beast::tcp_stream& stream,
+                                    const PushRequest& req, const std::string& user_id,
+                                    const std::shared_ptr<void>& owner) {
   if (!ctx.hub || !websocket::is_upgrade(req)) {
     const bool no_hub = !ctx.hub;
     ctx.metrics.CountRequest("upload_ws", no_hub ? 503 : 426);
@@ -257,30 +321,15 @@ net::awaitable<void> ServeWebSocket(ServerContext& ctx, beast::tcp_stream& strea
                        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     stream.expires_after(std::chrono::milliseconds(ctx.settings.push_write_timeout_ms));
     co_await net::async_write(stream, net::buffer(text), AsTuple());
-    co_return;
+    co_return false;
   }
   stream.expires_never();  // the WebSocket's own timeouts apply from here
-  Ws ws(stream);
-  websocket::stream_base::timeout t;
-  t.handshake_timeout = kHandshakeTimeout;
-  t.idle_timeout = std::chrono::milliseconds(2 * ctx.settings.push_ping_interval_ms);
-  t.keep_alive_pings = true;
-  ws.set_option(t);
-  ws.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(beast::http::field::server, "conveyor"); }));
-  ws.read_message_max(static_cast<size_t>(ctx.settings.ws_max_message_bytes));
-  ws.auto_fragment(false);
-  auto [ec] = co_await ws.async_accept(req, AsTuple());
+  auto conn = std::make_shared<WsConnection>(ctx, stream, owner, user_id);
+  auto ec = co_await conn->Accept(req);
   ctx.metrics.CountRequest("upload_ws", ec ? 400 : 101);
-  if (ec) co_return;
-  auto q = std::make_shared<PushQueue>(
-      stream.get_executor(), ctx.hub.get(), user_id,
-      static_cast<size_t>(ctx.settings.push_queue_messages), RenderWs, [&stream] {
-        beast::error_code ignored;
-        stream.socket().close(ignored);
-      });
-  WsConnection conn(ctx, ws, user_id);
-  co_await conn.Run(q);
+  if (ec) co_return false;
+  conn->Start();
+  co_return true;
 }
 
 }  // namespace conveyor::http

@@ -17,6 +17,8 @@
 // A job's slot goes at its final event (the hub's subscription too).
 // Messages wait in a queue of at most push_queue_messages rendered
 // messages; one more closes the connection (a client that does not read).
+// A reader takes them either by awaiting Next (SSE) or, without a coroutine
+// waiting per connection, by Pop after the wake-up callback (WebSocket).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -27,7 +29,7 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <chrono>
-#include <deque>
+#include <list>
 #include <functional>
 #include <memory>
 #include <string>
@@ -69,6 +71,10 @@ class PushQueue : public PushSubscriber, public std::enable_shared_from_this<Pus
   // Waits up to `wait` for a message: true with *out set, false on timeout
   // (or when closed/overflowed: check closed()).
   boost::asio::awaitable<bool> Next(std::chrono::milliseconds wait, std::string* out);
+  // Takes the next message if there is one (false when empty or closed).
+  bool Pop(std::string* out);
+  // `wake` runs on the strand each time a message is queued (until Close).
+  void OnQueued(std::function<void()> wake) { wake_ = std::move(wake); }
   bool closed() const { return closed_; }
   // The last message taken by Next was the final event of the last watched
   // job (the SSE stream ends after it).
@@ -94,7 +100,11 @@ class PushQueue : public PushSubscriber, public std::enable_shared_from_this<Pus
   std::function<void()> on_overflow_;
   boost::asio::steady_timer timer_;
   std::unordered_map<std::string, Slot> jobs_;
-  std::deque<std::pair<std::string, bool>> queue_;  // message, final of the last job
+  // message, final of the last job. A list: an empty one allocates nothing
+  // (a deque allocates its first block at construction, on every idle
+  // connection).
+  std::list<std::pair<std::string, bool>> queue_;
+  std::function<void()> wake_;
   bool closed_ = false;
   bool drained_final_ = false;
 };
@@ -106,9 +116,15 @@ using PushRequest = boost::beast::http::request<boost::beast::http::buffer_body>
 boost::asio::awaitable<void> ServeSse(ServerContext& ctx, boost::beast::tcp_stream& stream,
                                       const Request& r, const std::string& last_event_id);
 
-// The WebSocket route for the authenticated `user_id`: handshake, then
-// messages until either side closes.
-boost::asio::awaitable<void> ServeWebSocket(ServerContext& ctx, boost::beast::tcp_stream& stream,
-                                            const PushRequest& req, const std::string& user_id);
+// The WebSocket route for the authenticated `user_id`: the handshake, on
+// the caller's coroutine. True when it succeeded: the connection then goes
+// on by itself (callbacks on the stream's strand, no coroutine frame kept per
+// idle connection), holding `owner` (the session that owns `stream`) until
+// either side closes, and closes the socket at the end; the caller must not
+// touch `stream` again. False when the request was answered with an error
+// or the handshake failed: the caller closes.
+boost::asio::awaitable<bool> ServeWebSocket(ServerContext& ctx, boost::beast::tcp_stream& stream,
+                                            const PushRequest& req, const std::string& user_id,
+                                            const std::shared_ptr<void>& owner);
 
 }  // namespace conveyor::http
