@@ -284,6 +284,10 @@ const std::vector<Setting>& Table() {
        "largest output (text + chunks, JSON) the parser may return; more fails the file",
        Int("EXTRACT_MAX_OUTPUT_BYTES", &Config::extract_max_output_bytes, 1 << 16,
            int64_t{1} << 34)},
+      {"EXTRACT_MAX_INPUT_BYTES", "67108864",
+       "largest file the parser reads; a larger one fails (`file is N bytes, over the processing "
+       "limit`); keep it at or above MAX_UPLOAD_BYTES to process every accepted upload",
+       Int("EXTRACT_MAX_INPUT_BYTES", &Config::extract_max_input_bytes, 1024, int64_t{1} << 40)},
       {"EXTRACT_FORK_SERVER", "on",
        "on: parser children are forked by a pre-started extract server (cheap per file); off: "
        "each is started as a new process",

@@ -137,6 +137,7 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.sandbox.memory_mb = c.extract_memory_mb;
   w.sandbox.cpu_seconds = c.extract_cpu_seconds;
   w.sandbox.max_output_bytes = c.extract_max_output_bytes;
+  w.limits.max_input_bytes = c.extract_max_input_bytes;
   w.sandbox.fork_server = c.extract_fork_server;
   w.sandbox.uid = c.sandbox_uid;
   w.analyzer.provider = c.ai_provider;
