@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# What one upload and one job cost each shared engine, for the capacity model
+# in docs/scaling.md (prints figures; not a test).
+#
+# Starts its own PostgreSQL, redis-server, `conveyor api` and `conveyor
+# worker` (and, with --s3, an s3rver holding the blobs), uploads N small text
+# files (C at a time, U users and sessions), waits until every job is
+# completed, and prints per upload+job:
+#   - Redis: commands by name, CPU ms of redis-server, bytes in and out;
+#   - PostgreSQL: transactions committed, rows written, WAL bytes, CPU ms of
+#     every PostgreSQL process;
+#   - S3 (--s3): requests by method, from s3rver's log;
+#   - CPU ms of the API process and of the worker with its parser children.
+#
+#   bench/capacity.sh [--n N] [--concurrency C] [--users U] [--s3]
+set -euo pipefail
+N=400
+C=16
+USERS=20
+S3=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --n) N=$2; shift 2 ;;
+    --concurrency) C=$2; shift 2 ;;
+    --users) USERS=$2; shift 2 ;;
+    --s3) S3=1; shift ;;
+    *) echo "usage: $0 [--n N] [--concurrency C] [--users U] [--s3]" >&2; exit 2 ;;
+  esac
+done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${CONVEYOR_BIN:-$ROOT/build/src/app/conveyor}
+WORK=$(mktemp -d /tmp/conveyor-capacity.XXXXXX)
+chmod 755 "$WORK"
+declare -A PID=()
+PG_AS=()
+cleanup() {
+  for r in api worker redis s3rver; do
+    [ -n "${PID[$r]:-}" ] && kill -TERM "${PID[$r]}" 2>/dev/null && wait "${PID[$r]}" 2>/dev/null
+  done
+  if [ -n "${PID[postgres]:-}" ]; then
+    local pm
+    pm=$(ps -o pid= --ppid "${PID[postgres]}" | head -1 | tr -d ' ')
+    kill -INT "${pm:-${PID[postgres]}}" 2>/dev/null
+    wait "${PID[postgres]}" 2>/dev/null
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+await() { local s=$1 i; shift; for ((i = 0; i < s * 10; i++)); do "$@" && return 0; sleep 0.1; done; return 1; }
+# CPU ticks of a process and of its waited-for children; with "tree", of its
+# live children too (PostgreSQL backends, the worker's extract server).
+ticks() {
+  local pid=$1 total=0 c
+  total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat")
+  if [ "${2:-}" = tree ]; then
+    for c in $(ps -o pid= --ppid "$pid"); do
+      total=$((total + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+    done
+  fi
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+# PostgreSQL
+PG_BIN=$(pg_config --bindir 2>/dev/null || true)
+[ -x "$PG_BIN/postgres" ] || PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+mkdir -p "$WORK/pg"
+if [ "$(id -u)" = 0 ]; then chown postgres "$WORK/pg"; PG_AS=(runuser -u postgres --); fi
+PG_PORT=$(free_port)
+"${PG_AS[@]}" "$PG_BIN/initdb" -D "$WORK/pg/data" -A trust -U conveyor -E UTF8 --locale=C >/dev/null
+"${PG_AS[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+  -k "$WORK/pg" > "$WORK/pg.log" 2>&1 &
+PID[postgres]=$!
+psqlc() { psql -h 127.0.0.1 -p "$PG_PORT" -U conveyor -d postgres -Atc "$1"; }
+await 60 psqlc 'select 1' >/dev/null
+PGPM=$(ps -o pid= --ppid "${PID[postgres]}" | head -1 | tr -d ' ')
+[ -n "$PGPM" ] || PGPM=${PID[postgres]}
+
+# Redis
+REDIS_PORT=$(free_port)
+mkdir -p "$WORK/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save "" --appendonly yes \
+  --appendfsync everysec > "$WORK/redis.log" 2>&1 &
+PID[redis]=$!
+rc() { redis-cli -p "$REDIS_PORT" "$@"; }
+await 30 rc ping >/dev/null 2>&1
+
+export JWT_SECRET=capacity-secret-0123456789abcdef0123456789 DATA_DIR=$WORK/data
+export DATABASE_URL="postgres://conveyor@127.0.0.1:$PG_PORT/postgres"
+export REDIS_HOST=127.0.0.1 REDIS_PORT BIND_ADDRESS=127.0.0.1 METRICS_PORT=0
+export RATE_LIMIT_PER_MINUTE=0 UPLOADS_IN_FLIGHT_PER_USER=0 WORKER_CONCURRENCY=4
+if [ "$S3" = 1 ]; then
+  S3_PORT=$(free_port)
+  mkdir -p "$WORK/s3"
+  node "$ROOT/tests/interop/node_modules/s3rver/bin/s3rver.js" -d "$WORK/s3" -a 127.0.0.1 \
+    -p "$S3_PORT" --configure-bucket capacity > "$WORK/s3rver.log" 2>&1 &
+  PID[s3rver]=$!
+  await 30 curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"
+  export STORAGE_URL=s3://capacity/uploads S3_ENDPOINT=http://127.0.0.1:$S3_PORT S3_REGION=us-east-1
+  export S3_ACCESS_KEY_ID=S3RVER S3_SECRET_ACCESS_KEY=S3RVER S3_FORCE_PATH_STYLE=true
+fi
+"$BIN" migrate > "$WORK/migrate.log" 2>&1
+API_PORT=$(free_port)
+PORT=$API_PORT "$BIN" api > "$WORK/api.log" 2>&1 &
+PID[api]=$!
+"$BIN" worker > "$WORK/worker.log" 2>&1 &
+PID[worker]=$!
+await 60 curl -sf -o /dev/null "http://127.0.0.1:$API_PORT/readyz"
+await 60 grep -q "worker running" "$WORK/worker.log"
+
+# One warm-up upload (scripts loaded, connections open, first-use costs paid).
+mkdir -p "$WORK/files"
+make_file() {
+  local i=$1
+  for ((p = 0; p < 6; p++)); do
+    printf 'Paragraph %d of file %d: the depot ledger lists invoices, freight notes and pallet counts.\n\n' "$p" "$i"
+  done > "$WORK/files/$i.txt"
+}
+for ((i = 0; i <= N; i++)); do make_file "$i"; done
+for ((u = 0; u < USERS; u++)); do "$BIN" token --user "cap$u" --ttl 3600 > "$WORK/token$u"; done
+up() {
+  local i=$1 u=$(( $1 % USERS ))
+  curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $(cat "$WORK/token$u")" \
+    -F "file=@$WORK/files/$i.txt;type=text/plain" -F "session_id=s$u" \
+    "http://127.0.0.1:$API_PORT/api/chat/upload/async"
+}
+export -f up
+export WORK USERS API_PORT
+[ "$(up 0)" = 202 ] || { echo "capacity: the warm-up upload failed" >&2; exit 1; }
+done_jobs() { psqlc "select count(*) from \"FileUploadJob\" where status = 'completed'"; }
+completed_are() { [ "$(done_jobs)" = "$1" ]; }
+await 60 completed_are 1
+
+snapshot() {
+  rc info commandstats | tr -d '\r' | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\).*/\1 \2/p' > "$WORK/cmd.$1"
+  rc info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f\n", s}' > "$WORK/rcpu.$1"
+  rc info stats | tr -d '\r' | awk -F: '/^total_net_(input|output)_bytes:/ {print $2}' | paste -sd' ' > "$WORK/rnet.$1"
+  psqlc "select xact_commit, tup_inserted + tup_updated + tup_deleted from pg_stat_database where datname = 'postgres'" > "$WORK/pg.$1"
+  psqlc "select pg_current_wal_lsn()" > "$WORK/wal.$1"
+  ticks "$PGPM" tree > "$WORK/pgcpu.$1"
+  ticks "${PID[api]}" > "$WORK/apicpu.$1"
+  ticks "${PID[worker]}" tree > "$WORK/wcpu.$1"
+  [ "$S3" = 1 ] && grep -c '' "$WORK/s3rver.log" > "$WORK/s3.$1" || true
+}
+snapshot a
+start=$(date +%s.%N)
+seq 1 "$N" | xargs -P "$C" -I{} bash -c 'up {}' > "$WORK/codes"
+accepted=$(grep -c '^202$' "$WORK/codes" || true)
+await 600 completed_are "$((accepted + 1))" || { echo "capacity: jobs did not complete" >&2; exit 1; }
+end=$(date +%s.%N)
+sleep 1  # the last completions' trailing Redis writes (events, metrics)
+snapshot b
+
+per() { awk -v a="$1" -v b="$2" -v n="$accepted" 'BEGIN {printf "%.2f", (b - a) / n}'; }
+echo "capacity: $accepted uploads+jobs (of $N; $C at a time, $USERS users), $(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.1f", e - s}') s, storage=$([ "$S3" = 1 ] && echo s3 || echo local), load $(cut -d' ' -f1 /proc/loadavg)"
+echo "redis commands per upload+job:"
+join -a2 -e 0 -o 0,1.2,2.2 <(sort "$WORK/cmd.a") <(sort "$WORK/cmd.b") |
+  awk -v n="$accepted" '{d = $3 - $2; if (d > 0) {t += d; printf "  %-16s %6.2f\n", $1, d / n}} END {printf "  %-16s %6.2f\n", "total", t / n}' |
+  sort -k2 -nr
+read -r ia oa < "$WORK/rnet.a"; read -r ib ob < "$WORK/rnet.b"
+echo "redis: cpu $(awk -v a="$(cat "$WORK/rcpu.a")" -v b="$(cat "$WORK/rcpu.b")" -v n="$accepted" 'BEGIN {printf "%.3f", (b - a) * 1000 / n}') ms, in $(per "$ia" "$ib") B, out $(per "$oa" "$ob") B per upload+job"
+read -r xa ra < <(tr '|' ' ' < "$WORK/pg.a"); read -r xb rb < <(tr '|' ' ' < "$WORK/pg.b")
+wal=$(psqlc "select pg_wal_lsn_diff('$(cat "$WORK/wal.b")', '$(cat "$WORK/wal.a")')")
+echo "postgres: $(per "$xa" "$xb") commits, $(per "$ra" "$rb") rows written, $(per 0 "$wal") WAL bytes, cpu $(awk -v a="$(cat "$WORK/pgcpu.a")" -v b="$(cat "$WORK/pgcpu.b")" -v n="$accepted" -v hz="$HZ" 'BEGIN {printf "%.3f", (b - a) * 1000 / hz / n}') ms per upload+job"
+cpu_ms() { awk -v a="$(cat "$WORK/$1.a")" -v b="$(cat "$WORK/$1.b")" -v n="$accepted" -v hz="$HZ" 'BEGIN {printf "%.3f", (b - a) * 1000 / hz / n}'; }
+echo "api: cpu $(cpu_ms apicpu) ms per upload; worker (with parser children): cpu $(cpu_ms wcpu) ms per job"
+if [ "$S3" = 1 ]; then
+  echo "s3 requests per upload+job:"
+  tail -n +"$(( $(cat "$WORK/s3.a") + 1 ))" "$WORK/s3rver.log" |
+    sed -n 's/.*\b\(GET\|PUT\|POST\|DELETE\|HEAD\) \/[^ ]*\(?[a-zA-Z-]*\)\{0,1\}.*/\1\2/p' |
+    sort | uniq -c | awk -v n="$accepted" '{printf "  %-24s %6.2f\n", $2, $1 / n}'
+fi
