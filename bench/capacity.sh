@@ -61,6 +61,11 @@ ticks() {
   echo "$total"
 }
 HZ=$(getconf CLK_TCK)
+# CAPACITY_RT=1: Redis and PostgreSQL run at a real-time priority (root
+# only), so that on a shared machine other work does not preempt them in
+# the middle of a command (SLOWLOG's times are wall-clock).
+RT=""
+[ "${CAPACITY_RT:-0}" = 1 ] && RT="chrt -f 10"
 
 # PostgreSQL
 PG_BIN=$(pg_config --bindir 2>/dev/null || true)
@@ -69,7 +74,7 @@ mkdir -p "$WORK/pg"
 if [ "$(id -u)" = 0 ]; then chown postgres "$WORK/pg"; PG_AS=(runuser -u postgres --); fi
 PG_PORT=$(free_port)
 "${PG_AS[@]}" "$PG_BIN/initdb" -D "$WORK/pg/data" -A trust -U conveyor -E UTF8 --locale=C >/dev/null
-"${PG_AS[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+$RT "${PG_AS[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
   -k "$WORK/pg" > "$WORK/pg.log" 2>&1 &
 PID[postgres]=$!
 psqlc() { psql -h 127.0.0.1 -p "$PG_PORT" -U conveyor -d postgres -Atc "$1"; }
@@ -80,7 +85,7 @@ PGPM=$(ps -o pid= --ppid "${PID[postgres]}" | head -1 | tr -d ' ')
 # Redis
 REDIS_PORT=$(free_port)
 mkdir -p "$WORK/redis"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save "" --appendonly yes \
+$RT redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save "" --appendonly "${CAPACITY_AOF:-yes}" \
   --appendfsync everysec > "$WORK/redis.log" 2>&1 &
 PID[redis]=$!
 rc() { redis-cli -p "$REDIS_PORT" "$@"; }
@@ -133,7 +138,7 @@ completed_are() { [ "$(done_jobs)" = "$1" ]; }
 await 60 completed_are 1
 
 snapshot() {
-  rc info commandstats | tr -d '\r' | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\).*/\1 \2/p' > "$WORK/cmd.$1"
+  rc info commandstats | tr -d '\r' | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),usec=\([0-9]*\).*/\1 \2 \3/p' > "$WORK/cmd.$1"
   rc info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f\n", s}' > "$WORK/rcpu.$1"
   rc info stats | tr -d '\r' | awk -F: '/^total_net_(input|output)_bytes:/ {print $2}' | paste -sd' ' > "$WORK/rnet.$1"
   psqlc "select xact_commit, tup_inserted + tup_updated + tup_deleted from pg_stat_database where datname = 'postgres'" > "$WORK/pg.$1"
@@ -143,6 +148,9 @@ snapshot() {
   ticks "${PID[worker]}" tree > "$WORK/wcpu.$1"
   [ "$S3" = 1 ] && grep -c '' "$WORK/s3rver.log" > "$WORK/s3.$1" || true
 }
+rc config set slowlog-log-slower-than 0 >/dev/null
+rc config set slowlog-max-len 1000000 >/dev/null
+rc slowlog reset >/dev/null
 snapshot a
 start=$(date +%s.%N)
 seq 1 "$N" | xargs -P "$C" -I{} bash -c 'up {}' > "$WORK/codes"
@@ -154,10 +162,29 @@ snapshot b
 
 per() { awk -v a="$1" -v b="$2" -v n="$accepted" 'BEGIN {printf "%.2f", (b - a) / n}'; }
 echo "capacity: $accepted uploads+jobs (of $N; $C at a time, $USERS users), $(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.1f", e - s}') s, storage=$([ "$S3" = 1 ] && echo s3 || echo local), load $(cut -d' ' -f1 /proc/loadavg)"
-echo "redis commands per upload+job:"
-join -a2 -e 0 -o 0,1.2,2.2 <(sort "$WORK/cmd.a") <(sort "$WORK/cmd.b") |
-  awk -v n="$accepted" '{d = $3 - $2; if (d > 0) {t += d; printf "  %-16s %6.2f\n", $1, d / n}} END {printf "  %-16s %6.2f\n", "total", t / n}' |
+echo "redis commands per upload+job (calls, and µs inside Redis; a script's time includes its commands'):"
+join -a2 -e 0 -o 0,1.2,1.3,2.2,2.3 <(sort "$WORK/cmd.a") <(sort "$WORK/cmd.b") |
+  awk -v n="$accepted" '{d = $4 - $2; if (d > 0) {t += d; printf "  %-16s %6.2f %8.1f us\n", $1, d / n, ($5 - $3) / n}} END {printf "  %-16s %6.2f\n", "total", t / n}' |
   sort -k2 -nr
+echo "redis scripts per upload+job (from SLOWLOG at threshold 0, with their first key; wall time, so inflated on a loaded machine):"
+rc --json slowlog get 1000000 | python3 -c '
+import glob, hashlib, json, os, re, sys
+n = int(sys.argv[1]); agg = {}
+names = {}
+for f in glob.glob(os.path.join(sys.argv[2], "src/queue/lua/*.lua")):
+    names[hashlib.sha1(open(f, "rb").read()).hexdigest()[:8]] = os.path.basename(f)[:-4]
+for entry in json.load(sys.stdin):
+    args = entry[3]
+    if not args or args[0].lower() != "evalsha" or len(args) < 4:
+        continue
+    first = args[3] if int(args[2]) > 0 else "-"
+    first = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<job>", first)
+    first = re.sub(r"(conveyor-limits):.*", r"\1:<user>", first)
+    k = (names.get(args[1][:8], args[1][:8]), first)
+    c, us = agg.get(k, (0, 0)); agg[k] = (c + 1, us + entry[2])
+for (sha, key), (c, us) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
+    print(f"  {sha:24} {key:34} {c / n:6.2f} calls {us / n:8.1f} us ({us / c:6.1f} us each, wall)")
+' "$accepted" "$ROOT"
 read -r ia oa < "$WORK/rnet.a"; read -r ib ob < "$WORK/rnet.b"
 echo "redis: cpu $(awk -v a="$(cat "$WORK/rcpu.a")" -v b="$(cat "$WORK/rcpu.b")" -v n="$accepted" 'BEGIN {printf "%.3f", (b - a) * 1000 / n}') ms, in $(per "$ia" "$ib") B, out $(per "$oa" "$ob") B per upload+job"
 read -r xa ra < <(tr '|' ' ' < "$WORK/pg.a"); read -r xb rb < <(tr '|' ' ' < "$WORK/pg.b")
