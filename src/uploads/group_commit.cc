@@ -200,7 +200,7 @@ std::vector<bool> GroupCommitter::AddJobs(const std::vector<Pending>& batch,
 
 void GroupCommitter::RemoveBlob(const storage::NewJob& row) {
   if (row.storage_path.empty()) return;
-  if (auto removed = blobs_.Remove(row.storage_path); !removed) {
+  if (auto removed = blobs_.Remove(row.id); !removed) {
     spdlog::warn("upload {}: removing blob after failed insert: {}", row.id,
                  removed.status().ToString());
   }

@@ -182,7 +182,7 @@ Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::Met
   if (inserted) inserted = store.InsertJob(job);
   if (!inserted) {
     // Nothing refers to the blob yet: remove it so a refused upload leaves no file.
-    if (auto removed = sink.blobs().Remove(job.storage_path); !removed) {
+    if (auto removed = sink.blobs().Remove(job.id); !removed) {
       spdlog::warn("upload {}: removing blob after failed insert: {}", job.id,
                    removed.status().ToString());
     }
