@@ -16,8 +16,10 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -442,6 +444,14 @@ class S3BlobWriter final : public BlobWriter {
 class S3BlobStore final : public BlobStore {
  public:
   explicit S3BlobStore(S3Settings s) : s_(std::move(s)), client_(s_) {}
+  ~S3BlobStore() override {
+    {
+      std::lock_guard lock(abort_mu_);
+      stopping_ = true;
+    }
+    abort_cv_.notify_all();
+    if (aborter_.joinable()) aborter_.join();  // drains what is queued first
+  }
 
   S3Client& client() { return client_; }
   const S3Settings& settings() const { return s_; }
@@ -521,6 +531,19 @@ class S3BlobStore final : public BlobStore {
     return const_cast<S3BlobStore*>(this)->ListObjects();
   }
 
+  // Cleans up after a writer that did not commit, on the store's own thread:
+  // aborts its multipart upload (when `upload_id` is set) and deletes its
+  // object (when `remove`: a PUT or completion whose answer was lost may
+  // have made it). Never blocks: a writer is often destroyed on a thread
+  // that must not wait for the network (the API's socket threads, when the
+  // client goes away mid-upload).
+  void CleanUpLater(std::string key, std::string upload_id, std::string id, bool remove) {
+    std::lock_guard lock(abort_mu_);
+    aborts_.push_back({std::move(key), std::move(upload_id), std::move(id), remove});
+    if (!aborter_.joinable()) aborter_ = std::thread([this] { AbortLoop(); });
+    abort_cv_.notify_one();
+  }
+
   // AbortMultipartUpload; a missing upload counts as aborted.
   bool AbortUpload(const std::string& key, const std::string& upload_id) {
     Request req;
@@ -540,6 +563,24 @@ class S3BlobStore final : public BlobStore {
     std::string key, upload_id;
     int64_t initiated_ms = 0;
   };
+  struct CleanUp {
+    std::string key, upload_id, id;
+    bool remove = false;
+  };
+
+  void AbortLoop() {
+    std::unique_lock lock(abort_mu_);
+    for (;;) {
+      abort_cv_.wait(lock, [this] { return stopping_ || !aborts_.empty(); });
+      if (aborts_.empty()) return;  // stopping, and nothing left
+      CleanUp c = std::move(aborts_.front());
+      aborts_.pop_front();
+      lock.unlock();
+      if (!c.upload_id.empty()) (void)AbortUpload(c.key, c.upload_id);
+      if (c.remove) (void)Remove(c.id);
+      lock.lock();
+    }
+  }
 
   std::string ListPrefix() const { return s_.prefix.empty() ? "" : s_.prefix + "/"; }
 
@@ -664,6 +705,11 @@ class S3BlobStore final : public BlobStore {
 
   const S3Settings s_;
   S3Client client_;
+  std::mutex abort_mu_;
+  std::condition_variable abort_cv_;
+  std::deque<CleanUp> aborts_;
+  bool stopping_ = false;
+  std::thread aborter_;  // started by the first CleanUpLater
 };
 
 // ---- the writer ----
@@ -787,10 +833,11 @@ void S3BlobWriter::Abort() {
   if (state_ != State::kOpen) return;
   state_ = State::kAborted;
   buffer_ = std::string();
-  if (!upload_id_.empty()) (void)store_->AbortUpload(key_, upload_id_);
   // A PUT or completion that failed midway may still have made the object
   // (its answer lost): nothing refers to it, so delete it too.
-  if (finishing_) (void)store_->Remove(id_);
+  if (!upload_id_.empty() || finishing_) {
+    store_->CleanUpLater(key_, upload_id_, id_, finishing_);
+  }
 }
 
 // Removes download files a killed worker left in `dir`.

@@ -15,7 +15,10 @@
 // fills (UploadPart), so memory is one part whatever the file size. Commit
 // sends the rest as the last part and completes the upload; a blob smaller
 // than one part is a single PutObject at commit. Abort (or destroying an
-// uncommitted writer) aborts the multipart upload. The commit returns only
+// uncommitted writer) aborts the multipart upload, on a thread of the store
+// (a writer may be destroyed on a thread that must not wait for the
+// network: the API's socket threads, when a client goes away mid-upload);
+// the store's destructor waits for those aborts. The commit returns only
 // once the object is complete, so the API's 202 follows the whole object.
 //
 // Reading (OpenBlob) copies the object into a private temp file in

@@ -4,7 +4,11 @@
 // through the API, the job completes in the worker, the object is gone
 // afterwards; a Node.js-style job naming an object "s3://bucket/key"
 // completes too; a 200 MiB upload keeps the API's memory within a few parts.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -149,6 +153,48 @@ TEST(S3Service, UploadCompletesAndTheObjectIsGoneAfterwards) {
   EXPECT_EQ((*refused)["status"], "failed");
   EXPECT_EQ((*refused)["error"], "Invalid storage path");
   EXPECT_EQ(FilesUnder(svc.data_dir() + "/tmp"), 0);
+}
+
+TEST(S3Service, AnUploadCutOffMidwayLeavesNoMultipartUpload) {
+  S3Server s3(kBucket);
+  Service svc(S3Env(s3));
+  svc.StartApi();
+  // 20 MiB announced, 12 MiB sent (two 5 MiB parts out), then the client
+  // goes away.
+  FormFile f;
+  f.filename = "cut.bin";
+  f.content_type = "application/octet-stream";
+  f.data.assign(20u << 20, 'c');
+  const std::string boundary = "----conveyorCutOffBoundary";
+  const std::string body = MultipartBody(boundary, {{"session_id", "s1"}}, {f});
+  const std::string head = "POST /api/chat/upload/async HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           "Authorization: Bearer " + Service::Token("alice") +
+                           "\r\nContent-Type: multipart/form-data; boundary=" + boundary +
+                           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(svc.port()));
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  std::string sent = head + body.substr(0, 12u << 20);
+  for (size_t at = 0; at < sent.size();) {
+    ssize_t n = ::send(fd, sent.data() + at, sent.size() - at, MSG_NOSIGNAL);
+    ASSERT_GT(n, 0);
+    at += static_cast<size_t>(n);
+  }
+  // The parts went out while the body arrived.
+  ASSERT_TRUE(Eventually([&] { return s3.MultipartUploads() == 1; }, seconds(20)))
+      << svc.api().Log();
+  ::close(fd);
+  // The API aborts the multipart upload; no object was ever made.
+  EXPECT_TRUE(Eventually([&] { return s3.MultipartUploads() == 0; }, seconds(20)))
+      << svc.api().Log();
+  EXPECT_TRUE(Objects(s3).empty());
+  // The API still serves uploads.
+  FormFile small;
+  small.data = "after the cut\n";
+  EXPECT_FALSE(svc.UploadOk("alice", "s1", small).empty());
 }
 
 // Sends a `size`-byte upload to a started API and measures it: the API's
