@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
+#include <initializer_list>
 #include <limits>
 #include <thread>
 
@@ -233,6 +234,43 @@ const std::vector<Setting>& Table() {
        "how often the API and the worker remove cut-off temp files and stored uploads whose job "
        "is final or gone (also once at start-up); 0: at start-up only",
        Int("STORAGE_SWEEP_INTERVAL_MS", &Config::storage_sweep_interval_ms, 0, 86400000)},
+      {"STORAGE_URL", "(none: STORAGE_DIR)",
+       "s3://bucket/prefix keeps uploads in S3-compatible object storage (see the S3_* settings); "
+       "unset: the local directory STORAGE_DIR",
+       [](const std::string& v, Config& c) -> Status {
+         if (v.empty()) return OkStatus();
+         if (v.rfind("s3://", 0) != 0) {
+           return InvalidArgument("STORAGE_URL=\"" + v + "\" must be s3://bucket[/prefix]");
+         }
+         c.storage_url = v;
+         return OkStatus();
+       }},
+      {"TEMP_DIR", "<DATA_DIR>/tmp",
+       "private temp files of this process (0700): with STORAGE_URL=s3://, the worker copies "
+       "each object here for the parser (unlinked as soon as it is opened)",
+       Str("TEMP_DIR", &Config::temp_dir, false)},
+      {"S3_ENDPOINT", "(AWS_ENDPOINT_URL, else AWS S3)",
+       "http(s)://host[:port] of the S3-compatible server (MinIO, Ceph RGW, R2...); unset: "
+       "https://s3.<region>.amazonaws.com",
+       Str("S3_ENDPOINT", &Config::s3_endpoint, true)},
+      {"S3_REGION", "(AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)",
+       "region of the SigV4 signature (R2: auto)", Str("S3_REGION", &Config::s3_region, false)},
+      {"S3_ACCESS_KEY_ID", "(AWS_ACCESS_KEY_ID)", "access key of the S3 requests",
+       Str("S3_ACCESS_KEY_ID", &Config::s3_access_key_id, true)},
+      {"S3_SECRET_ACCESS_KEY", "(AWS_SECRET_ACCESS_KEY)", "secret key of the S3 requests",
+       Str("S3_SECRET_ACCESS_KEY", &Config::s3_secret_access_key, true)},
+      {"S3_FORCE_PATH_STYLE", "false",
+       "address objects as <endpoint>/<bucket>/<key> instead of <bucket>.<host>/<key> "
+       "(MinIO and most self-hosted servers want true)",
+       Bool("S3_FORCE_PATH_STYLE", &Config::s3_force_path_style)},
+      {"S3_PART_SIZE", "8388608",
+       "bytes per multipart part while an upload streams to S3 (one part buffer per upload); "
+       "5 MiB to 5 GiB",
+       Int("S3_PART_SIZE", &Config::s3_part_size, 5LL << 20, 5LL << 30)},
+      {"S3_MULTIPART_MAX_AGE_MS", "86400000",
+       "a multipart upload started this long ago and neither completed nor aborted (API killed "
+       "mid-upload) is aborted by the storage sweeper; 60000-604800000",
+       Int("S3_MULTIPART_MAX_AGE_MS", &Config::s3_multipart_max_age_ms, 60000, 604800000)},
       {"JWT_SECRET", "(none)",
        "HS256 secret of bearer tokens, at least 32 bytes; `api` refuses to start without it",
        [](const std::string& v, Config& c) -> Status {
@@ -345,11 +383,28 @@ Result<Config> LoadConfig(const GetEnv& getenv) {
     if (!v) continue;
     if (Status st = s.apply(*v, c); !st.ok()) return st;
   }
+  // The usual AWS variables stand in for the S3_* ones not set.
+  auto fallback = [&](const char* own, std::initializer_list<const char*> others,
+                      std::string Config::*field) {
+    if (getenv(own)) return;
+    for (const char* name : others) {
+      if (auto v = getenv(name); v && !v->empty()) {
+        c.*field = *v;
+        return;
+      }
+    }
+  };
+  fallback("S3_ENDPOINT", {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}, &Config::s3_endpoint);
+  fallback("S3_REGION", {"AWS_REGION", "AWS_DEFAULT_REGION"}, &Config::s3_region);
+  fallback("S3_ACCESS_KEY_ID", {"AWS_ACCESS_KEY_ID"}, &Config::s3_access_key_id);
+  fallback("S3_SECRET_ACCESS_KEY", {"AWS_SECRET_ACCESS_KEY"}, &Config::s3_secret_access_key);
   std::filesystem::path data = std::filesystem::absolute(c.data_dir).lexically_normal();
   c.data_dir = data.string();
   if (c.database_url.empty()) c.database_url = "sqlite://" + (data / "conveyor.db").string();
   if (c.storage_dir.empty()) c.storage_dir = (data / "uploads").string();
   c.storage_dir = std::filesystem::absolute(c.storage_dir).lexically_normal().string();
+  if (c.temp_dir.empty()) c.temp_dir = (data / "tmp").string();
+  c.temp_dir = std::filesystem::absolute(c.temp_dir).lexically_normal().string();
   if (c.http_threads == 0) {
     c.http_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }

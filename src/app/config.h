@@ -71,6 +71,15 @@ struct Config {
   int64_t storage_temp_max_age_ms = 3600000;   // cut-off upload temp files older are removed
   int64_t storage_orphan_min_age_ms = 600000;  // stored uploads without a row older are removed
   int64_t storage_sweep_interval_ms = 300000;  // period of the storage sweeper (0: start-up only)
+  std::string storage_url;                 // STORAGE_URL: "" (STORAGE_DIR) or s3://bucket/prefix
+  std::string temp_dir;                    // default: <data_dir>/tmp (objects copied for the parser)
+  std::string s3_endpoint;                 // S3_ENDPOINT / AWS_ENDPOINT_URL ("": AWS)
+  std::string s3_region = "us-east-1";     // S3_REGION / AWS_REGION / AWS_DEFAULT_REGION
+  std::string s3_access_key_id;            // S3_ACCESS_KEY_ID / AWS_ACCESS_KEY_ID
+  std::string s3_secret_access_key;        // S3_SECRET_ACCESS_KEY / AWS_SECRET_ACCESS_KEY
+  bool s3_force_path_style = false;        // https://host/bucket/key addressing
+  int64_t s3_part_size = 8LL << 20;        // multipart part size (>= 5 MiB)
+  int64_t s3_multipart_max_age_ms = 86400000;  // older multipart uploads are aborted by the sweeper
 
   // Auth
   std::string jwt_secret;                  // required by `api`, >= 32 bytes

@@ -36,6 +36,38 @@ TEST(Config, DefaultsMatchTheContract) {
   EXPECT_GE(c->http_threads, 1);
 }
 
+TEST(Config, ObjectStorageSettings) {
+  // Unset: the local store, no S3 setting needed.
+  auto local = Load({{"DATA_DIR", "/tmp/cv"}});
+  ASSERT_TRUE(local) << local.status().ToString();
+  EXPECT_EQ(local->storage_url, "");
+  EXPECT_EQ(local->temp_dir, "/tmp/cv/tmp");
+  EXPECT_EQ(local->s3_part_size, 8 << 20);
+  EXPECT_EQ(local->s3_region, "us-east-1");
+
+  // The AWS_* variables stand in for the S3_* ones that are not set.
+  auto aws = Load({{"STORAGE_URL", "s3://b/p"}, {"AWS_ENDPOINT_URL", "http://minio:9000"},
+                   {"AWS_DEFAULT_REGION", "eu-west-1"}, {"AWS_ACCESS_KEY_ID", "ak"},
+                   {"AWS_SECRET_ACCESS_KEY", "sk"}, {"S3_FORCE_PATH_STYLE", "true"}});
+  ASSERT_TRUE(aws) << aws.status().ToString();
+  EXPECT_EQ(aws->storage_url, "s3://b/p");
+  EXPECT_EQ(aws->s3_endpoint, "http://minio:9000");
+  EXPECT_EQ(aws->s3_region, "eu-west-1");
+  EXPECT_EQ(aws->s3_access_key_id, "ak");
+  EXPECT_EQ(aws->s3_secret_access_key, "sk");
+  EXPECT_TRUE(aws->s3_force_path_style);
+  auto own = Load({{"S3_REGION", "auto"}, {"AWS_REGION", "eu-west-1"},
+                   {"S3_ACCESS_KEY_ID", "mine"}, {"AWS_ACCESS_KEY_ID", "theirs"}});
+  ASSERT_TRUE(own);
+  EXPECT_EQ(own->s3_region, "auto");
+  EXPECT_EQ(own->s3_access_key_id, "mine");
+
+  // S3's smallest part is enforced; STORAGE_URL must be s3://.
+  EXPECT_FALSE(Load({{"S3_PART_SIZE", "5242879"}}));
+  EXPECT_TRUE(Load({{"S3_PART_SIZE", "5242880"}}));
+  EXPECT_FALSE(Load({{"STORAGE_URL", "/var/uploads"}}));
+}
+
 TEST(Config, ReadsValues) {
   auto c = Load({{"PORT", "9000"}, {"UPLOAD_FSYNC", "false"}, {"REDIS_HOST", "127.0.0.1"},
                  {"MAX_UPLOAD_BYTES", "1048576"}, {"WORKER_CONCURRENCY", "8"},

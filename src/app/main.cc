@@ -33,6 +33,7 @@
 #include "queue/queue.h"
 #include "storage/blob_store.h"
 #include "storage/metadata_store.h"
+#include "storage/s3_blob_store.h"
 #include "uploads/sweeper.h"
 #include "worker/confine.h"
 #include "worker/sandbox.h"
@@ -168,13 +169,33 @@ struct Backends {
   std::unique_ptr<queue::Queue> queue;
 };
 
+// The upload store: STORAGE_DIR, or object storage when STORAGE_URL=s3://.
+Result<std::unique_ptr<storage::BlobStore>> OpenBlobStore(const Config& c) {
+  if (c.storage_url.empty()) return storage::OpenLocalBlobStore(c.storage_dir);
+  auto url = storage::ParseS3Url(c.storage_url);
+  if (!url) return InvalidArgument("STORAGE_URL: " + url.status().message());
+  storage::S3Settings s;
+  s.bucket = url->bucket;
+  s.prefix = url->prefix;
+  s.endpoint = c.s3_endpoint;
+  s.region = c.s3_region;
+  s.access_key_id = c.s3_access_key_id;
+  s.secret_access_key = c.s3_secret_access_key;
+  s.force_path_style = c.s3_force_path_style;
+  s.part_size = c.s3_part_size;
+  s.download_dir = c.temp_dir;
+  spdlog::info("conveyor: uploads in s3://{}/{} at {}", s.bucket, s.prefix,
+               s.endpoint.empty() ? "AWS S3 (" + s.region + ")" : s.endpoint);
+  return storage::OpenS3BlobStore(std::move(s));
+}
+
 Result<Backends> OpenBackends(const Config& c) {
   Backends b;
   if (Status s = CreatePrivateDirs(c.data_dir); !s.ok()) return s;
   auto store = storage::OpenMetadataStore(c.database_url, /*migrate=*/true);
   if (!store) return store.status();
   b.store = std::move(*store);
-  auto blobs = storage::OpenLocalBlobStore(c.storage_dir);
+  auto blobs = OpenBlobStore(c);
   if (!blobs) return blobs.status();
   b.blobs = std::move(*blobs);
   auto q = queue::OpenRedisQueue(RedisOptionsFrom(c));
@@ -225,9 +246,12 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   InstallQueueMetrics(RedisOptionsFrom(c), backends->store.get());
   // Cut-off temp files and uploads of final or vanished jobs: one pass now,
   // then every STORAGE_SWEEP_INTERVAL_MS (uploads/sweeper.h).
+  // In object storage the "temp files" are multipart uploads, aged from
+  // their start rather than their last write: S3_MULTIPART_MAX_AGE_MS.
   uploads::StorageSweeper sweeper(
-      uploads::SweepSettings{c.storage_temp_max_age_ms, c.storage_orphan_min_age_ms,
-                             c.storage_sweep_interval_ms},
+      uploads::SweepSettings{
+          c.storage_url.empty() ? c.storage_temp_max_age_ms : c.s3_multipart_max_age_ms,
+          c.storage_orphan_min_age_ms, c.storage_sweep_interval_ms},
       backends->blobs.get(), backends->store.get());
   sweeper.Start();
 

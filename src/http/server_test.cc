@@ -321,7 +321,7 @@ TEST_F(UploadHandler, AcceptsFileAndReturns202) {
   EXPECT_EQ(rows[0].size_bytes, static_cast<int64_t>(file.size()));
   EXPECT_EQ(rows[0].sha256_hex, Sha256Hex(file));
   EXPECT_EQ(rows[0].message, "hello");
-  EXPECT_EQ(rows[0].storage_path, blobs_.PathFor(id));
+  EXPECT_EQ(rows[0].storage_path, blobs_.Location(id));
   EXPECT_EQ(ReadFile(rows[0].storage_path), file);
 
   auto job = queue_.Get(id);
@@ -331,7 +331,7 @@ TEST_F(UploadHandler, AcceptsFileAndReturns202) {
   EXPECT_EQ(data["jobId"], id);
   EXPECT_EQ(data["userId"], "alice");
   EXPECT_EQ(data["sessionId"], "sess-1");
-  EXPECT_EQ(data["storagePath"], blobs_.PathFor(id));
+  EXPECT_EQ(data["storagePath"], blobs_.Location(id));
   EXPECT_EQ(data["originalName"], "notes.txt");
   EXPECT_EQ(data["mimeType"], "text/plain");
   EXPECT_EQ(data["size"], file.size());
@@ -1295,7 +1295,7 @@ TEST(UploadHandlerRealStorage, AcceptsFileWithSqliteStoreAndLocalBlobStore) {
   EXPECT_EQ((*row)->sha256_hex, Sha256Hex(file));
   EXPECT_EQ((*row)->size_bytes, static_cast<int64_t>(file.size()));
   EXPECT_EQ((*row)->original_name, "x.bin");
-  EXPECT_TRUE((*blobs)->Owns((*row)->storage_path));
+  EXPECT_EQ((*row)->storage_path, (*blobs)->Location(id));
   std::ifstream in((*row)->storage_path, std::ios::binary);
   EXPECT_TRUE(std::string(std::istreambuf_iterator<char>(in), {}) == file);
 

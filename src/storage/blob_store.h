@@ -1,18 +1,32 @@
 // File: storage/blob_store.h
 //
-// BlobStore: where uploaded files wait for the worker. Names are chosen by the
-// server (a UUID), never derived from client input, so nothing can be written
-// outside the store's directory.
+// BlobStore: where uploaded files wait for the worker. A blob is addressed by
+// its key, the job id (a UUID chosen by the server, never derived from client
+// input): the API writes it (Create), the worker reads it (OpenBlob) and
+// deletes it once the job is final (Remove), the storage sweeper lists and
+// removes leftovers (ListBlobs, RemoveStaleTemps). No caller handles a path.
+// Two backends: a local directory (OpenLocalBlobStore, below) and
+// S3-compatible object storage (OpenS3BlobStore, storage/s3_blob_store.h).
+//
+// Location(id) is what a job's data carries as `storagePath` (BullMQ
+// compatibility with Node.js producers and workers): an absolute path under
+// the directory for the local store, "s3://bucket/key" for object storage.
+// Only Adopt() reads such a location back, for a job a Node.js producer
+// added without a row.
 //
 // Reading is by descriptor: the worker opens a blob itself (OpenBlob, Adopt)
 // and hands the open descriptor to the sandboxed parser, so nothing between
-// a check and an open can swap the file, and the parser needs no path.
+// a check and an open can swap the file, and the parser needs no path. (The
+// object store first copies the object into a private, already unlinked temp
+// file on the worker's disk.)
 //
-// Writing is two-phase: Create() opens a temp file ("<dir>/tmp/<uuid>.part"),
-// the caller appends to it, then Commit() optionally fsyncs it, renames it to
+// Writing is two-phase: Create() opens a temp file ("<dir>/tmp/<uuid>.part";
+// for object storage, a part buffer feeding a multipart upload), the caller
+// appends to it, then Commit() optionally fsyncs it, renames it to
 // "<dir>/<uuid>" and fsyncs the directory (or CommitNameLater() leaves the
 // directory fsync to a later SyncNames(), shared by many blobs). Abort() (or
-// destroying an uncommitted writer) deletes the temp file.
+// destroying an uncommitted writer) deletes the temp file (aborts the
+// multipart upload).
 //
 // Threads: a BlobWriter is used by one thread at a time; the BlobStore itself
 // is thread-safe.
@@ -38,7 +52,7 @@ class BlobWriter {
   // Bytes appended so far.
   virtual int64_t size() const = 0;
   // Makes the file durable (fsync when `fsync`) and visible under its final
-  // name; returns that absolute path.
+  // name; returns its location (BlobStore::Location).
   virtual Result<std::string> Commit(bool fsync) = 0;
   // Commit, except that the new name is not made durable yet (no directory
   // fsync): that takes BlobStore::SyncNames(), which covers every blob
@@ -51,7 +65,7 @@ class BlobWriter {
   virtual void Abort() = 0;
 };
 
-// A committed blob as the directory lists it (StorageSweeper, uploads/sweeper.h).
+// A committed blob as the store lists it (StorageSweeper, uploads/sweeper.h).
 struct StoredBlob {
   std::string id;        // its name, a UUID: the job id of an API upload
   int64_t mtime_ms = 0;  // last write (epoch ms); the commit rename keeps it
@@ -60,7 +74,7 @@ struct StoredBlob {
 // A blob opened for reading.
 struct OpenedBlob {
   UniqueFd fd;             // O_RDONLY; a regular file with a single link
-  std::string path;        // where it is now (for the log, never for clients)
+  std::string path;        // its location (for the log, never for clients)
   int64_t size_bytes = 0;
 };
 
@@ -69,20 +83,18 @@ class BlobStore {
   virtual ~BlobStore() = default;
   // A writer for a new blob named `id` (must be a UUID: kInvalidArgument else).
   virtual Result<std::unique_ptr<BlobWriter>> Create(const std::string& id) = 0;
-  // Absolute path of a committed blob named `id` (whether or not it exists).
-  virtual std::string PathFor(const std::string& id) const = 0;
-  // True when `path` is a committed blob path inside this store.
-  virtual bool Owns(const std::string& path) const = 0;
-  // Deletes a committed blob; missing is not an error.
-  virtual Result<void> Remove(const std::string& path) = 0;
+  // The location of blob `id` (whether or not it exists), as a job's
+  // `storagePath` carries it: the absolute path of the local file, or
+  // "s3://bucket/key".
+  virtual std::string Location(const std::string& id) const = 0;
+  // Deletes the committed blob `id`; missing is not an error.
+  // kInvalidArgument when `id` is not a UUID; kUnavailable on I/O errors.
+  virtual Result<void> Remove(const std::string& id) = 0;
   // Opens the committed blob `id` for reading, never through a symlink.
   // kNotFound when it is missing; kInvalidArgument when `id` is not a UUID or
   // the name is not a regular file with one link; kUnavailable on I/O errors.
-  virtual Result<OpenedBlob> OpenBlob(const std::string& id) {
-    (void)id;
-    return Internal("this blob store cannot open blobs");
-  }
-  // Takes a file another producer (a Node.js service) wrote under the store's
+  virtual Result<OpenedBlob> OpenBlob(const std::string& id) = 0;
+  // Local store: takes a file another producer (a Node.js service) wrote under the store's
   // directory for job `id` (a UUID): opens the regular file at absolute
   // `path` walking each component with O_NOFOLLOW (no symlink anywhere), then
   // renames it to the blob `id`, so that from here on it is that job's blob
@@ -93,6 +105,8 @@ class BlobStore {
   // file; a file with more than one link; anything under tmp/ (uploads in
   // progress); a UUID-named file directly in the directory other than `id`
   // (the API's uploads: another job's file). kNotFound when missing.
+  // Object store: the same for an object "s3://bucket/key" in its bucket
+  // under its prefix (see storage/s3_blob_store.h).
   virtual Result<OpenedBlob> Adopt(const std::string& path, const std::string& id) {
     (void)path;
     (void)id;

@@ -59,19 +59,19 @@ TEST(LocalBlobStore, CommitMovesTempToFinalName) {
 
   auto path = (*w)->Commit(true);
   ASSERT_TRUE(path.ok()) << path.status().ToString();
-  EXPECT_EQ(*path, store->PathFor(id));
+  EXPECT_EQ(*path, store->Location(id));
   EXPECT_FALSE(fs::exists(temp));
   EXPECT_EQ(ReadAll(*path), expected);
-  EXPECT_TRUE(store->Owns(*path));
+  EXPECT_EQ(fs::path(*path).parent_path(), fs::canonical(dir / "blobs"));
   // Commit twice or append after commit: the writer is closed.
   EXPECT_EQ((*w)->Append("x").code(), Errc::kFailedPrecondition);
   EXPECT_EQ((*w)->Commit(false).code(), Errc::kFailedPrecondition);
   // Destroying a committed writer keeps the blob.
   w->reset();
   EXPECT_TRUE(fs::exists(*path));
-  ASSERT_TRUE(store->Remove(*path).ok());
+  ASSERT_TRUE(store->Remove(id).ok());
   EXPECT_FALSE(fs::exists(*path));
-  EXPECT_TRUE(store->Remove(*path).ok());  // missing is fine
+  EXPECT_TRUE(store->Remove(id).ok());  // missing is fine
 }
 
 TEST(LocalBlobStore, CommitNameLaterRenamesAndSyncNamesSucceeds) {
@@ -89,7 +89,9 @@ TEST(LocalBlobStore, CommitNameLaterRenamesAndSyncNamesSucceeds) {
     paths.push_back(*path);
   }
   EXPECT_TRUE(store->SyncNames().ok());
-  for (const auto& p : paths) EXPECT_TRUE(store->Owns(p)) << p;
+  for (const auto& p : paths) {
+    EXPECT_EQ(fs::path(p).parent_path(), fs::canonical(dir / "blobs")) << p;
+  }
   EXPECT_TRUE(fs::is_empty(fs::path(paths[0]).parent_path() / "tmp"));
 }
 
@@ -135,25 +137,20 @@ TEST(LocalBlobStore, SameIdTwiceIsAlreadyExists) {
   EXPECT_EQ((*b)->Commit(false).code(), Errc::kAlreadyExists);
 }
 
-TEST(LocalBlobStore, OwnsOnlyBlobPathsInsideTheStore) {
+TEST(LocalBlobStore, RemoveTakesOnlyBlobKeys) {
   TempDir dir;
   auto store = Open(dir);
-  std::string id = NewUuid();
   std::string root = fs::canonical(dir / "blobs").string();
-  EXPECT_TRUE(store->Owns(store->PathFor(id)));
-  EXPECT_TRUE(store->Owns(root + "/tmp/../" + id));
-  EXPECT_FALSE(store->Owns(root + "/tmp/" + id + ".part"));
-  EXPECT_FALSE(store->Owns(root + "/notes.txt"));
-  EXPECT_FALSE(store->Owns(dir / id));
-  EXPECT_FALSE(store->Owns("/etc/passwd"));
-  EXPECT_FALSE(store->Owns(root + "/../" + id));
-  // A symlink inside the store that points outside is not a blob of it.
   std::string outside = dir / NewUuid();
   std::ofstream(outside) << "x";
-  std::string link = root + "/" + NewUuid();
-  fs::create_symlink(outside, link);
-  EXPECT_FALSE(store->Owns(link));
-  EXPECT_EQ(store->Remove(outside).code(), Errc::kInvalidArgument);
+  // A key is a UUID; anything else (a path, a traversal) is refused.
+  for (const std::string& bad : {outside, std::string("../") + fs::path(outside).filename().string(),
+                                 std::string("notes.txt"), std::string("")}) {
+    EXPECT_EQ(store->Remove(bad).code(), Errc::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(fs::exists(outside));
+  EXPECT_EQ(store->Location("0b7e0c34-5c2c-4d52-9e0f-3f1d2a4b5c6d"),
+            root + "/0b7e0c34-5c2c-4d52-9e0f-3f1d2a4b5c6d");
 }
 
 TEST(LocalBlobStore, RemoveStaleTempsDeletesOnlyOldParts) {
@@ -222,11 +219,11 @@ TEST(LocalBlobStore, OpenBlobReadsOnlyARegularFileByItsId) {
   std::string outside = dir / "outside.txt";
   std::ofstream(outside) << "secret";
   std::string link_id = NewUuid();
-  fs::create_symlink(outside, store->PathFor(link_id));
+  fs::create_symlink(outside, store->Location(link_id));
   EXPECT_EQ(store->OpenBlob(link_id).code(), Errc::kInvalidArgument);
   // Nor is a second name for another file.
   std::string hard_id = NewUuid();
-  fs::create_hard_link(store->PathFor(id), store->PathFor(hard_id));
+  fs::create_hard_link(store->Location(id), store->Location(hard_id));
   EXPECT_EQ(store->OpenBlob(hard_id).code(), Errc::kInvalidArgument);
 }
 
@@ -240,9 +237,9 @@ TEST(LocalBlobStore, AdoptTakesAProducerFileAsTheJobsBlob) {
   auto b = store->Adopt(root + "/node/a/report.pdf", id);
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_EQ(ReadFd(b->fd.get()), "producer bytes");
-  EXPECT_EQ(b->path, store->PathFor(id));
+  EXPECT_EQ(b->path, store->Location(id));
   EXPECT_FALSE(fs::exists(root + "/node/a/report.pdf"));
-  EXPECT_TRUE(fs::exists(store->PathFor(id)));
+  EXPECT_TRUE(fs::exists(store->Location(id)));
   // Again (a retried job): the producer's name is gone, the blob is found.
   auto again = store->Adopt(root + "/node/a/report.pdf", id);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
@@ -250,7 +247,7 @@ TEST(LocalBlobStore, AdoptTakesAProducerFileAsTheJobsBlob) {
   // Its own id as the name: taken as it is.
   std::string own = NewUuid();
   Commit(*store, own, "own");
-  EXPECT_TRUE(store->Adopt(store->PathFor(own), own).ok());
+  EXPECT_TRUE(store->Adopt(store->Location(own), own).ok());
   EXPECT_EQ(store->Adopt(root + "/missing.txt", NewUuid()).code(), Errc::kNotFound);
 }
 
@@ -272,7 +269,7 @@ TEST(LocalBlobStore, AdoptRefusesWhatIsNotTheProducersOwnFile) {
   fs::create_hard_link(root + "/plain.txt", root + "/second-name.txt");
   ::mkfifo((root + "/fifo").c_str(), 0600);
   const std::string refused[] = {
-      store->PathFor(other),          // another job's upload
+      store->Location(other),          // another job's upload
       root + "/linkdir/secret",       // a symlinked directory
       root + "/link",                 // a symlink
       root + "/d/inner/secret",       // a symlink deeper down
@@ -293,7 +290,7 @@ TEST(LocalBlobStore, AdoptRefusesWhatIsNotTheProducersOwnFile) {
       EXPECT_EQ(r.status().message(), "Invalid storage path") << path;
     }
   }
-  EXPECT_TRUE(fs::exists(store->PathFor(other)));
+  EXPECT_TRUE(fs::exists(store->Location(other)));
   EXPECT_TRUE(fs::exists(outside_dir + "/secret"));
   EXPECT_EQ(store->Adopt(root + "/plain.txt", "not-a-uuid").code(), Errc::kInvalidArgument);
 }

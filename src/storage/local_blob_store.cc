@@ -207,19 +207,11 @@ class LocalBlobStore final : public BlobStore {
         new LocalBlobWriter(fd, std::move(temp_path), PathFor(id), dir_));
   }
 
-  std::string PathFor(const std::string& id) const override { return dir_ + "/" + id; }
+  std::string Location(const std::string& id) const override { return PathFor(id); }
 
-  bool Owns(const std::string& path) const override {
-    std::error_code ec;
-    // weakly_canonical resolves symlinks and "..", so a link inside the store
-    // pointing elsewhere is not ours.
-    fs::path p = fs::weakly_canonical(fs::path(path), ec);
-    if (ec) return false;
-    return p.parent_path() == fs::path(dir_) && IsUuid(p.filename().string());
-  }
-
-  Result<void> Remove(const std::string& path) override {
-    if (!Owns(path)) return InvalidArgument("not a blob of this store: " + path);
+  Result<void> Remove(const std::string& id) override {
+    if (!IsUuid(id)) return InvalidArgument("blob id must be a UUID");
+    const std::string path = PathFor(id);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink", path, errno);
     return {};
   }
@@ -341,6 +333,8 @@ class LocalBlobStore final : public BlobStore {
   }
 
  private:
+  std::string PathFor(const std::string& id) const { return dir_ + "/" + id; }
+
   Result<UniqueFd> OpenRoot() const {
     int fd = ::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus("open", dir_, errno);

@@ -136,10 +136,12 @@ void GroupCommitter::CommitBatch(std::vector<Pending>& batch) {
       for (size_t i = 0; i < n; ++i) inserted[i] = store_.InsertJob(batch[i].row).status();
     }
   }
-  // Rows the database refused: nothing refers to their blobs.
+  // Rows the database refused: nothing refers to their blobs. Except that
+  // a duplicate id names a blob (blobs go by the job id) that belongs to the
+  // row which has that id already: that one stays.
   for (size_t i = 0; i < n; ++i) {
     if (inserted[i].ok()) continue;
-    RemoveBlob(batch[i].row);
+    if (inserted[i].code() != Errc::kAlreadyExists) RemoveBlob(batch[i].row);
     Answer(batch[i].done, inserted[i]);
   }
   std::vector<bool> enqueued = AddJobs(batch, inserted);
@@ -200,7 +202,7 @@ std::vector<bool> GroupCommitter::AddJobs(const std::vector<Pending>& batch,
 
 void GroupCommitter::RemoveBlob(const storage::NewJob& row) {
   if (row.storage_path.empty()) return;
-  if (auto removed = blobs_.Remove(row.storage_path); !removed) {
+  if (auto removed = blobs_.Remove(row.id); !removed) {
     spdlog::warn("upload {}: removing blob after failed insert: {}", row.id,
                  removed.status().ToString());
   }

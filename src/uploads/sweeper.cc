@@ -30,7 +30,7 @@ Result<void> SweepBlob(storage::BlobStore& blobs, storage::MetadataStore& store,
     ++report.kept;
     return {};
   }
-  CONVEYOR_RETURN_IF_ERROR(blobs.Remove(blobs.PathFor(b.id)));
+  CONVEYOR_RETURN_IF_ERROR(blobs.Remove(b.id));
   ++*counter;
   return {};
 }

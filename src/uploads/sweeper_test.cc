@@ -96,12 +96,12 @@ class SweeperTest : public ::testing::TestWithParam<const Backend*> {
     job.mime_type = "text/plain";
     job.size_bytes = 9;
     job.sha256_hex = std::string(64, '0');
-    job.storage_path = blobs_->PathFor(id);
+    job.storage_path = blobs_->Location(id);
     EXPECT_TRUE(store_->InsertJob(job).ok());
     return id;
   }
 
-  bool Exists(const std::string& id) { return fs::exists(blobs_->PathFor(id)); }
+  bool Exists(const std::string& id) { return fs::exists(blobs_->Location(id)); }
 
   // Regular files left anywhere under the blob directory.
   int FilesLeft() {

@@ -181,8 +181,10 @@ Result<AcceptOutcome> Accept(AcceptedUpload upload, FileSink& sink, storage::Met
   if (options.fsync) inserted = sink.blobs().SyncNames();  // the blob's name before its row
   if (inserted) inserted = store.InsertJob(job);
   if (!inserted) {
-    // Nothing refers to the blob yet: remove it so a refused upload leaves no file.
-    if (auto removed = sink.blobs().Remove(job.storage_path); !removed) {
+    // Nothing refers to the blob yet: remove it so a refused upload leaves no
+    // file (unless its id is another row's, whose blob this key names).
+    if (inserted.code() == Errc::kAlreadyExists) return inserted.status();
+    if (auto removed = sink.blobs().Remove(job.id); !removed) {
       spdlog::warn("upload {}: removing blob after failed insert: {}", job.id,
                    removed.status().ToString());
     }

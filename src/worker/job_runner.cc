@@ -128,7 +128,7 @@ std::optional<Outcome> JobRunner::AdoptProducerJob(const queue::ActiveJob& job, 
   nj.original_name = payload->original_name;
   nj.mime_type = payload->mime_type;
   nj.size_bytes = adopted ? adopted->size_bytes : payload->size;
-  nj.storage_path = blobs_->PathFor(job.id);
+  nj.storage_path = blobs_->Location(job.id);
   nj.message = payload->message;
   auto inserted = store_->InsertJob(nj);
   if (!inserted && inserted.code() != Errc::kAlreadyExists) return Retry{inserted.status()};

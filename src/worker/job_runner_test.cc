@@ -103,7 +103,7 @@ class JobRunnerTest : public ::testing::Test {
     j.id = id;
     j.name = queue::kJobName;
     j.data_json = data_json.empty() ? queue::EncodeJobPayload({id, "alice", "s1",
-                                                               blobs_->PathFor(id), "notes.txt",
+                                                               blobs_->Location(id), "notes.txt",
                                                                "text/plain", 10, ""})
                                     : std::move(data_json);
     j.attempts_made = attempts_made;
@@ -139,7 +139,7 @@ class JobRunnerTest : public ::testing::Test {
     EXPECT_TRUE(j) << id;
     return j ? *j : FakeConsumer::Job{};
   }
-  bool UploadExists(const std::string& id) { return fs::exists(blobs_->PathFor(id)); }
+  bool UploadExists(const std::string& id) { return fs::exists(blobs_->Location(id)); }
 
   conveyor::testing::TempDir dir_;
   std::string storage_dir_;
@@ -345,7 +345,7 @@ TEST_F(JobRunnerTest, PermanentFailureFailsAtOnce) {
 
 TEST_F(JobRunnerTest, MissingUploadFailsWithAPublicMessage) {
   std::string id = ApiUpload(kText);
-  fs::remove(blobs_->PathFor(id));
+  fs::remove(blobs_->Location(id));
   queue::ActiveJob job = Lease(id);
   Outcome outcome = Run(job);
   ASSERT_TRUE(std::holds_alternative<Fail>(outcome)) << OutcomeName(outcome);
@@ -428,7 +428,7 @@ TEST_F(JobRunnerTest, ProducerJobIsAdoptedRecordedAndCompleted) {
   auto row = Row(id);
   EXPECT_EQ(row.status, storage::JobStatus::kCompleted);
   EXPECT_EQ(row.user_id, "u-node");
-  EXPECT_EQ(row.storage_path, blobs_->PathFor(id));
+  EXPECT_EQ(row.storage_path, blobs_->Location(id));
   EXPECT_FALSE(fs::exists(file));
   EXPECT_FALSE(UploadExists(id));
 }

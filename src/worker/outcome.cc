@@ -144,7 +144,7 @@ void OutcomeApplier::TellFailed(queue::Consumer& consumer, const queue::ActiveJo
 
 void OutcomeApplier::RemoveBlob(const queue::ActiveJob& job) const {
   if (!IsUuid(job.id)) return;
-  if (auto r = blobs_->Remove(blobs_->PathFor(job.id)); !r) {
+  if (auto r = blobs_->Remove(job.id); !r) {
     spdlog::warn("worker: removing the upload of {}: {}", job.id, r.status().ToString());
   }
 }

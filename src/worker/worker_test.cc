@@ -151,7 +151,7 @@ TEST_F(WorkerTest, RowDecidesUserSessionAndFileWhateverTheJobDataSays) {
   std::string victim = ApiUpload("alice", "s-alice", kVictimText);
   std::string mallory = ApiUpload("mallory", "s-mallory", kOwnText);
   // Mallory's job, its data rewritten to claim Alice's file and session.
-  AddJob(mallory, "mallory", "s-alice", blobs_->PathFor(victim));
+  AddJob(mallory, "mallory", "s-alice", blobs_->Location(victim));
   StartWorker();
   auto row = WaitFinal(mallory);
   EXPECT_EQ(row.status, storage::JobStatus::kCompleted) << row.error.value_or("");
@@ -160,8 +160,8 @@ TEST_F(WorkerTest, RowDecidesUserSessionAndFileWhateverTheJobDataSays) {
   EXPECT_EQ(Hits("mallory", "s-alice", "lighthouse"), 0u);
   EXPECT_EQ(Hits("mallory", "s-mallory", "zebrafish"), 0u);
   // Alice's upload is untouched, and her job then completes.
-  EXPECT_TRUE(fs::exists(blobs_->PathFor(victim)));
-  AddJob(victim, "alice", "s-alice", blobs_->PathFor(victim));
+  EXPECT_TRUE(fs::exists(blobs_->Location(victim)));
+  AddJob(victim, "alice", "s-alice", blobs_->Location(victim));
   EXPECT_EQ(WaitFinal(victim).status, storage::JobStatus::kCompleted);
   EXPECT_EQ(Hits("alice", "s-alice", "zebrafish"), 1u);
 }
@@ -169,14 +169,14 @@ TEST_F(WorkerTest, RowDecidesUserSessionAndFileWhateverTheJobDataSays) {
 TEST_F(WorkerTest, JobWithoutRowCannotTakeAnotherUsersPendingUpload) {
   std::string victim = ApiUpload("alice", "s-alice", kVictimText);
   std::string thief = NewUuid();
-  AddJob(thief, "mallory", "s-mallory", blobs_->PathFor(victim));
+  AddJob(thief, "mallory", "s-mallory", blobs_->Location(victim));
   StartWorker();
   auto row = WaitFinal(thief);
   EXPECT_EQ(row.status, storage::JobStatus::kFailed);
   EXPECT_EQ(row.error.value_or(""), "Invalid storage path");
   EXPECT_EQ(Hits("mallory", "s-mallory", "zebrafish"), 0u);
-  ASSERT_TRUE(fs::exists(blobs_->PathFor(victim))) << "the victim's upload was deleted";
-  AddJob(victim, "alice", "s-alice", blobs_->PathFor(victim));
+  ASSERT_TRUE(fs::exists(blobs_->Location(victim))) << "the victim's upload was deleted";
+  AddJob(victim, "alice", "s-alice", blobs_->Location(victim));
   EXPECT_EQ(WaitFinal(victim).status, storage::JobStatus::kCompleted);
   EXPECT_EQ(Hits("alice", "s-alice", "zebrafish"), 1u);
 }
@@ -193,7 +193,7 @@ TEST_F(WorkerTest, ProducerFilesWithAnyNameUnderStorageDirAreProcessed) {
   for (const auto& id : {a, b}) {
     auto row = WaitFinal(id);
     EXPECT_EQ(row.status, storage::JobStatus::kCompleted) << row.error.value_or("");
-    EXPECT_EQ(row.storage_path, blobs_->PathFor(id));
+    EXPECT_EQ(row.storage_path, blobs_->Location(id));
   }
   EXPECT_EQ(Hits("u-node", "s-node", "lighthouse"), 1u);
   EXPECT_EQ(Hits("u-node", "s-node", "cranes"), 1u);
@@ -231,8 +231,8 @@ TEST_F(WorkerTest, SymlinksAnywhereAndPathsOutsideAreRefused) {
 
 TEST_F(WorkerTest, MissingUploadFailsWithAPublicMessage) {
   std::string id = ApiUpload("alice", "s-alice", kVictimText);
-  fs::remove(blobs_->PathFor(id));
-  AddJob(id, "alice", "s-alice", blobs_->PathFor(id));
+  fs::remove(blobs_->Location(id));
+  AddJob(id, "alice", "s-alice", blobs_->Location(id));
   StartWorker();
   auto row = WaitFinal(id);
   EXPECT_EQ(row.status, storage::JobStatus::kFailed);
@@ -270,7 +270,7 @@ TEST_F(WorkerTest, DatabaseAndRedisRoundTripsPerJob) {
   for (int i = 0; i < kJobs; ++i) {
     std::string id = ApiUpload("u-count", "s-count",
                                "Report " + std::to_string(i) + " about lighthouse keepers.\n");
-    AddJob(id, "u-count", "s-count", blobs_->PathFor(id));
+    AddJob(id, "u-count", "s-count", blobs_->Location(id));
     ids.push_back(id);
   }
   StartWorker(&counting, redis);

@@ -1,6 +1,7 @@
 #include "fakes.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -490,19 +491,27 @@ Result<std::unique_ptr<storage::BlobWriter>> DirBlobStore::Create(const std::str
   std::string temp = dir_ + "/tmp/" + id + ".part";
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Unavailable("cannot create " + temp);
-  return std::unique_ptr<storage::BlobWriter>(new DirBlobWriter(fd, temp, PathFor(id)));
+  return std::unique_ptr<storage::BlobWriter>(new DirBlobWriter(fd, temp, Location(id)));
 }
 
-std::string DirBlobStore::PathFor(const std::string& id) const { return dir_ + "/" + id; }
+std::string DirBlobStore::Location(const std::string& id) const { return dir_ + "/" + id; }
 
-bool DirBlobStore::Owns(const std::string& path) const {
-  return path.rfind(dir_ + "/", 0) == 0 && IsUuid(path.substr(dir_.size() + 1));
-}
-
-Result<void> DirBlobStore::Remove(const std::string& path) {
-  if (!Owns(path)) return InvalidArgument("not a blob of this store");
-  ::unlink(path.c_str());
+Result<void> DirBlobStore::Remove(const std::string& id) {
+  if (!IsUuid(id)) return InvalidArgument("blob id is not a UUID");
+  ::unlink(Location(id).c_str());
   return {};
+}
+
+Result<storage::OpenedBlob> DirBlobStore::OpenBlob(const std::string& id) {
+  if (!IsUuid(id)) return InvalidArgument("blob id is not a UUID");
+  int fd = ::open(Location(id).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return NotFound("no blob " + id);
+  storage::OpenedBlob out;
+  out.fd = UniqueFd(fd);
+  out.path = Location(id);
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) out.size_bytes = st.st_size;
+  return out;
 }
 
 int DirBlobStore::RemoveStaleTemps(int64_t) {

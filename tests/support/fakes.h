@@ -180,9 +180,9 @@ class DirBlobStore : public storage::BlobStore {
  public:
   explicit DirBlobStore(std::string dir);  // creates dir and dir/tmp
   Result<std::unique_ptr<storage::BlobWriter>> Create(const std::string& id) override;
-  std::string PathFor(const std::string& id) const override;
-  bool Owns(const std::string& path) const override;
-  Result<void> Remove(const std::string& path) override;
+  std::string Location(const std::string& id) const override;
+  Result<void> Remove(const std::string& id) override;
+  Result<storage::OpenedBlob> OpenBlob(const std::string& id) override;
   int RemoveStaleTemps(int64_t older_than_ms) override;
 
   const std::string& dir() const { return dir_; }
