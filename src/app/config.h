@@ -71,6 +71,9 @@ struct Config {
   int64_t storage_temp_max_age_ms = 3600000;   // cut-off upload temp files older are removed
   int64_t storage_orphan_min_age_ms = 600000;  // stored uploads without a row older are removed
   int64_t storage_sweep_interval_ms = 300000;  // period of the storage sweeper (0: start-up only)
+  std::string tus_dir;                     // default: <data_dir>/tus (partial tus uploads)
+  int64_t tus_expiration_ms = 86400000;    // an unfinished tus upload idle this long is removed
+  int64_t tus_sweep_interval_ms = 60000;   // period of the expired-upload sweep (0: start-up only)
 
   // Auth
   std::string jwt_secret;                  // required by `api`, >= 32 bytes

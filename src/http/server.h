@@ -59,6 +59,9 @@ class Queue;
 class UserLimiter;
 struct RedisOptions;
 }  // namespace conveyor::queue
+namespace conveyor::uploads {
+class TusStore;
+}
 
 namespace conveyor::http {
 
@@ -132,6 +135,9 @@ struct ServerDeps {
   // Where the push routes read job events (the queue's events stream);
   // null: no push (those routes answer 503).
   const queue::RedisOptions* events = nullptr;
+  // Partial uploads of the tus routes (/api/chat/upload/tus, README
+  // "Resumable uploads (tus)"); null: those routes answer 404.
+  uploads::TusStore* tus = nullptr;
 };
 
 class Server {
