@@ -559,7 +559,16 @@ class Session : public std::enable_shared_from_this<Session> {
     int cur = 0;
     Fill f = co_await FillBuffer(bufs[cur], r.chunked);
     for (;;) {
-      if (f.error != FillError::kNone) co_return co_await BodyReadFailed(f, r, route);
+      if (f.error != FillError::kNone) {
+        if ((f.error == FillError::kSocket || f.error == FillError::kTooSlow) && f.n > 0 &&
+            consumer->FeedsCutOffBody()) {
+          // What did arrive is kept (a tus PATCH): one last Feed.
+          BodyConsumer* c = consumer.get();
+          std::string_view got(bufs[cur], f.n);
+          (void)co_await OnPool(ctx_, [c, got] { return c->Feed(got); });
+        }
+        co_return co_await BodyReadFailed(f, r, route);
+      }
       std::string_view chunk(bufs[cur], f.n);
       if (f.done) {
         // The last buffer and the answer in one pool task.

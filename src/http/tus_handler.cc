@@ -296,6 +296,7 @@ class TusBody final : public BodyConsumer {
         request_id_(req.request_id),
         start_(req.start),
         checksum_(std::move(checksum)),
+        started_(true),
         patch_(std::move(patch)) {
     InitHash();
   }
@@ -319,31 +320,50 @@ class TusBody final : public BodyConsumer {
   ~TusBody() override { EVP_MD_CTX_free(sha_); }
 
   std::optional<Response> Feed(std::string_view bytes) override {
-    if (!patch_) {
+    if (!started_) {
+      started_ = true;
       if (auto refused = Start()) return refused;
     }
+    if (!patch_) return Error(Internal("body after the answer"), {}, request_id_);
     const uploads::TusUpload& u = patch_->upload();
     if (static_cast<int64_t>(bytes.size()) > u.length - u.offset - patch_->written()) {
-      patch_->Discard();
-      return Error(ResourceExhausted("the body goes past Upload-Length " + std::to_string(u.length)),
-                   "payload_too_large", request_id_);
+      return Drop(Error(
+          ResourceExhausted("the body goes past Upload-Length " + std::to_string(u.length)),
+          "payload_too_large", request_id_));
     }
     if (sha_ != nullptr && EVP_DigestUpdate(sha_, bytes.data(), bytes.size()) != 1) {
-      patch_->Discard();
-      return Error(Internal("SHA-256 update failed"), {}, request_id_);
+      return Drop(Error(Internal("SHA-256 update failed"), {}, request_id_));
     }
-    if (Status s = patch_->Write(bytes); !s.ok()) return NotStored(s, request_id_);
+    if (Status s = patch_->Write(bytes); !s.ok()) return Drop(NotStored(s, request_id_));
     return std::nullopt;
   }
 
+  // A cut-off PATCH keeps the bytes it delivered (unless it carried a
+  // checksum, which they cannot match): they are the upload's pending bytes.
+  bool FeedsCutOffBody() const override { return !checksum_.has_value(); }
+
   void Finish(std::function<void(Response)> done) override {
-    if (!patch_) {
+    if (!started_) {
+      started_ = true;
       if (auto refused = Start()) return done(std::move(*refused));
     }
-    done(Answer());
+    if (!patch_) return done(Error(Internal("finish after the answer"), {}, request_id_));
+    Response r = Answer();
+    // The lock goes before the answer does: the client's next request
+    // must find the upload free.
+    patch_.reset();
+    done(std::move(r));
   }
 
  private:
+  // Refuses the rest of the body: this PATCH's bytes are dropped and the
+  // upload's lock released before the answer goes out.
+  Response Drop(Response r) {
+    patch_->Discard();
+    patch_.reset();
+    return r;
+  }
+
   void InitHash() {
     if (!checksum_) return;
     sha_ = EVP_MD_CTX_new();
@@ -434,6 +454,7 @@ class TusBody final : public BodyConsumer {
   std::optional<std::string> checksum_;  // the SHA-256 the body must have
   EVP_MD_CTX* sha_ = nullptr;            // set when checksum_ is
   bool creating_ = false;
+  bool started_ = false;  // Start ran (a creation) or was not needed (a PATCH)
   std::string id_;
   int64_t length_ = 0;
   uploads::TusMetadata metadata_;

@@ -142,6 +142,12 @@ class BodyConsumer {
   // done); the session keeps the consumer alive and the connection waiting
   // until then.
   virtual void Finish(std::function<void(Response)> done) = 0;
+
+  // Whether the bytes that arrived before a body was cut off (the client
+  // went away, fell silent or too slow) still go to Feed, whose answer is
+  // then ignored, before the consumer is destroyed. A resumable upload keeps
+  // them; the default drops them unread.
+  virtual bool FeedsCutOffBody() const { return false; }
 };
 
 // What a StreamHandler returns: the body's consumer, or a response that
