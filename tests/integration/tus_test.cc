@@ -6,11 +6,13 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <string>
 #include <thread>
 
+#include "core/ids.h"
 #include "service.h"
 
 namespace conveyor::testing {
@@ -20,6 +22,7 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 constexpr const char* kTus = "/api/chat/upload/tus";
+
 
 std::string Base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
@@ -395,6 +398,68 @@ TEST_F(TusTest, PerUserRateLimitAppliesAtCreation) {
   EXPECT_FALSE(third.headers["retry-after"].empty());
   // Another user has a budget of their own.
   EXPECT_EQ(Create(10, "bob").status, 201);
+}
+
+}  // namespace
+}  // namespace conveyor::testing
+
+namespace conveyor::testing {
+namespace {
+
+// `conveyor upload --resumable`: a run killed midway leaves its upload URL in
+// the state file; the next run resumes at the server's offset, sends only the
+// rest, and the job completes.
+TEST_F(TusTest, CliResumableResumesAfterTheClientIsKilled) {
+  StartService();
+  TempDir work;
+  const std::string file = work.path() + "/big.txt";
+  const std::string data = Text(2 << 20, 17);
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << data;
+  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(service_->port());
+  std::map<std::string, std::string> env = {{"XDG_CACHE_HOME", work.path() + "/cache"},
+                                            {"CONVEYOR_TOKEN", Service::Token("alice")}};
+  Process first({ConveyorBinary(), "upload", file, "--session", "s1", "--resumable",
+                 "--limit-rate", "262144", "--url", url},
+                env, work.path() + "/first.log");
+  // Once the server holds part of the file, the client dies.
+  auto held = [&]() -> int64_t {
+    int64_t most = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(TusDir(), ec)) {
+      if (e.path().extension() == ".bin") most = std::max<int64_t>(most, e.file_size(ec));
+    }
+    return most;
+  };
+  ASSERT_TRUE(Eventually([&] { return held() >= 300000; }, 30s)) << first.Log();
+  first.Kill();
+  ASSERT_LT(held(), static_cast<int64_t>(data.size()));
+  const std::string state = work.path() + "/cache/conveyor/tus-uploads.json";
+  ASSERT_TRUE(fs::exists(state));
+  EXPECT_EQ(fs::status(state).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  Process second({ConveyorBinary(), "upload", file, "--session", "s1", "--resumable", "--wait",
+                  "--json", "--url", url},
+                 env, work.path() + "/second.log");
+  ASSERT_EQ(second.Wait(90s), 0) << second.Log();
+  const std::string log = second.Log();
+  // It resumed at a byte the first run had delivered, not at 0.
+  size_t at = log.find("resuming at byte ");
+  ASSERT_NE(at, std::string::npos) << log;
+  int64_t resumed = std::stoll(log.substr(at + 17));
+  EXPECT_GE(resumed, 300000);
+  EXPECT_LT(resumed, static_cast<int64_t>(data.size()));
+  // The --json line: completed, with the job id.
+  size_t brace = log.find("{\"file\"");
+  ASSERT_NE(brace, std::string::npos) << log;
+  auto j = nlohmann::json::parse(log.substr(brace, log.find('\n', brace) - brace), nullptr, false);
+  EXPECT_EQ(j.value("status", ""), "completed") << log;
+  EXPECT_TRUE(IsUuid(j.value("jobId", "")));
+  // The upload is done: nothing left to resume.
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(state)), nlohmann::json::object());
 }
 
 }  // namespace
