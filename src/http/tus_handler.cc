@@ -582,6 +582,16 @@ StreamStart TusPatch(const Request& req, HandlerEnv& env) {
     }
   }
   const uploads::TusUpload& u = (*patch)->upload();
+  if (!u.job_id.empty()) {
+    // Complete already (its bytes are in the blob store): nothing to write.
+    if (req.chunked || req.content_length > 0) {
+      return Error(ResourceExhausted("the upload is complete"), "payload_too_large",
+                   req.request_id);
+    }
+    Response r = Empty(204);
+    AddUploadFields(r, u);
+    return r;
+  }
   if (!req.chunked && req.content_length > static_cast<uint64_t>(u.length - u.offset)) {
     return Error(ResourceExhausted("the body goes past Upload-Length " + std::to_string(u.length)),
                  "payload_too_large", req.request_id);

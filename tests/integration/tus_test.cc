@@ -169,6 +169,12 @@ TEST_F(TusTest, UploadInTwoPatchesBecomesAJobThatCompletes) {
   EXPECT_EQ(after.status, 200);
   EXPECT_EQ(after.headers["upload-job-id"], id);
   EXPECT_FALSE(fs::exists(TusDir() + "/" + id + ".bin"));
+  // An empty PATCH at the end (a client making sure) names it too; bytes
+  // past the end are refused.
+  auto again = Patch(loc, static_cast<int64_t>(data.size()), "");
+  EXPECT_EQ(again.status, 204);
+  EXPECT_EQ(again.headers["upload-job-id"], id);
+  EXPECT_EQ(Patch(loc, static_cast<int64_t>(data.size()), "x").status, 413);
 }
 
 TEST_F(TusTest, CreationWithUploadCompletesInOneRequest) {
