@@ -39,7 +39,8 @@
 // limit and keeps one spare descriptor, so even when descriptors run out a
 // new connection gets its 503 instead of silence. Idle keep-alive
 // connections close after keepalive_timeout_ms. Implementation: server.cc (listener, lifecycle),
-// session.cc (connections, the upload stream), routes.cc (the route table).
+// session.cc (connections, the upload stream), routes.cc (the route table),
+// tus_handler.cc (resumable uploads over ServerDeps::tus; internal/tus_handler.h).
 #pragma once
 
 #include <cstdint>
