@@ -271,6 +271,17 @@ const std::vector<Setting>& Table() {
        "a multipart upload started this long ago and neither completed nor aborted (API killed "
        "mid-upload) is aborted by the storage sweeper; 60000-604800000",
        Int("S3_MULTIPART_MAX_AGE_MS", &Config::s3_multipart_max_age_ms, 60000, 604800000)},
+      {"TUS_DIR", "<DATA_DIR>/tus",
+       "where partial resumable (tus) uploads and their records are kept until complete",
+       Str("TUS_DIR", &Config::tus_dir, false)},
+      {"TUS_EXPIRATION_MS", "86400000",
+       "a resumable (tus) upload is removed this long after its creation or its last PATCH "
+       "(Upload-Expires); a completed one answers HEAD with its job id until then",
+       Int("TUS_EXPIRATION_MS", &Config::tus_expiration_ms, 1000, int64_t{30} * 86400000)},
+      {"TUS_SWEEP_INTERVAL_MS", "60000",
+       "how often the API deletes expired resumable uploads (also once at start-up); 0: at "
+       "start-up only",
+       Int("TUS_SWEEP_INTERVAL_MS", &Config::tus_sweep_interval_ms, 0, 86400000)},
       {"JWT_SECRET", "(none)",
        "HS256 secret of bearer tokens, at least 32 bytes; `api` refuses to start without it",
        [](const std::string& v, Config& c) -> Status {
@@ -405,6 +416,8 @@ Result<Config> LoadConfig(const GetEnv& getenv) {
   c.storage_dir = std::filesystem::absolute(c.storage_dir).lexically_normal().string();
   if (c.temp_dir.empty()) c.temp_dir = (data / "tmp").string();
   c.temp_dir = std::filesystem::absolute(c.temp_dir).lexically_normal().string();
+  if (c.tus_dir.empty()) c.tus_dir = (data / "tus").string();
+  c.tus_dir = std::filesystem::absolute(c.tus_dir).lexically_normal().string();
   if (c.http_threads == 0) {
     c.http_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }

@@ -80,6 +80,9 @@ struct Config {
   bool s3_force_path_style = false;        // https://host/bucket/key addressing
   int64_t s3_part_size = 8LL << 20;        // multipart part size (>= 5 MiB)
   int64_t s3_multipart_max_age_ms = 86400000;  // older multipart uploads are aborted by the sweeper
+  std::string tus_dir;                     // default: <data_dir>/tus (partial tus uploads)
+  int64_t tus_expiration_ms = 86400000;    // an unfinished tus upload idle this long is removed
+  int64_t tus_sweep_interval_ms = 60000;   // period of the expired-upload sweep (0: start-up only)
 
   // Auth
   std::string jwt_secret;                  // required by `api`, >= 32 bytes

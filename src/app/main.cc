@@ -35,6 +35,7 @@
 #include "storage/metadata_store.h"
 #include "storage/s3_blob_store.h"
 #include "uploads/sweeper.h"
+#include "uploads/tus_store.h"
 #include "worker/confine.h"
 #include "worker/sandbox.h"
 #include "worker/worker.h"
@@ -256,6 +257,8 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   sweeper.Start();
 
   std::unique_ptr<queue::UserLimiter> user_limits;  // outlives the server
+  std::unique_ptr<uploads::TusStore> tus_store;      // outlives the server
+  std::unique_ptr<uploads::TusSweeper> tus_sweeper;
   // The push routes read the queue's events stream with these.
   const queue::RedisOptions events = RedisOptionsFrom(c);
   std::unique_ptr<http::Server> server;
@@ -268,10 +271,18 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
       }
     }
     user_limits = SharedLimitsFrom(c);
-    server = std::make_unique<http::Server>(
-        std::move(settings),
-        http::ServerDeps{backends->store.get(), backends->blobs.get(), backends->queue.get(),
-                         user_limits.get(), &events});
+    // Partial resumable uploads (uploads/tus_store.h), and the sweep of
+    // expired ones every TUS_SWEEP_INTERVAL_MS.
+    auto tus = uploads::TusStore::Open(
+        uploads::TusStoreOptions{c.tus_dir, c.tus_expiration_ms, c.upload_fsync});
+    if (!tus) return Fail(tus.status());
+    tus_store = std::move(*tus);
+    tus_sweeper = std::make_unique<uploads::TusSweeper>(tus_store.get(), c.tus_sweep_interval_ms);
+    tus_sweeper->Start();
+    http::ServerDeps deps{backends->store.get(), backends->blobs.get(), backends->queue.get(),
+                          user_limits.get(), &events};
+    deps.tus = tus_store.get();
+    server = std::make_unique<http::Server>(std::move(settings), deps);
     auto port = server->Start();
     if (!port) return Fail(port.status());
     std::string host = c.bind_address == "0.0.0.0" ? "localhost" : c.bind_address;
@@ -337,6 +348,7 @@ int Serve(const Config& c, bool api, bool work, const std::string& banner_token)
   if (heartbeat) heartbeat->Stop();
   if (metrics_server) metrics_server->Stop();
   sweeper.Stop();
+  if (tus_sweeper) tus_sweeper->Stop();
   watcher.join();
   spdlog::info("conveyor: stopped");
   return 0;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "app/tus_client.h"
 #include "http/auth.h"
 
 namespace conveyor::app {
@@ -147,6 +148,11 @@ class Upload final : public UploadCommand {
     sub_->add_option("--message", message_, "accompanying message");
     sub_->add_flag("--wait", wait_, "follow each job (push channel) until it is completed or failed");
     sub_->add_flag("--json", json_, "print one JSON object per file on stdout, nothing else");
+    sub_->add_flag("--resumable", resumable_,
+                   "upload with tus (resumable): run the same command again after an "
+                   "interruption and only the rest is sent");
+    sub_->add_option("--limit-rate", limit_rate_, "send at most this many bytes per second (0: no limit)")
+        ->check(CLI::NonNegativeNumber);
     sub_->add_option("--url", url_, "API base URL (default http://localhost:$PORT)");
     sub_->add_option("--token", token_, "bearer token (default $CONVEYOR_TOKEN)");
     sub_->add_option("--user", user_, "user of a token minted with $JWT_SECRET")
@@ -195,6 +201,7 @@ class Upload final : public UploadCommand {
     FileJob job;
     job.file = file;
     if (tty_ && files_.size() > 1) std::fprintf(stderr, "%s\n", file.c_str());
+    if (resumable_) return SendResumable(std::move(job));
     Response r = Post(file);
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (r.status != 202 || !j.is_object()) {
@@ -204,6 +211,32 @@ class Upload final : public UploadCommand {
       return job;
     }
     job.job_id = j.value("/data/jobId"_json_pointer, std::string());
+    job.status = "pending";
+    if (!json_) {
+      std::printf("%s\n", job.job_id.c_str());
+      std::fflush(stdout);
+    }
+    return job;
+  }
+
+  // Uploads one file with tus (tus_client.h), resuming a remembered upload.
+  FileJob SendResumable(FileJob job) {
+    TusClientOptions o;
+    o.base_url = url_;
+    o.token = token_;
+    o.session_id = session_;
+    o.message = message_;
+    o.progress = tty_;
+    o.max_send_bytes_per_s = limit_rate_;
+    o.connect_timeout_s = kConnectTimeoutS;
+    TusClientResult r = TusUploadFile(o, job.file);
+    if (r.job_id.empty()) {
+      job.status = "refused";
+      job.error = r.error;
+      std::fprintf(stderr, "conveyor upload: %s: %s\n", job.file.c_str(), job.error.c_str());
+      return job;
+    }
+    job.job_id = r.job_id;
     job.status = "pending";
     if (!json_) {
       std::printf("%s\n", job.job_id.c_str());
@@ -297,6 +330,9 @@ class Upload final : public UploadCommand {
     curl_mime_name(part, "file");
     curl_mime_filedata(part, file.c_str());  // streamed from disk
     curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
+    if (limit_rate_ > 0) {
+      curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, static_cast<curl_off_t>(limit_rate_));
+    }
     auto last = std::chrono::steady_clock::time_point{};
     if (tty_) {
       curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -342,6 +378,8 @@ class Upload final : public UploadCommand {
   std::string session_, message_, url_, token_, user_ = "cli";
   bool wait_ = false;
   bool json_ = false;
+  bool resumable_ = false;
+  int64_t limit_rate_ = 0;  // bytes per second; 0: no limit
   bool tty_ = false;
 };
 

@@ -1,6 +1,7 @@
 // File: app/upload_command.h
 //
-// `conveyor upload FILE... --session S [--message M] [--wait] [--json]`: a
+// `conveyor upload FILE... --session S [--message M] [--wait] [--json]
+// [--resumable] [--limit-rate BYTES]`: a
 // command-line client of the upload API. Streams each FILE as
 // multipart/form-data (libcurl reads it from disk; it is never held in
 // memory), with a progress bar on stderr when stderr is a terminal, and
@@ -10,6 +11,10 @@
 // its status JSON. With --json, stdout carries one JSON object per file and
 // nothing else: {"file","jobId","status"[,"result"|"error"]} (status
 // "refused" with the server's error when the upload was not accepted).
+// With --resumable each file goes with the tus protocol (tus_client.h): its
+// upload URL is remembered, and running the same command again after an
+// interruption sends only what the server does not hold yet. --limit-rate
+// caps the bytes sent per second.
 //
 // Server and credentials: --url (default http://localhost:$PORT), --token or
 // $CONVEYOR_TOKEN, or else a token minted for --user (default "cli") with

@@ -21,6 +21,11 @@ constexpr CodeStatus kSpecificStatus[] = {
     {"method_not_allowed", 405},
     {"body_too_slow", 408},
     {"too_many_connections", 503},
+    // The tus routes (tus_handler.cc).
+    {"tus_version_unsupported", 412},
+    {"upload_locked", 423},
+    {"checksum_mismatch", 460},
+    {"unsupported_media_type", 415},
 };
 
 struct ErrcMapping {

@@ -18,6 +18,7 @@
 #include "http/internal/query.h"
 #include "http/internal/routing.h"
 #include "http/internal/status_cache.h"
+#include "http/internal/tus_handler.h"
 #include "http/internal/upload_handler.h"
 #include "http/server.h"
 #include "queue/queue.h"
@@ -269,6 +270,12 @@ const std::vector<Route>& Routes() {
     {"GET",    "/api/chat/upload/status/:jobId",  UploadStatus, Auth::kUser,    Runs::kInlineFirst, 0,                "upload_status"},
     {"GET",    "/api/chat/upload/events/:jobId",  PushRoute{PushKind::kSse},       Auth::kUser, Runs::kInline, 0, "upload_events"},
     {"GET",    "/api/chat/upload/ws",             PushRoute{PushKind::kWebSocket}, Auth::kUser, Runs::kInline, 0, "upload_ws"},
+    // Resumable uploads, tus 1.0 (tus_handler.h).
+    {"OPTIONS", "/api/chat/upload/tus",           TusOptions,   Auth::kUser,    Runs::kInline,      0,                "tus_options"},
+    {"POST",   "/api/chat/upload/tus",            TusCreate,    Auth::kUser,    Runs::kPool,        kUploadBodyLimit, "tus_create"},
+    {"HEAD",   "/api/chat/upload/tus/:uploadId",  TusHead,      Auth::kUser,    Runs::kPool,        0,                "tus_head"},
+    {"PATCH",  "/api/chat/upload/tus/:uploadId",  TusPatch,     Auth::kUser,    Runs::kPool,        kUploadBodyLimit, "tus_patch"},
+    {"DELETE", "/api/chat/upload/tus/:uploadId",  TusDelete,    Auth::kUser,    Runs::kPool,        0,                "tus_delete"},
     {"GET",    "/api/chat/memory/search",         MemorySearch, Auth::kUser,    Runs::kPool,        0,                "memory_search"},
     {"GET",    "/api/openapi.json",               OpenApi,      Auth::kUser,    Runs::kInline,      0,                "openapi"},
     {"GET",    "/",                               WebIndex,     Auth::kNone,    Runs::kInline,      0,                "web"},

@@ -39,7 +39,8 @@
 // limit and keeps one spare descriptor, so even when descriptors run out a
 // new connection gets its 503 instead of silence. Idle keep-alive
 // connections close after keepalive_timeout_ms. Implementation: server.cc (listener, lifecycle),
-// session.cc (connections, the upload stream), routes.cc (the route table).
+// session.cc (connections, the upload stream), routes.cc (the route table),
+// tus_handler.cc (resumable uploads over ServerDeps::tus; internal/tus_handler.h).
 #pragma once
 
 #include <cstdint>
@@ -59,6 +60,9 @@ class Queue;
 class UserLimiter;
 struct RedisOptions;
 }  // namespace conveyor::queue
+namespace conveyor::uploads {
+class TusStore;
+}
 
 namespace conveyor::http {
 
@@ -132,6 +136,9 @@ struct ServerDeps {
   // Where the push routes read job events (the queue's events stream);
   // null: no push (those routes answer 503).
   const queue::RedisOptions* events = nullptr;
+  // Partial uploads of the tus routes (/api/chat/upload/tus, README
+  // "Resumable uploads (tus)"); null: those routes answer 404.
+  uploads::TusStore* tus = nullptr;
 };
 
 class Server {

@@ -218,6 +218,18 @@ struct Fill {
 
 }  // namespace
 
+// Request::fields over the Beast request whose header was read.
+class BeastFields final : public RequestFields {
+ public:
+  explicit BeastFields(const bhttp::request<bhttp::buffer_body>::header_type& h) : h_(h) {}
+  std::string_view Get(std::string_view name) const override {
+    return ToView(h_[beast::string_view(name.data(), name.size())]);
+  }
+
+ private:
+  const bhttp::request<bhttp::buffer_body>::header_type& h_;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(ServerContext& ctx, tcp::socket socket, uint64_t id, std::string client)
@@ -283,6 +295,7 @@ class Session : public std::enable_shared_from_this<Session> {
       SetIdle(false);
       request_start_ = std::chrono::steady_clock::now();
       request_id_.clear();
+      head_only_ = false;
       if (ec) {
         // After an answered error the rest of the request may still come.
         body_unread_ = true;
@@ -385,6 +398,10 @@ class Session : public std::enable_shared_from_this<Session> {
     r.content_length =
         framing_.kind == BodyFraming::kContentLength ? framing_.content_length : 0;
     r.start = start;
+    fields_.emplace(req.base());
+    r.fields = &*fields_;
+    // A HEAD answer has the fields a GET's would have, and no body.
+    head_only_ = req.method() == bhttp::verb::head;
 
     const bool has_body = body_unread_;
     // A response sent before the body was read ends the connection: closing
@@ -485,10 +502,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   HandlerEnv Env() {
-    return HandlerEnv{ctx_.deps.store,  ctx_.deps.queue,       ctx_.deps.blobs,
-                      ctx_.committer.get(), &ctx_.limiter,     ctx_.deps.user_limits,
-                      &ctx_.metrics,    &ctx_.settings,        &ctx_.status_cache,
-                      /*may_block=*/true};
+    HandlerEnv env{ctx_.deps.store,  ctx_.deps.queue,       ctx_.deps.blobs,
+                   ctx_.committer.get(), &ctx_.limiter,     ctx_.deps.user_limits,
+                   &ctx_.metrics,    &ctx_.settings,        &ctx_.status_cache,
+                   /*may_block=*/true};
+    env.tus = ctx_.deps.tus;
+    return env;
   }
 
   // A streaming route: size checks from the header, the route's start
@@ -523,6 +542,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     body_limit_ = body_limit;
     remaining_ = static_cast<int64_t>(r.content_length);
+    if (!r.chunked && r.content_length == 0) {
+      // No body (a tus creation without data): straight to the answer.
+      body_unread_ = false;
+      BodyConsumer& only = *consumer;
+      out_ = co_await FeedAndFinish(ctx_, only, {}, r.request_id);
+      co_return co_await SendOut(route.name, keep_alive);
+    }
     if (r.chunked) {
       ChunkedLimits limits;
       limits.max_line_bytes = static_cast<size_t>(st.max_chunk_line_bytes);
@@ -542,7 +568,16 @@ class Session : public std::enable_shared_from_this<Session> {
     int cur = 0;
     Fill f = co_await FillBuffer(bufs[cur], r.chunked);
     for (;;) {
-      if (f.error != FillError::kNone) co_return co_await BodyReadFailed(f, r, route);
+      if (f.error != FillError::kNone) {
+        if ((f.error == FillError::kSocket || f.error == FillError::kTooSlow) && f.n > 0 &&
+            consumer->FeedsCutOffBody()) {
+          // What did arrive is kept (a tus PATCH): one last Feed.
+          BodyConsumer* c = consumer.get();
+          std::string_view got(bufs[cur], f.n);
+          (void)co_await OnPool(ctx_, [c, got] { return c->Feed(got); });
+        }
+        co_return co_await BodyReadFailed(f, r, route);
+      }
       std::string_view chunk(bufs[cur], f.n);
       if (f.done) {
         // The last buffer and the answer in one pool task.
@@ -752,6 +787,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (request_id_.empty()) request_id_ = NewRequestId(ctx_);
     FormatHead(resp, keep_alive, request_id_, &head_);
     body_ = std::move(resp.body);
+    if (head_only_) body_.clear();  // its length was announced all the same
     // Head and body go out in one gathered write.
     std::array<net::const_buffer, 2> bufs = {net::buffer(head_), net::buffer(body_)};
     stream_.expires_after(std::chrono::milliseconds(ctx_.settings.body_idle_timeout_ms));
@@ -775,10 +811,13 @@ class Session : public std::enable_shared_from_this<Session> {
                          std::string* out) {
     out->clear();
     out->append("HTTP/1.1 ").append(std::to_string(resp.status)).append(" ");
-    auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(resp.status));
+    // 460 is tus's own status (checksum mismatch), unknown to Beast.
+    auto reason = resp.status == 460
+                      ? beast::string_view("Checksum Mismatch")
+                      : bhttp::obsolete_reason(static_cast<bhttp::status>(resp.status));
     out->append(reason.data(), reason.size());
     out->append("\r\nServer: conveyor\r\nX-Request-Id: ").append(request_id);
-    out->append("\r\nContent-Type: ").append(resp.content_type);
+    if (!resp.content_type.empty()) out->append("\r\nContent-Type: ").append(resp.content_type);
     if (resp.status == 401) out->append("\r\nWWW-Authenticate: Bearer");
     if (resp.retry_after_s >= 0) {
       out->append("\r\nRetry-After: ").append(std::to_string(resp.retry_after_s));
@@ -786,7 +825,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!resp.extra_headers.empty()) out->append("\r\n").append(resp.extra_headers);
     // HTTP/1.1 connections persist by default; only a close is announced.
     if (!keep_alive) out->append("\r\nConnection: close");
-    out->append("\r\nContent-Length: ").append(std::to_string(resp.body.size()));
+    // A 204 has no body and announces none (RFC 9110 §8.6).
+    if (resp.status != 204) out->append("\r\nContent-Length: ").append(std::to_string(resp.body.size()));
     out->append("\r\n\r\n");
   }
 
@@ -852,6 +892,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<char[]> bufs_[2];
   RequestFraming framing_;                 // of the current request (CheckHead)
   std::string request_id_;                 // of the current request ("" until known)
+  std::optional<BeastFields> fields_;      // its header fields (Request::fields)
+  bool head_only_ = false;                 // a HEAD request: the answer has no body
   std::chrono::steady_clock::time_point request_start_;  // its header was read
   bool body_unread_ = false;               // body bytes of it may still come
   std::optional<ChunkedDecoder> chunked_;  // the current chunked body

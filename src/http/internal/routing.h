@@ -40,7 +40,8 @@ class UserLimiter;
 }  // namespace conveyor::queue
 namespace conveyor::uploads {
 class GroupCommitter;
-}
+class TusStore;
+}  // namespace conveyor::uploads
 
 namespace conveyor::http {
 
@@ -48,6 +49,15 @@ struct ServerSettings;
 class Metrics;
 class RateLimiter;
 class StatusCache;
+
+// The request's header fields, for the few handlers that read more than
+// Request carries (the tus routes). Valid while the request is served.
+class RequestFields {
+ public:
+  virtual ~RequestFields() = default;
+  // The value of field `name` (case-insensitive), "" when absent.
+  virtual std::string_view Get(std::string_view name) const = 0;
+};
 
 struct Request {
   std::string_view method;          // "GET"
@@ -62,6 +72,11 @@ struct Request {
   uint64_t content_length = 0;      // Content-Length (0 when chunked or absent)
   // When the request header had been read (for the upload duration metric).
   std::chrono::steady_clock::time_point start;
+  const RequestFields* fields = nullptr;  // every header field (null in unit tests)
+
+  std::string_view Field(std::string_view name) const {
+    return fields != nullptr ? fields->Get(name) : std::string_view();
+  }
 };
 
 struct Response {
@@ -70,9 +85,9 @@ struct Response {
   std::string_view content_type = "application/json";
   int64_t retry_after_s = -1;  // >= 0: send Retry-After
   // More header fields, written as they are: "Name: value" lines joined by
-  // "\r\n", without a final one. Static text only (e.g. the web page's
-  // Content-Security-Policy).
-  std::string_view extra_headers;
+  // "\r\n", without a final one (the web page's Content-Security-Policy,
+  // the tus routes' Upload-Offset...). An empty content_type sends none.
+  std::string extra_headers;
 };
 
 // What handlers may use. Pointers are never null (ServerDeps are required).
@@ -91,6 +106,9 @@ struct HandlerEnv {
   // False while a kInlineFirst handler runs on the strand: it must not block
   // and answers NeedsPool() when it would have to.
   bool may_block = true;
+  // Partial uploads of the tus routes (uploads/tus_store.h); null: those
+  // routes answer 404.
+  uploads::TusStore* tus = nullptr;
 };
 
 // Response::status of NeedsPool(): never sent.
@@ -124,6 +142,12 @@ class BodyConsumer {
   // done); the session keeps the consumer alive and the connection waiting
   // until then.
   virtual void Finish(std::function<void(Response)> done) = 0;
+
+  // Whether the bytes that arrived before a body was cut off (the client
+  // went away, fell silent or too slow) still go to Feed, whose answer is
+  // then ignored, before the consumer is destroyed. A resumable upload keeps
+  // them; the default drops them unread.
+  virtual bool FeedsCutOffBody() const { return false; }
 };
 
 // What a StreamHandler returns: the body's consumer, or a response that
