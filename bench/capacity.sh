@@ -9,7 +9,8 @@
 #   - Redis: commands by name, CPU ms of redis-server, bytes in and out;
 #   - PostgreSQL: transactions committed, rows written, WAL bytes, CPU ms of
 #     every PostgreSQL process;
-#   - S3 (--s3): requests by method, from s3rver's log;
+#   - S3 (--s3): requests by method and kind, from the S3 server's log
+#     (tests/interop/s3_server.mjs: s3rver, locked in tests/interop);
 #   - CPU ms of the API process and of the worker with its parser children.
 #
 #   bench/capacity.sh [--n N] [--concurrency C] [--users U] [--s3]
@@ -98,10 +99,10 @@ export RATE_LIMIT_PER_MINUTE=0 UPLOADS_IN_FLIGHT_PER_USER=0 WORKER_CONCURRENCY=4
 if [ "$S3" = 1 ]; then
   S3_PORT=$(free_port)
   mkdir -p "$WORK/s3"
-  node "$ROOT/tests/interop/node_modules/s3rver/bin/s3rver.js" -d "$WORK/s3" -a 127.0.0.1 \
-    -p "$S3_PORT" --configure-bucket capacity > "$WORK/s3rver.log" 2>&1 &
+  S3_REQUEST_LOG=1 node "$ROOT/tests/interop/s3_server.mjs" "$S3_PORT" "$WORK/s3" capacity \
+    > "$WORK/s3rver.log" 2>&1 &
   PID[s3rver]=$!
-  await 30 curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"
+  await 30 grep -q '^ready' "$WORK/s3rver.log"
   export STORAGE_URL=s3://capacity/uploads S3_ENDPOINT=http://127.0.0.1:$S3_PORT S3_REGION=us-east-1
   export S3_ACCESS_KEY_ID=S3RVER S3_SECRET_ACCESS_KEY=S3RVER S3_FORCE_PATH_STYLE=true
 fi
@@ -195,6 +196,5 @@ echo "api: cpu $(cpu_ms apicpu) ms per upload; worker (with parser children): cp
 if [ "$S3" = 1 ]; then
   echo "s3 requests per upload+job:"
   tail -n +"$(( $(cat "$WORK/s3.a") + 1 ))" "$WORK/s3rver.log" |
-    sed -n 's/.*\b\(GET\|PUT\|POST\|DELETE\|HEAD\) \/[^ ]*\(?[a-zA-Z-]*\)\{0,1\}.*/\1\2/p' |
-    sort | uniq -c | awk -v n="$accepted" '{printf "  %-24s %6.2f\n", $2, $1 / n}'
+    sed -n 's/^s3 //p' | sort | uniq -c | awk -v n="$accepted" '{printf "  %-6s %-32s %6.2f\n", $2, $3, $1 / n}'
 fi

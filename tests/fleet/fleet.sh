@@ -4,7 +4,8 @@
 # Two API processes and two workers, each with a private DATA_DIR and
 # TMPDIR, share only PostgreSQL, Redis (a master and a replica watched by
 # three sentinels; every process finds the master through REDIS_SENTINELS)
-# and an S3 server (s3rver, from tests/interop's locked npm packages; blobs
+# and an S3 server (s3rver, from tests/interop's locked npm packages, through
+# tests/interop/s3_server.mjs; blobs
 # under STORAGE_URL=s3://fleet/uploads). Then:
 #   - USERS clients upload SMALL small files each, alternating between the
 #     two APIs, while one client uploads a BIG_MIB file to the second API and
@@ -42,9 +43,9 @@ done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${CONVEYOR_BIN:-$ROOT/build/src/app/conveyor}
-S3RVER=$ROOT/tests/interop/node_modules/s3rver/bin/s3rver.js
+S3SERVER=$ROOT/tests/interop/s3_server.mjs
 [ -x "$BIN" ] || { echo "fleet: no conveyor binary at $BIN (build target conveyor)" >&2; exit 2; }
-[ -f "$S3RVER" ] || { echo "fleet: s3rver is missing (npm ci in tests/interop)" >&2; exit 2; }
+[ -d "$ROOT/tests/interop/node_modules/s3rver" ] || { echo "fleet: s3rver is missing (npm ci in tests/interop)" >&2; exit 2; }
 for tool in redis-server redis-sentinel redis-cli curl jq node psql python3; do
   command -v "$tool" >/dev/null || { echo "fleet: $tool is required" >&2; exit 2; }
 done
@@ -184,16 +185,20 @@ sentinels_agree() {
 }
 await 30 sentinels_agree || fail "the sentinels do not name the master"
 
-# ---- S3 (s3rver: checks SigV4 signatures of its default key S3RVER/S3RVER) ------
+# ---- S3 (s3rver with the multipart calls it lacks: tests/interop/s3_server.mjs) --
 S3_PORT=$(free_port)
-node "$S3RVER" -d "$WORK/s3" -a 127.0.0.1 -p "$S3_PORT" --configure-bucket fleet --silent \
-  >> "$LOGS/s3rver.log" 2>&1 &
+node "$S3SERVER" "$S3_PORT" "$WORK/s3" fleet >> "$LOGS/s3rver.log" 2>&1 &
 PID[s3rver]=$!
-s3_up() { curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"; }
+s3_up() { grep -q '^ready' "$LOGS/s3rver.log"; }
 await 30 s3_up || { tail "$LOGS/s3rver.log" >&2; fail "s3rver did not start"; }
 s3_keys() {  # number of objects in the bucket
   curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" \
     "http://127.0.0.1:$S3_PORT/fleet?list-type=2" | sed -n 's:.*<KeyCount>\([0-9]*\)</KeyCount>.*:\1:p'
+}
+
+s3_uploads() {  # multipart uploads in progress
+  curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" \
+    "http://127.0.0.1:$S3_PORT/fleet?uploads" | grep -o '<Upload>' | wc -l
 }
 
 # ---- conveyor ------------------------------------------------------------------
@@ -368,11 +373,13 @@ done
 # ---- nothing left behind -------------------------------------------------------------
 bucket_empty() { [ "$(s3_keys)" = 0 ]; }
 await 60 bucket_empty || fail "objects are left in the bucket: $(s3_keys)"
+[ "$(s3_uploads)" = 0 ] || fail "multipart uploads are left in the bucket: $(s3_uploads)"
 no_host_files() { [ -z "$(find "$WORK"/api? "$WORK"/worker? -type f 2>/dev/null | head -1)" ]; }
 await 30 no_host_files || fail "files are left on a host: $(find "$WORK"/api? "$WORK"/worker? -type f | head)"
 
 echo "fleet: accepted=$accepted completed=$completed killed_jobs=1 big_upload_mib=$BIG_MIB" \
-  "big_rss_growth_mib=$growth_mib status_checks=$accepted searches=$searches bucket_objects=0 host_files=0"
+  "big_rss_growth_mib=$growth_mib status_checks=$accepted searches=$searches bucket_objects=0" \
+  "multipart_uploads=0 host_files=0"
 limit_mib=$(( 4 * (S3_PART_SIZE >> 20) + 32 ))
 [ "$growth_mib" -le "$limit_mib" ] || fail "api2 grew by $growth_mib MiB during the big upload (limit $limit_mib)"
 echo "fleet: PASS"

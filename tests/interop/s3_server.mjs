@@ -9,7 +9,9 @@
 // which conveyor's storage sweeper and its writer's abort use. The two are
 // added here, in front of s3rver's router, on its own store: an upload is its
 // directory there (the object key in its "key" file), aborted by removing it.
-// Prints "ready" once listening.
+// Prints "ready" once listening; with S3_REQUEST_LOG=1 in the environment,
+// then one line per request: "s3 <METHOD> <bucket|object>[?<query names>]"
+// (bench/capacity.sh counts them).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import S3rver from 's3rver';
@@ -58,6 +60,10 @@ server.middleware.unshift(async (ctx, next) => {
   const parts = url.pathname.split('/').filter(p => p !== '');
   const bucketName = parts.length ? decodeURIComponent(parts[0]) : '';
   const key = parts.slice(1).map(decodeURIComponent).join('/');
+  if (process.env.S3_REQUEST_LOG === '1') {
+    const names = [...new Set(url.searchParams.keys())].sort().join('&');
+    console.log(`s3 ${ctx.method} ${parts.length > 1 ? 'object' : 'bucket'}${names ? '?' + names : ''}`);
+  }
   if (ctx.method === 'GET' && parts.length === 1 && url.searchParams.has('uploads')) {
     const prefix = url.searchParams.get('prefix') || '';
     const uploads = (await uploadsOf(bucketName)).filter(u => u.key.startsWith(prefix));
