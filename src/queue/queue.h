@@ -31,10 +31,26 @@
 
 namespace conveyor::queue {
 
+// A Redis server or sentinel.
+struct RedisAddress {
+  std::string host;
+  int port = 0;
+  bool operator==(const RedisAddress&) const = default;
+};
+
 struct RedisOptions {
   std::string host = "localhost";
   int port = 6379;
-  std::string password;           // empty: no AUTH
+  std::string password;           // empty: no AUTH (of the master, with sentinels)
+  // Redis Sentinel. When `sentinels` is not empty, host and port are not
+  // used: every connection asks these sentinels for the master named
+  // `sentinel_master`, checks with ROLE that it is one, and follows a
+  // failover by asking again whenever its connection breaks, times out or
+  // meets a replica's READONLY (internal/failover.h).
+  std::vector<RedisAddress> sentinels;
+  std::string sentinel_master;
+  std::string sentinel_password;  // AUTH of the sentinels; empty: none
+  int sentinel_timeout_ms = 1000;  // connect, and reply, per sentinel asked
   int connect_timeout_ms = 2000;  // per connection attempt
   int command_timeout_ms = 5000;  // per non-blocking command
   std::string prefix = "bull";    // BullMQ key prefix
