@@ -14,20 +14,33 @@
 #
 # Several clients upload small files steadily. After --before seconds the
 # master is SIGKILLed; the run goes on until the sentinels have promoted the
-# replica and the clients have uploaded for --after seconds more. Answers
+# replica and the clients have uploaded for --after seconds more. Then the
+# old master is started again (the sentinels make it a replica) and
+# SENTINEL FAILOVER promotes it back, demoting the live master: --after
+# seconds more of uploads. Answers
 # other than 202 are allowed (not accepted, never promised); every upload
 # that got a 202 must then reach `completed`, including the jobs the old
 # master took and never replicated, and those whose add failed during the
 # failover: their rows are pending and the worker's reconciler re-adds
 # them. Prints
-#   failover: accepted=N (before=N during=N after=N) refused=N completed=N
-#             not_queued=N readded=N lost_by_replication=N
-#   failover: sentinels_promoted_ms=N first_queued_upload_ms=N last_unqueued_upload_ms=N
-#             all_completed_ms=N
-# (times from the SIGKILL) and exits non-zero unless every accepted upload
-# completed, the replica became the master, uploads after the failover were
-# queued straight to it (the API follows), the worker's blocking connection
-# waits on it (BZPOPMIN) and the API's events reader read it again (XREAD).
+#   failover: accepted=N (before=N during=N after=N after_second=N) refused=N
+#             completed=N not_queued=N readded=N lost_by_replication=N
+#   failover: sentinels_promoted_ms=N first_queued_upload_ms=N
+#             last_unqueued_upload_ms=N all_completed_ms=N
+#             api_followed_ms=N worker_followed_ms=N         (from the SIGKILL)
+#   failover: second (manual) failover: sentinels_named_ms=N api_followed_ms=N
+#             worker_followed_ms=N demoted_became_replica_ms=N (from SENTINEL FAILOVER)
+#             queued_at_once_after=N role_refusals=N failover_replies=N
+#             bzpopmin_on_final_master=N xread_resumed=N
+# and exits non-zero unless every accepted upload completed, the replica
+# became the master, uploads after each failover were queued straight to the
+# new master (the API follows), the worker's blocking connection waits on
+# the final master (BZPOPMIN), the API's events reader read Redis again
+# after a gap (XREAD), and the API and the worker left the demoted master
+# before the sentinels made it a replica. not_queued: uploads whose job add failed (logged by
+# the API), readded: jobs the worker's reconciler added again,
+# lost_by_replication: re-added ones the API had queued (the old master
+# took them and died or was demoted before passing them on).
 set -uo pipefail
 
 BEFORE=4
@@ -249,6 +262,29 @@ await 20 "the replica to say it is the master" \
   "rcli $REPLICA_PORT ROLE | head -1 | grep -q master" || exit 1
 log "sentinels promoted :$REPLICA_PORT after $((PROMOTED_MS - KILL_MS)) ms"
 sleep "$AFTER"  # load after the failover
+
+# ---- a second failover: the live master is demoted, not killed ---------------------
+# The old master comes back empty, as a master by its config; the sentinels
+# turn it into a replica of the new one. Then SENTINEL FAILOVER promotes it
+# again and demotes the live master: connections to the demoted node must
+# notice (closed by the sentinels, READONLY, or ROLE at connect) and follow.
+start_redis master "$MASTER_PORT"
+await 40 "the old master to rejoin as a synced replica" \
+  "rcli $MASTER_PORT INFO replication | grep -q 'master_link_status:up'" || exit 1
+SWITCH_MS=$(now_ms)
+await 40 "the sentinels to accept a manual failover" \
+  "scli ${SENTINEL_PORTS[0]} SENTINEL FAILOVER $MASTER_NAME | grep -q OK" || exit 1
+log "SENTINEL FAILOVER: demoting :$REPLICA_PORT"
+await 40 "the sentinels to promote the old master again" \
+  "[ \"\$(master_port_at ${SENTINEL_PORTS[0]})\" = $MASTER_PORT ]" || exit 1
+NAMED_MS=$(now_ms)
+# The demoted master takes writes until the sentinels make it a replica
+# (seconds later): the API and the worker must have left it before.
+await 30 "the demoted master to be a replica" \
+  "rcli $REPLICA_PORT ROLE | head -1 | grep -q slave" || exit 1
+SWITCHED_MS=$(now_ms)
+log "sentinels promoted :$MASTER_PORT after $((SWITCHED_MS - SWITCH_MS)) ms"
+sleep "$AFTER"  # load after the second failover
 touch "$WORK/stop"
 for p in "${CLIENT_PIDS[@]}"; do reap "$p" 30; done
 CLIENT_PIDS=()
@@ -270,16 +306,36 @@ DONE_MS=$(now_ms)
 # ---- verdict ---------------------------------------------------------------------
 # The worker's blocking connection (CLIENT SETNAME "<prefix>:<base64 name>")
 # waits on the new master, and the API's events reader read it again.
-rcli "$REPLICA_PORT" CLIENT LIST > "$WORK/clients.txt"
+rcli "$MASTER_PORT" CLIENT LIST > "$WORK/clients.txt"
 BZPOPMIN_ON_NEW=$(grep -c 'name=bull:.* cmd=bzpopmin' "$WORK/clients.txt")
 XREAD_AGAIN=$(grep -c 'push: events stream .* readable again' "$LOGS/api.log")
+# Informational: how the connections to the demoted master learnt it.
+NOT_MASTER=$(cat "$LOGS/api.log" "$LOGS/worker.log" | grep -c 'is not a master (ROLE')
+READONLY=$(cat "$LOGS/api.log" "$LOGS/worker.log" | grep -c "cannot take the queue's commands now")
 grep -o 'upload [0-9a-f-]*: recorded but not queued' "$LOGS/api.log" | awk '{print $2}' \
   | tr -d : | sort -u > "$WORK/not_queued.txt"
 grep -o 'reconciler re-added job [0-9a-f-]*' "$LOGS/worker.log" | awk '{print $4}' \
   | sort -u > "$WORK/readded.txt"
-python3 - "$WORK" "$KILL_MS" "$PROMOTED_MS" "$DONE_MS" "$BZPOPMIN_ON_NEW" "$XREAD_AGAIN" <<'EOF'
-import sys
-work, kill, promoted, done, bzpopmin, xread = sys.argv[1], *map(int, sys.argv[2:])
+python3 - "$WORK" "$KILL_MS" "$PROMOTED_MS" "$SWITCH_MS" "$NAMED_MS" "$SWITCHED_MS" "$DONE_MS" \
+  "$BZPOPMIN_ON_NEW" "$XREAD_AGAIN" "$NOT_MASTER" "$READONLY" "$REPLICA_PORT" "$MASTER_PORT" <<'EOF'
+import sys, re, datetime
+work = sys.argv[1]
+(kill, promoted, switch, named, switched, done, bzpopmin, xread, not_master, readonly,
+ replica_port, master_port) = map(int, sys.argv[2:])
+
+def learnt(role, port, after):
+    # When `role` learnt from the sentinels that `port` is the master (log time, ms).
+    for line in open(f"{work}/logs/{role}.log"):
+        m = re.match(r"\[(.{23})\] \[info\] redis: sentinel \S+ names \S+:(\d+) as master", line)
+        if not m or int(m.group(2)) != port:
+            continue
+        t = int(datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp() * 1000)
+        if t >= after:
+            return t
+    return None
+followed = {r: learnt(r, replica_port, kill) for r in ("api", "worker")}
+followed2 = {r: learnt(r, master_port, switch) for r in ("api", "worker")}
+ms = lambda t, since: t - since if t is not None else -1
 ups = [l.split() for l in open(f"{work}/uploads.txt")]
 rows = dict(l.split() for l in open(f"{work}/rows.txt"))
 not_queued = set(open(f"{work}/not_queued.txt").read().split())
@@ -287,38 +343,56 @@ readded = set(open(f"{work}/readded.txt").read().split())
 accepted = [(int(s), int(e), j) for s, e, c, j in ups if c == "202"]
 refused = [(int(s), c) for s, e, c, j in ups if c != "202"]
 before = sum(1 for s, e, j in accepted if e < kill)
-after = sum(1 for s, e, j in accepted if s > promoted)
-during = len(accepted) - before - after
+after = sum(1 for s, e, j in accepted if s > promoted and e < switch)
+after2 = sum(1 for s, e, j in accepted if s > switched)
+during = len(accepted) - before - after - after2
 completed = sum(1 for s, e, j in accepted if rows.get(j) == "completed")
 # Accepted before the kill, queued (no "not queued" line), yet re-added: the
 # old master took the job and never passed it to the replica.
 lost_by_replication = sorted(j for s, e, j in accepted if j in readded and j not in not_queued)
 # The API follows: uploads that started after the kill and were queued at once.
-queued_after = [e - kill for s, e, j in accepted if s > kill and j not in not_queued]
-unqueued = [e - kill for s, e, j in accepted if j in not_queued]
+queued_after = [e - kill for s, e, j in accepted if kill < s < switch and j not in not_queued]
+unqueued = [e - kill for s, e, j in accepted if j in not_queued and e < switch]
+queued_after2 = [e - switch for s, e, j in accepted if s > switched and j not in not_queued]
 codes = {}
 for s, c in refused:
     codes[c] = codes.get(c, 0) + 1
-print(f"failover: accepted={len(accepted)} (before={before} during={during} after={after}) "
+print(f"failover: accepted={len(accepted)} (before={before} during={during} after={after} "
+      f"after_second={after2}) "
       f"refused={len(refused)} {dict(sorted(codes.items()))} completed={completed} "
       f"not_queued={len(not_queued)} readded={len(readded)} "
       f"lost_by_replication={len(lost_by_replication)}")
 print(f"failover: sentinels_promoted_ms={promoted - kill} "
       f"first_queued_upload_ms={min(queued_after) if queued_after else -1} "
       f"last_unqueued_upload_ms={max(unqueued) if unqueued else -1} "
-      f"all_completed_ms={done - kill} bzpopmin_on_new_master={bzpopmin} xread_resumed={xread}")
+      f"all_completed_ms={done - kill} api_followed_ms={ms(followed['api'], kill)} "
+      f"worker_followed_ms={ms(followed['worker'], kill)}")
+print(f"failover: second (manual) failover: sentinels_named_ms={named - switch} "
+      f"api_followed_ms={ms(followed2['api'], switch)} "
+      f"worker_followed_ms={ms(followed2['worker'], switch)} "
+      f"demoted_became_replica_ms={switched - switch} "
+      f"queued_at_once_after={len(queued_after2)} "
+      f"role_refusals={not_master} failover_replies={readonly} "
+      f"bzpopmin_on_final_master={bzpopmin} xread_resumed={xread}")
 problems = []
 for s, e, j in accepted:
     if rows.get(j) != "completed":
         problems.append(f"accepted upload {j} is {rows.get(j, 'missing')}")
 if not_queued - readded:
     problems.append(f"{len(not_queued - readded)} unqueued uploads were never re-added")
-if before == 0 or after == 0:
-    problems.append(f"no uploads accepted {'before the kill' if before == 0 else 'after the failover'}")
+if before == 0 or after == 0 or after2 == 0:
+    problems.append(f"no uploads accepted before the kill or after a failover")
 if not [e for e in queued_after if e > promoted - kill]:
     problems.append("no upload after the failover was queued at once: the API did not follow")
+if not queued_after2:
+    problems.append("no upload after the second failover was queued at once")
+for role in ("api", "worker"):
+    if followed[role] is None or followed2[role] is None:
+        problems.append(f"the {role} never learnt a new master from the sentinels")
+    elif followed2[role] > switched:
+        problems.append(f"the {role} stayed on the demoted master until it became a replica")
 if bzpopmin < 1:
-    problems.append("no worker waits (BZPOPMIN) on the new master")
+    problems.append("no worker waits (BZPOPMIN) on the final master")
 if xread < 1:
     problems.append("the API's events reader did not read the new master (XREAD)")
 for p in problems[:20]:

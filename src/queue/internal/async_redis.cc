@@ -175,6 +175,12 @@ class AsyncRedis::Impl {
     }
     auto batch = std::make_shared<Batch>(
         Batch{calls, Replies(n, Result<RedisReply>(Unavailable(""))), n, std::move(done)});
+    if (current_ && resolver_->Moved(current_->endpoint, &generation_)) {
+      // The sentinels named another master: its calls still waiting fail
+      // (kUnavailable), these go to the new one.
+      last_error_ = Unavailable(Where() + " is no longer the master");
+      Drop();
+    }
     std::shared_ptr<Conn> conn = Ensure();
     for (size_t i = 0; i < n; ++i) {
       auto finish = [batch, i](Result<RedisReply> r) {
@@ -283,6 +289,8 @@ class AsyncRedis::Impl {
       last_error_ = Unavailable(Where() + " unreachable; next reconnect attempt pending");
       return nullptr;
     }
+    // Before asking: a change after the answer then shows in Moved().
+    generation_ = resolver_->generation();
     auto master = resolver_->Master();
     if (!master) {
       last_error_ = master.status();
@@ -430,6 +438,7 @@ class AsyncRedis::Impl {
   const RedisOptions options_;
   const std::shared_ptr<MasterResolver> resolver_;
   RedisAddress endpoint_;  // of the live connection, or the last one tried (I/O thread)
+  uint64_t generation_ = 0;  // the resolver's, seen when it connected (Moved)
   asio::io_context io_;
   asio::steady_timer timer_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;

@@ -92,10 +92,27 @@ MasterResolver::MasterResolver(const RedisOptions& options)
       timeout_ms_(std::max(options.sentinel_timeout_ms, 1)),
       sentinels_(options.sentinels) {}
 
+MasterResolver::~MasterResolver() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+}
+
 Result<RedisAddress> MasterResolver::Master() {
   if (!follows_) return fixed_;
   std::lock_guard lock(mu_);
+  if (!poller_.joinable() && !stopping_) poller_ = std::thread([this] { Poll(); });
   if (known_) return master_;
+  auto master = AskSentinels();
+  if (!master) return master.status();
+  Learn(*master);
+  return master_;
+}
+
+Result<RedisAddress> MasterResolver::AskSentinels() {
   std::string errors;
   for (size_t i = 0; i < sentinels_.size(); ++i) {
     auto master = AskSentinel(sentinels_[i]);
@@ -106,15 +123,41 @@ Result<RedisAddress> MasterResolver::Master() {
     // The sentinel that answered is asked first from now on.
     std::rotate(sentinels_.begin(), sentinels_.begin() + static_cast<ptrdiff_t>(i),
                 sentinels_.begin() + static_cast<ptrdiff_t>(i) + 1);
-    if (!(*master == master_)) {
-      spdlog::info("redis: sentinel {} names {} as master {}", Text(sentinels_[0]),
-                   Text(*master), master_name_);
-    }
-    master_ = *master;
-    known_ = true;
-    return master_;
+    return master;
   }
   return Unavailable("redis master " + master_name_ + ": no sentinel named it (" + errors + ")");
+}
+
+void MasterResolver::Learn(const RedisAddress& master) {
+  if (!(master == master_)) {
+    spdlog::info("redis: sentinel {} names {} as master {}", Text(sentinels_[0]), Text(master),
+                 master_name_);
+    master_ = master;
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  known_ = true;
+}
+
+void MasterResolver::Poll() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (stop_cv_.wait_for(lock, std::chrono::milliseconds(kSentinelPollMs),
+                          [&] { return stopping_; })) {
+      return;
+    }
+    // Under mu_: a connection that needs the master meanwhile waits for
+    // this answer rather than asking on its own.
+    auto master = AskSentinels();
+    if (master) Learn(*master);
+  }
+}
+
+bool MasterResolver::Moved(const RedisAddress& at, uint64_t* seen) {
+  const uint64_t now = generation();
+  if (now == *seen) return false;
+  *seen = now;
+  std::lock_guard lock(mu_);
+  return known_ && !(master_ == at);
 }
 
 void MasterResolver::Invalidate(const RedisAddress& master) {

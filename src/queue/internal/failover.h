@@ -12,7 +12,11 @@
 // MasterResolver asks them in turn (`SENTINEL get-master-addr-by-name`, the
 // sentinel that answered moves to the front, as the Sentinel client guide
 // asks), caches the answer and shares it with every connection of the
-// process that uses the same sentinels and master name. A connection then:
+// process that uses the same sentinels and master name. While it is in use,
+// a thread of its own asks them again every kSentinelPollMs, so that a
+// failover that breaks no connection (SENTINEL FAILOVER, or any failover
+// while the demoted master keeps its clients until the sentinels turn it
+// into a replica, seconds later) is noticed too. A connection then:
 //   - checks with ROLE, right after AUTH, that the node it reached is a
 //     master (a demoted master, or a replica the sentinels have not yet
 //     promoted, is not) and gives up on it otherwise;
@@ -21,7 +25,11 @@
 //     connection: the call fails with kUnavailable and the socket is closed;
 //   - on every lost connection, timeout or such reply, calls Invalidate, so
 //     that its next attempt (after ReconnectBackoff's wait) asks the
-//     sentinels again, and reloads the scripts on the new master.
+//     sentinels again, and reloads the scripts on the new master;
+//   - before each command, checks Moved(): when the sentinels have named
+//     another master since it connected, it closes its connection (calls
+//     waiting on it fail with kUnavailable) and the command goes to the new
+//     master.
 // Calls are never resent here: a lost reply may hide an applied write.
 //
 // Threads: MasterResolver is thread-safe; Master() may block for up to
@@ -29,12 +37,15 @@
 // connection owns one).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -44,6 +55,8 @@ namespace conveyor::queue::internal {
 
 inline constexpr int64_t kReconnectBackoffMinMs = 50;
 inline constexpr int64_t kReconnectBackoffMaxMs = 2000;
+// How often a resolver in use asks the sentinels whether the master moved.
+inline constexpr int64_t kSentinelPollMs = 1000;
 
 struct RedisReply;
 
@@ -81,6 +94,10 @@ class MasterResolver {
   static std::shared_ptr<MasterResolver> For(const RedisOptions& options);
 
   explicit MasterResolver(const RedisOptions& options);
+  // Stops the polling thread.
+  ~MasterResolver();
+  MasterResolver(const MasterResolver&) = delete;
+  MasterResolver& operator=(const MasterResolver&) = delete;
 
   // True with sentinels: connections then check ROLE and fail over.
   bool follows_sentinels() const { return follows_; }
@@ -97,6 +114,14 @@ class MasterResolver {
   // address, the next Master() asks the sentinels again.
   void Invalidate(const RedisAddress& master);
 
+  // The number of times the master changed; a connection keeps the value
+  // it saw when it connected, for Moved.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  // True when the sentinels named a master other than `at` since `*seen`
+  // (a generation); updates `*seen`. One atomic load when nothing changed.
+  bool Moved(const RedisAddress& at, uint64_t* seen);
+
   // OK when `role` (the reply to ROLE) says master; else kUnavailable
   // naming `at` and the role it reported.
   static Status CheckRole(const RedisReply& role, const RedisAddress& at);
@@ -106,6 +131,17 @@ class MasterResolver {
 
  private:
   Result<RedisAddress> AskSentinel(const RedisAddress& sentinel) const;
+  // The sentinels' answer, each asked in turn (the one that answers moves
+  // to the front). Called with mu_ held.
+  Result<RedisAddress> AskSentinels();
+  // Records `master` as the current answer (mu_ held).
+  void Learn(const RedisAddress& master);
+  void Poll();
+
+  std::atomic<uint64_t> generation_{0};
+  std::thread poller_;                   // started by the first Master()
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;                // guarded by mu_
 
   const RedisAddress fixed_;             // without sentinels
   const bool follows_;

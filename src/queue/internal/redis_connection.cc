@@ -79,6 +79,12 @@ Result<RedisReply> RedisConnection::CheckFailover(RedisReply reply) {
   return Unavailable(Where() + " cannot take the queue's commands now: " + reply.str);
 }
 
+void RedisConnection::LeaveIfMoved() {
+  if (ctx_ && resolver_->follows_sentinels() && resolver_->Moved(endpoint_, &generation_)) {
+    Disconnect();  // the next command connects to the new master
+  }
+}
+
 Result<RedisReply> RedisConnection::Setup(const std::vector<std::string>& argv, const char* what) {
   auto r = Run(argv, 0);
   if (!r) return r.status();
@@ -96,6 +102,8 @@ Result<void> RedisConnection::EnsureConnected() {
   if (!backoff_.TryStart(ReconnectBackoff::Clock::now())) {
     return Unavailable(Where() + " unreachable; next reconnect attempt pending");
   }
+  // Before asking: a change after the answer then shows in Moved().
+  generation_ = resolver_->generation();
   auto master = resolver_->Master();
   if (!master) return master.status();
   endpoint_ = *master;
@@ -148,6 +156,7 @@ Result<void> RedisConnection::EnsureConnected() {
 
 Result<RedisReply> RedisConnection::Run(const std::vector<std::string>& argv,
                                         int64_t extra_timeout_ms) {
+  LeaveIfMoved();
   if (!ctx_) {
     if (auto s = EnsureConnected(); !s) return s.status();
   }
@@ -209,6 +218,7 @@ Result<RedisReply> RedisConnection::Eval(const Script& script,
 std::vector<Result<RedisReply>> RedisConnection::EvalPipeline(const std::vector<EvalCall>& calls) {
   std::vector<Result<RedisReply>> out;
   out.reserve(calls.size());
+  LeaveIfMoved();
   if (auto s = EnsureConnected(); !s) {
     for (size_t i = 0; i < calls.size(); ++i) out.push_back(s.status());
     return out;

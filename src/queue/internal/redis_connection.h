@@ -100,12 +100,15 @@ class RedisConnection {
   Status DropWithError(const std::string& what);
   // With sentinels: a failover error reply drops the connection (kUnavailable).
   Result<RedisReply> CheckFailover(RedisReply reply);
+  // With sentinels: closes a connection to a master the sentinels replaced.
+  void LeaveIfMoved();
   void Disconnect();
   std::string Where() const { return resolver_->Describe(endpoint_); }
 
   RedisOptions options_;
   std::shared_ptr<MasterResolver> resolver_;
   RedisAddress endpoint_;  // of the live connection, or the last one tried
+  uint64_t generation_ = 0;  // the resolver's, seen when it connected (Moved)
   redisContext* ctx_ = nullptr;
   ReconnectBackoff backoff_;
 };
