@@ -264,11 +264,12 @@ log "sentinels promoted :$REPLICA_PORT after $((PROMOTED_MS - KILL_MS)) ms"
 sleep "$AFTER"  # load after the failover
 
 # ---- a second failover: the live master is demoted, not killed ---------------------
-# The old master comes back empty, as a master by its config; the sentinels
-# turn it into a replica of the new one. Then SENTINEL FAILOVER promotes it
-# again and demotes the live master: connections to the demoted node must
-# notice (closed by the sentinels, READONLY, or ROLE at connect) and follow.
-start_redis master "$MASTER_PORT"
+# The old master comes back as a replica of the new one (as an operator
+# would restart it). Then SENTINEL FAILOVER promotes it again and demotes
+# the live master, which keeps its clients and takes writes until the
+# sentinels make it a replica, seconds later: the API and the worker must
+# leave it as soon as the sentinels name the new master.
+start_redis master "$MASTER_PORT" "$REPLICA_PORT"
 await 40 "the old master to rejoin as a synced replica" \
   "rcli $MASTER_PORT INFO replication | grep -q 'master_link_status:up'" || exit 1
 SWITCH_MS=$(now_ms)
