@@ -14,7 +14,8 @@
 // on one connection). Never call them on a socket-serving thread.
 //
 // Errors: kUnavailable when Redis cannot be reached (after the connection's
-// timeout), kInvalidArgument for ids BullMQ refuses, kFailedPrecondition when
+// timeout) or, with Sentinel, while no master answers or a call met a node
+// that is no master (internal/failover.h), kInvalidArgument for ids BullMQ refuses, kFailedPrecondition when
 // a lock was lost (the job belongs to someone else now), kInternal for a
 // script reply that breaks the protocol.
 #pragma once
