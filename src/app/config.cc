@@ -192,7 +192,9 @@ const std::vector<Setting>& Table() {
          c.log_format = v;
          return OkStatus();
        }},
-      {"REDIS_HOST", "localhost", "Redis host of the queue (`dev` starts its own when neither it nor REDIS_SENTINELS is set)",
+      {"REDIS_HOST", "localhost",
+       "Redis host of the queue (`dev` starts its own when neither it nor REDIS_SENTINELS is "
+       "set)",
        [](const std::string& v, Config& c) -> Status {
          if (v.empty()) return InvalidArgument("REDIS_HOST must not be empty");
          c.redis_host = v;
