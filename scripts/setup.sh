@@ -15,7 +15,7 @@ APT_PACKAGES=(
   libssl-dev libjwt-dev libmagic-dev libpoppler-cpp-dev libarchive-dev libxml2-dev
   libtesseract-dev libleptonica-dev tesseract-ocr-eng libseccomp-dev
   libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server redis-tools postgresql wrk curl ca-certificates procps python3 prometheus
+  redis-server redis-tools redis-sentinel postgresql wrk curl ca-certificates procps python3 prometheus
   jq sqlite3
   nodejs npm chromium
 )

@@ -193,7 +193,9 @@ const std::vector<Setting>& Table() {
          c.log_format = v;
          return OkStatus();
        }},
-      {"REDIS_HOST", "localhost", "Redis host of the queue (`dev` starts its own when unset)",
+      {"REDIS_HOST", "localhost",
+       "Redis host of the queue (`dev` starts its own when neither it nor REDIS_SENTINELS is "
+       "set)",
        [](const std::string& v, Config& c) -> Status {
          if (v.empty()) return InvalidArgument("REDIS_HOST must not be empty");
          c.redis_host = v;
@@ -203,6 +205,22 @@ const std::vector<Setting>& Table() {
       {"REDIS_PORT", "6379", "Redis port", Int("REDIS_PORT", &Config::redis_port, 1, 65535)},
       {"REDIS_PASSWORD", "(none)", "Redis AUTH password",
        Str("REDIS_PASSWORD", &Config::redis_password, true)},
+      {"REDIS_SENTINELS", "(none)",
+       "Redis Sentinel: comma-separated host:port of the sentinels (port 26379 when left out); "
+       "the master is the one they name REDIS_SENTINEL_MASTER, followed through failovers; "
+       "REDIS_HOST and REDIS_PORT are then not used",
+       [](const std::string& v, Config& c) -> Status {
+         auto list = ParseHostPortList("REDIS_SENTINELS", v);
+         if (!list) return list.status();
+         c.redis_sentinels = std::move(*list);
+         return OkStatus();
+       }},
+      {"REDIS_SENTINEL_MASTER", "(none)",
+       "the master's name at the sentinels (required with REDIS_SENTINELS)",
+       Str("REDIS_SENTINEL_MASTER", &Config::redis_sentinel_master, false)},
+      {"REDIS_SENTINEL_PASSWORD", "(none)",
+       "AUTH password of the sentinels (their requirepass); REDIS_PASSWORD is the master's",
+       Str("REDIS_SENTINEL_PASSWORD", &Config::redis_sentinel_password, true)},
       {"QUEUE_PREFIX", "bull", "BullMQ key prefix", Str("QUEUE_PREFIX", &Config::queue_prefix, false)},
       {"QUEUE_NAME", "file-upload", "BullMQ queue name",
        Str("QUEUE_NAME", &Config::queue_name, false)},
@@ -378,6 +396,51 @@ const std::vector<Setting>& Table() {
 
 }  // namespace
 
+Result<std::vector<std::pair<std::string, int>>> ParseHostPortList(const std::string& name,
+                                                                  const std::string& list) {
+  constexpr int kDefaultSentinelPort = 26379;
+  std::vector<std::pair<std::string, int>> out;
+  if (list.find_first_not_of(" \t") == std::string::npos) return out;  // none
+  auto bad = [&](const std::string& item, const char* why) {
+    return InvalidArgument(name + ": \"" + item + "\" " + why +
+                           " (expected host:port[,host:port…])");
+  };
+  size_t at = 0;
+  while (at <= list.size()) {
+    size_t comma = list.find(',', at);
+    if (comma == std::string::npos) comma = list.size();
+    std::string item = list.substr(at, comma - at);
+    at = comma + 1;
+    const size_t b = item.find_first_not_of(" \t");
+    const size_t e = item.find_last_not_of(" \t");
+    item = b == std::string::npos ? "" : item.substr(b, e - b + 1);
+    if (item.empty()) return bad(item, "is an empty item");
+    std::string host = item;
+    std::string port_text;
+    if (item.front() == '[') {  // [IPv6]:port
+      const size_t close = item.find(']');
+      if (close == std::string::npos) return bad(item, "has no closing ]");
+      host = item.substr(1, close - 1);
+      const std::string rest = item.substr(close + 1);
+      if (!rest.empty() && rest.front() != ':') return bad(item, "has text after ]");
+      if (!rest.empty()) port_text = rest.substr(1);
+    } else if (const size_t colon = item.rfind(':'); colon != std::string::npos) {
+      if (item.find(':') != colon) return bad(item, "is an IPv6 address without brackets");
+      host = item.substr(0, colon);
+      port_text = item.substr(colon + 1);
+    }
+    if (host.empty()) return bad(item, "has no host");
+    int port = kDefaultSentinelPort;
+    if (!port_text.empty() || item.back() == ':') {
+      auto p = ParseInt(name, port_text, 1, 65535);
+      if (!p) return bad(item, "has no port in [1, 65535]");
+      port = static_cast<int>(*p);
+    }
+    out.emplace_back(std::move(host), port);
+  }
+  return out;
+}
+
 const std::vector<SettingDoc>& SettingsTable() {
   static const std::vector<SettingDoc> docs = [] {
     std::vector<SettingDoc> d;
@@ -409,6 +472,12 @@ Result<Config> LoadConfig(const GetEnv& getenv) {
   fallback("S3_REGION", {"AWS_REGION", "AWS_DEFAULT_REGION"}, &Config::s3_region);
   fallback("S3_ACCESS_KEY_ID", {"AWS_ACCESS_KEY_ID"}, &Config::s3_access_key_id);
   fallback("S3_SECRET_ACCESS_KEY", {"AWS_SECRET_ACCESS_KEY"}, &Config::s3_secret_access_key);
+  if (!c.redis_sentinels.empty() && c.redis_sentinel_master.empty()) {
+    return InvalidArgument("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the master's name)");
+  }
+  if (c.redis_sentinels.empty() && !c.redis_sentinel_master.empty()) {
+    return InvalidArgument("REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not");
+  }
   std::filesystem::path data = std::filesystem::absolute(c.data_dir).lexically_normal();
   c.data_dir = data.string();
   if (c.database_url.empty()) c.database_url = "sqlite://" + (data / "conveyor.db").string();

@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -61,6 +62,11 @@ struct Config {
   int redis_port = 6379;
   std::string redis_password;
   bool redis_host_set = false;             // REDIS_HOST given (dev starts its own otherwise)
+  // REDIS_SENTINELS: the sentinels (host, port) that name the master; when
+  // set, REDIS_HOST and REDIS_PORT are not used.
+  std::vector<std::pair<std::string, int>> redis_sentinels;
+  std::string redis_sentinel_master;       // the master's name at the sentinels
+  std::string redis_sentinel_password;     // AUTH of the sentinels
   std::string queue_prefix = "bull";
   std::string queue_name = "file-upload";
 
@@ -129,6 +135,11 @@ const std::vector<SettingDoc>& SettingsTable();
 // applies defaults and bounds. kInvalidArgument naming the variable and the
 // accepted range for a bad value.
 using GetEnv = std::function<std::optional<std::string>(const std::string&)>;
+
+// "host:port,host:port,…" (REDIS_SENTINELS): spaces around items ignored,
+// an IPv6 host in brackets ("[::1]:26379"), the port 26379 when left out.
+Result<std::vector<std::pair<std::string, int>>> ParseHostPortList(const std::string& name,
+                                                                  const std::string& list);
 Result<Config> LoadConfig(const GetEnv& getenv);
 
 // LoadConfig over the process environment.

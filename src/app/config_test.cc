@@ -107,6 +107,34 @@ TEST(Config, UploadLimitsAndPriorities) {
   EXPECT_NE(bad.status().message().find("UPLOAD_RESERVATION_S"), std::string::npos);
 }
 
+TEST(Config, SentinelsAreAListOfHostPortWithAMasterName) {
+  auto none = Load({{"DATA_DIR", "/tmp/cv"}});
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->redis_sentinels.empty());
+  auto c = Load({{"REDIS_SENTINELS", "10.0.0.1:26379, s2 ,[::1]:26380"},
+                 {"REDIS_SENTINEL_MASTER", "conveyor"},
+                 {"REDIS_SENTINEL_PASSWORD", "pw"}});
+  ASSERT_TRUE(c) << c.status().ToString();
+  using HostPort = std::pair<std::string, int>;
+  EXPECT_EQ(c->redis_sentinels, (std::vector<HostPort>{{"10.0.0.1", 26379},
+                                                       {"s2", 26379},
+                                                       {"::1", 26380}}));
+  EXPECT_EQ(c->redis_sentinel_master, "conveyor");
+  EXPECT_EQ(c->redis_sentinel_password, "pw");
+  for (const char* bad : {"a:1,,b:2", "a:0", "a:x", ":26379", "::1:26379", "[::1", "a:"}) {
+    auto r = Load({{"REDIS_SENTINELS", bad}, {"REDIS_SENTINEL_MASTER", "m"}});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.status().message().find("REDIS_SENTINELS"), std::string::npos) << bad;
+  }
+  // One without the other is a mistake, named at start-up.
+  auto no_master = Load({{"REDIS_SENTINELS", "s1:26379"}});
+  ASSERT_FALSE(no_master);
+  EXPECT_NE(no_master.status().message().find("REDIS_SENTINEL_MASTER"), std::string::npos);
+  auto no_sentinels = Load({{"REDIS_SENTINEL_MASTER", "m"}});
+  ASSERT_FALSE(no_sentinels);
+  EXPECT_NE(no_sentinels.status().message().find("REDIS_SENTINELS"), std::string::npos);
+}
+
 TEST(Config, BadValueNamesTheVariableAndRange) {
   for (auto [k, v] : std::map<std::string, std::string>{{"PORT", "http"},
                                                         {"PORT", "70000"},

@@ -77,6 +77,9 @@ queue::RedisOptions RedisOptionsFrom(const Config& c) {
   o.host = c.redis_host;
   o.port = c.redis_port;
   o.password = c.redis_password;
+  for (const auto& [host, port] : c.redis_sentinels) o.sentinels.push_back({host, port});
+  o.sentinel_master = c.redis_sentinel_master;
+  o.sentinel_password = c.redis_sentinel_password;
   o.prefix = c.queue_prefix;
   o.queue_name = c.queue_name;
   o.max_stalled_count = c.worker_max_stalled_count;
@@ -366,7 +369,7 @@ int RunWorker(Config c) { return Serve(c, false, true, ""); }
 int RunDev(Config c) {
   if (Status s = CreatePrivateDirs(c.data_dir); !s.ok()) return Fail(s);
   std::optional<RedisChild> redis;
-  if (!c.redis_host_set) {
+  if (!c.redis_host_set && c.redis_sentinels.empty()) {
     auto child = RedisChild::Start(c.data_dir + "/redis");
     if (!child) return Fail(child.status());
     redis.emplace(std::move(*child));

@@ -108,6 +108,9 @@ class QueueCommandImpl final : public QueueCommand {
     o.host = config.redis_host;
     o.port = config.redis_port;
     o.password = config.redis_password;
+    for (const auto& [host, port] : config.redis_sentinels) o.sentinels.push_back({host, port});
+    o.sentinel_master = config.redis_sentinel_master;
+    o.sentinel_password = config.redis_sentinel_password;
     o.prefix = config.queue_prefix;
     o.queue_name = config.queue_name;
     queue_label_ = o.prefix + ":" + o.queue_name;

@@ -14,7 +14,8 @@
 // on one connection). Never call them on a socket-serving thread.
 //
 // Errors: kUnavailable when Redis cannot be reached (after the connection's
-// timeout), kInvalidArgument for ids BullMQ refuses, kFailedPrecondition when
+// timeout) or, with Sentinel, while no master answers or a call met a node
+// that is no master (internal/failover.h), kInvalidArgument for ids BullMQ refuses, kFailedPrecondition when
 // a lock was lost (the job belongs to someone else now), kInternal for a
 // script reply that breaks the protocol.
 #pragma once
@@ -31,10 +32,26 @@
 
 namespace conveyor::queue {
 
+// A Redis server or sentinel.
+struct RedisAddress {
+  std::string host;
+  int port = 0;
+  bool operator==(const RedisAddress&) const = default;
+};
+
 struct RedisOptions {
   std::string host = "localhost";
   int port = 6379;
-  std::string password;           // empty: no AUTH
+  std::string password;           // empty: no AUTH (of the master, with sentinels)
+  // Redis Sentinel. When `sentinels` is not empty, host and port are not
+  // used: every connection asks these sentinels for the master named
+  // `sentinel_master`, checks with ROLE that it is one, and follows a
+  // failover by asking again whenever its connection breaks, times out or
+  // meets a replica's READONLY (internal/failover.h).
+  std::vector<RedisAddress> sentinels;
+  std::string sentinel_master;
+  std::string sentinel_password;  // AUTH of the sentinels; empty: none
+  int sentinel_timeout_ms = 1000;  // connect, and reply, per sentinel asked
   int connect_timeout_ms = 2000;  // per connection attempt
   int command_timeout_ms = 5000;  // per non-blocking command
   std::string prefix = "bull";    // BullMQ key prefix

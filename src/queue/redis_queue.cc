@@ -25,6 +25,10 @@
 // That one blocking connection serves all the consumer's waiters at once:
 // one thread blocks in Redis, the others wait for its answer (WaitForWork).
 //
+// Where: every connection asks internal::MasterResolver (failover.h) where
+// the master is: REDIS_HOST, or, with Sentinel, the master the sentinels
+// name, followed through failovers by both kinds of connection alike.
+//
 // Retries: read-only and idempotent producer calls (Add is idempotent by id)
 // are retried once on kUnavailable, which hides a single stale socket after a
 // Redis restart. Consumer transitions are not: a lost reply may hide an

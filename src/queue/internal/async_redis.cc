@@ -117,7 +117,11 @@ class AsioEvents : public std::enable_shared_from_this<AsioEvents> {
 class AsyncRedis::Impl {
  public:
   explicit Impl(RedisOptions options)
-      : options_(std::move(options)), timer_(io_), work_(asio::make_work_guard(io_)) {
+      : options_(std::move(options)),
+        resolver_(MasterResolver::For(options_)),
+        endpoint_{options_.host, options_.port},
+        timer_(io_),
+        work_(asio::make_work_guard(io_)) {
     thread_ = std::thread([this] { io_.run(); });
   }
 
@@ -140,6 +144,7 @@ class AsyncRedis::Impl {
   // so the deadline of the oldest unanswered command is at the front.
   struct Conn {
     redisAsyncContext* ac = nullptr;
+    RedisAddress endpoint;  // where it connects
     std::deque<Clock::time_point> deadlines;
     Status broken;  // set when setup was refused: every reply is this error
     bool lost = false;  // the socket is gone or going
@@ -160,9 +165,7 @@ class AsyncRedis::Impl {
     Done done;
   };
 
-  std::string Where() const {
-    return "redis " + options_.host + ":" + std::to_string(options_.port);
-  }
+  std::string Where() const { return resolver_->Describe(endpoint_); }
 
   void SendBatch(std::shared_ptr<std::vector<EvalCall>> calls, Done done) {
     const size_t n = calls->size();
@@ -172,6 +175,12 @@ class AsyncRedis::Impl {
     }
     auto batch = std::make_shared<Batch>(
         Batch{calls, Replies(n, Result<RedisReply>(Unavailable(""))), n, std::move(done)});
+    if (current_ && resolver_->Moved(current_->endpoint, &generation_)) {
+      // The sentinels named another master: its calls still waiting fail
+      // (kUnavailable), these go to the new one.
+      last_error_ = Unavailable(Where() + " is no longer the master");
+      Drop();
+    }
     std::shared_ptr<Conn> conn = Ensure();
     for (size_t i = 0; i < n; ++i) {
       auto finish = [batch, i](Result<RedisReply> r) {
@@ -257,23 +266,39 @@ class AsyncRedis::Impl {
       p->fn(conn.broken);
       return;
     }
-    p->fn(ConvertReply(static_cast<redisReply*>(raw)));
+    RedisReply reply = ConvertReply(static_cast<redisReply*>(raw));
+    if (reply.is_error() && p->impl->resolver_->follows_sentinels() &&
+        IsFailoverError(reply.str)) {
+      // A replica or a demoted master: every reply behind this one fails too.
+      Status why = Unavailable(p->impl->Where() + " cannot take the queue's commands now: " +
+                               reply.str);
+      p->impl->Abandon(p->conn, why);
+      p->fn(std::move(why));
+      return;
+    }
+    p->fn(std::move(reply));
   }
 
   // The live connection, or a new one; nullptr inside the backoff window or
   // when the connection cannot even be started (last_error_ says why).
+  // With sentinels, asking them (on a first connection or after a failure)
+  // blocks this thread for a moment: no call could be sent meanwhile anyway.
   std::shared_ptr<Conn> Ensure() {
     if (current_) return current_;
-    auto now = Clock::now();
-    if (backoff_ms_ > 0 && now < next_attempt_) {
+    if (!backoff_.TryStart(Clock::now())) {
       last_error_ = Unavailable(Where() + " unreachable; next reconnect attempt pending");
       return nullptr;
     }
-    backoff_ms_ = backoff_ms_ == 0 ? kReconnectBackoffMinMs
-                                   : std::min(backoff_ms_ * 2, kReconnectBackoffMaxMs);
-    next_attempt_ = now + std::chrono::milliseconds(backoff_ms_);
+    // Before asking: a change after the answer then shows in Moved().
+    generation_ = resolver_->generation();
+    auto master = resolver_->Master();
+    if (!master) {
+      last_error_ = master.status();
+      return nullptr;
+    }
+    endpoint_ = *master;
 
-    redisAsyncContext* ac = redisAsyncConnect(options_.host.c_str(), options_.port);
+    redisAsyncContext* ac = redisAsyncConnect(endpoint_.host.c_str(), endpoint_.port);
     if (!ac) {
       last_error_ = Unavailable("redis: out of memory creating a connection");
       return nullptr;
@@ -281,10 +306,12 @@ class AsyncRedis::Impl {
     if (ac->err) {
       last_error_ = Unavailable(Where() + " connect failed: " + ac->errstr);
       redisAsyncFree(ac);
+      resolver_->Invalidate(endpoint_);
       return nullptr;
     }
     auto conn = std::make_shared<Conn>();
     conn->ac = ac;
+    conn->endpoint = endpoint_;
     ac->data = this;
     AsioEvents::Attach(ac, io_);
     redisAsyncSetConnectCallback(ac, &Impl::OnConnect);
@@ -294,24 +321,42 @@ class AsyncRedis::Impl {
     return conn;
   }
 
-  // AUTH, CLIENT SETNAME, SCRIPT LOAD of every script: sent ahead of the
-  // first call, in the same write. A refusal breaks the connection: the
-  // replies behind it become that error and the socket is closed.
+  // Gives up on `conn` (a refusal in setup, a node that is no master): the
+  // replies behind become `why`, the socket closes once the replies already
+  // sent are in, and the next connection asks the sentinels again.
+  void Abandon(const std::shared_ptr<Conn>& conn, const Status& why) {
+    if (!conn->broken.ok()) return;
+    conn->broken = why;
+    last_error_ = why;
+    resolver_->Invalidate(conn->endpoint);
+    if (!conn->lost) {
+      conn->lost = true;
+      redisAsyncDisconnect(conn->ac);
+    }
+    if (current_ == conn) current_ = nullptr;
+  }
+
+  // AUTH, ROLE (with sentinels), CLIENT SETNAME, SCRIPT LOAD of every script:
+  // sent ahead of the first call, in the same write. A refusal breaks the
+  // connection: the replies behind it become that error and the socket is
+  // closed.
   void Setup(const std::shared_ptr<Conn>& conn) {
     auto refuse_on_error = [this, conn](std::string what) {
       return [this, conn, what = std::move(what)](Result<RedisReply> r) {
-        if (!r || !r->is_error() || !conn->broken.ok()) return;
-        conn->broken = Unavailable(Where() + " " + what + ": " + r->str);
-        last_error_ = conn->broken;
-        if (!conn->lost) {
-          conn->lost = true;
-          redisAsyncDisconnect(conn->ac);  // once the replies already sent are in
-        }
-        if (current_ == conn) current_ = nullptr;
+        if (!r || !r->is_error()) return;
+        Abandon(conn, Unavailable(Where() + " " + what + ": " + r->str));
       };
     };
     if (!options_.password.empty()) {
       Send(conn, {"AUTH", options_.password}, refuse_on_error("AUTH refused"));
+    }
+    if (resolver_->follows_sentinels()) {
+      // What the sentinels said may already be stale: a demoted master or a
+      // replica not promoted yet takes no writes.
+      Send(conn, {"ROLE"}, [this, conn](Result<RedisReply> r) {
+        if (!r) return;
+        if (Status s = MasterResolver::CheckRole(*r, conn->endpoint); !s.ok()) Abandon(conn, s);
+      });
     }
     if (!options_.client_name.empty()) {
       Send(conn, {"CLIENT", "SETNAME", options_.client_name}, [](Result<RedisReply>) {});
@@ -328,7 +373,7 @@ class AsyncRedis::Impl {
       Send(conn, {"SCRIPT", "LOAD", s.text},
            [this, conn, on_error = std::move(on_error)](Result<RedisReply> r) {
              on_error(r);
-             if (r && conn->broken.ok()) backoff_ms_ = 0;
+             if (r && conn->broken.ok()) backoff_.Succeeded();
            });
     }
   }
@@ -351,6 +396,7 @@ class AsyncRedis::Impl {
   void Forget(const redisAsyncContext* ac, Status why) {
     if (current_ && current_->ac == ac) {
       current_->lost = true;
+      resolver_->Invalidate(current_->endpoint);
       current_ = nullptr;
       last_error_ = std::move(why);  // else Drop() or a refusal already said why
     }
@@ -362,6 +408,7 @@ class AsyncRedis::Impl {
     if (!current_) return;
     std::shared_ptr<Conn> conn = std::move(current_);
     conn->lost = true;
+    resolver_->Invalidate(conn->endpoint);
     redisAsyncFree(conn->ac);
   }
 
@@ -389,6 +436,9 @@ class AsyncRedis::Impl {
   }
 
   const RedisOptions options_;
+  const std::shared_ptr<MasterResolver> resolver_;
+  RedisAddress endpoint_;  // of the live connection, or the last one tried (I/O thread)
+  uint64_t generation_ = 0;  // the resolver's, seen when it connected (Moved)
   asio::io_context io_;
   asio::steady_timer timer_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -399,8 +449,7 @@ class AsyncRedis::Impl {
   Status last_error_;
   bool timer_armed_ = false;
   Clock::time_point timer_at_{};
-  int64_t backoff_ms_ = 0;
-  Clock::time_point next_attempt_{};
+  ReconnectBackoff backoff_;
 };
 
 AsyncRedis::AsyncRedis(RedisOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}

@@ -17,9 +17,13 @@
 // Failure model (as RedisConnection's, redis_connection.h): the connection is
 // made on first use and after each loss, no sooner than a backoff that
 // doubles from kReconnectBackoffMinMs to kReconnectBackoffMaxMs while Redis
-// stays down; calls in the backoff window fail fast with kUnavailable. Each
-// (re)connection sends AUTH, CLIENT SETNAME and SCRIPT LOAD of every script
-// before the first call, in the same write. A call whose reply does not come
+// stays down; calls in the backoff window fail fast with kUnavailable. It
+// goes where MasterResolver (failover.h) says: with sentinels, each
+// (re)connection asks them when the last one failed, checks ROLE, and a
+// failover error reply (READONLY…) ends the connection and fails the calls
+// still waiting with kUnavailable. Each (re)connection sends AUTH, ROLE
+// (with sentinels), CLIENT SETNAME and SCRIPT LOAD of every script before
+// the first call, in the same write. A call whose reply does not come
 // within command_timeout_ms (connect_timeout_ms more while connecting) drops
 // the connection; every call still waiting then fails with kUnavailable.
 // Calls are never resent: a lost reply may hide an applied write. A script

@@ -48,7 +48,10 @@ RedisReply ConvertReply(const redisReply* r) {
   return out;
 }
 
-RedisConnection::RedisConnection(RedisOptions options) : options_(std::move(options)) {}
+RedisConnection::RedisConnection(RedisOptions options)
+    : options_(std::move(options)),
+      resolver_(MasterResolver::For(options_)),
+      endpoint_{options_.host, options_.port} {}
 
 RedisConnection::~RedisConnection() { Disconnect(); }
 
@@ -62,23 +65,50 @@ void RedisConnection::Disconnect() {
 Status RedisConnection::DropWithError(const std::string& what) {
   std::string detail = ctx_ && ctx_->errstr[0] ? std::string(": ") + ctx_->errstr : "";
   Disconnect();
-  return Unavailable("redis " + options_.host + ":" + std::to_string(options_.port) + " " + what +
-                     detail);
+  // Lost, timed out or refused: the next attempt asks the sentinels again.
+  resolver_->Invalidate(endpoint_);
+  return Unavailable(Where() + " " + what + detail);
+}
+
+Result<RedisReply> RedisConnection::CheckFailover(RedisReply reply) {
+  if (!reply.is_error() || !resolver_->follows_sentinels() || !IsFailoverError(reply.str)) {
+    return reply;
+  }
+  Disconnect();
+  resolver_->Invalidate(endpoint_);
+  return Unavailable(Where() + " cannot take the queue's commands now: " + reply.str);
+}
+
+void RedisConnection::LeaveIfMoved() {
+  if (ctx_ && resolver_->follows_sentinels() && resolver_->Moved(endpoint_, &generation_)) {
+    Disconnect();  // the next command connects to the new master
+  }
+}
+
+Result<RedisReply> RedisConnection::Setup(const std::vector<std::string>& argv, const char* what) {
+  auto r = Run(argv, 0);
+  if (!r) return r.status();
+  if (r->is_error()) {
+    std::string err = r->str;
+    Disconnect();
+    resolver_->Invalidate(endpoint_);
+    return Unavailable(Where() + " " + what + ": " + err);
+  }
+  return r;
 }
 
 Result<void> RedisConnection::EnsureConnected() {
   if (ctx_) return {};
-  auto now = std::chrono::steady_clock::now();
-  if (backoff_ms_ > 0 && now < next_attempt_) {
-    return Unavailable("redis " + options_.host + ":" + std::to_string(options_.port) +
-                       " unreachable; next reconnect attempt pending");
+  if (!backoff_.TryStart(ReconnectBackoff::Clock::now())) {
+    return Unavailable(Where() + " unreachable; next reconnect attempt pending");
   }
-  // Whatever happens below, a failure pushes the next attempt further out.
-  backoff_ms_ = backoff_ms_ == 0 ? kReconnectBackoffMinMs
-                                 : std::min(backoff_ms_ * 2, kReconnectBackoffMaxMs);
-  next_attempt_ = now + std::chrono::milliseconds(backoff_ms_);
+  // Before asking: a change after the answer then shows in Moved().
+  generation_ = resolver_->generation();
+  auto master = resolver_->Master();
+  if (!master) return master.status();
+  endpoint_ = *master;
 
-  ctx_ = redisConnectWithTimeout(options_.host.c_str(), options_.port,
+  ctx_ = redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port,
                                  ToTimeval(options_.connect_timeout_ms));
   if (!ctx_) return Unavailable("redis: out of memory creating a connection");
   if (ctx_->err) return DropWithError("connect failed");
@@ -86,44 +116,50 @@ Result<void> RedisConnection::EnsureConnected() {
     return DropWithError("setting the timeout failed");
   }
   if (!options_.password.empty()) {
-    auto* r = static_cast<redisReply*>(redisCommand(ctx_, "AUTH %b", options_.password.data(),
-                                                    options_.password.size()));
-    if (!r) return DropWithError("AUTH failed");
-    bool refused = r->type == REDIS_REPLY_ERROR;
-    std::string err = refused ? std::string(r->str, r->len) : "";
-    freeReplyObject(r);
-    if (refused) {
+    if (auto r = Setup({"AUTH", options_.password}, "AUTH refused"); !r) return r.status();
+  }
+  if (resolver_->follows_sentinels()) {
+    // What the sentinels said may already be stale: a demoted master or a
+    // replica not promoted yet takes no writes.
+    auto role = Run({"ROLE"}, 0);
+    if (!role) return role.status();
+    if (Status s = MasterResolver::CheckRole(*role, endpoint_); !s.ok()) {
       Disconnect();
-      return Unavailable("redis AUTH refused: " + err);
+      resolver_->Invalidate(endpoint_);
+      return s;
     }
   }
   if (!options_.client_name.empty()) {
-    auto* r = static_cast<redisReply*>(redisCommand(
-        ctx_, "CLIENT SETNAME %b", options_.client_name.data(), options_.client_name.size()));
-    if (!r) return DropWithError("CLIENT SETNAME failed");
-    freeReplyObject(r);  // a refusal only costs visibility in dashboards
+    // A refusal only costs visibility in dashboards.
+    if (auto r = Run({"CLIENT", "SETNAME", options_.client_name}, 0); !r) return r.status();
   }
-  // Load every script once per connection, so EVALSHA normally hits.
+  // Load every script once per connection (so after a failover on the new
+  // master too), so EVALSHA normally hits.
   for (const ScriptSource& s : EmbeddedScripts()) {
     const Script& script = GetScript(s.name);
-    auto* r = static_cast<redisReply*>(
-        redisCommand(ctx_, "SCRIPT LOAD %b", script.text.data(), script.text.size()));
-    if (!r) return DropWithError("SCRIPT LOAD failed");
-    bool refused = r->type == REDIS_REPLY_ERROR;
-    std::string err = refused ? std::string(r->str, r->len) : "";
-    freeReplyObject(r);
-    if (refused) {
+    auto r = Run({"SCRIPT", "LOAD", script.text}, 0);
+    if (!r) return r.status();
+    if (r->is_error()) {
+      std::string err = r->str;
+      const bool failover = resolver_->follows_sentinels() && IsFailoverError(err);
       Disconnect();
+      if (failover) {
+        resolver_->Invalidate(endpoint_);
+        return Unavailable(Where() + " cannot load scripts now: " + err);
+      }
       return Internal("redis refused script " + script.name + ": " + err);
     }
   }
-  backoff_ms_ = 0;
+  backoff_.Succeeded();
   return {};
 }
 
 Result<RedisReply> RedisConnection::Run(const std::vector<std::string>& argv,
                                         int64_t extra_timeout_ms) {
-  if (auto s = EnsureConnected(); !s) return s.status();
+  LeaveIfMoved();
+  if (!ctx_) {
+    if (auto s = EnsureConnected(); !s) return s.status();
+  }
   std::vector<const char*> args;
   std::vector<size_t> lens;
   args.reserve(argv.size());
@@ -141,7 +177,7 @@ Result<RedisReply> RedisConnection::Run(const std::vector<std::string>& argv,
   RedisReply reply = ConvertReply(r);
   freeReplyObject(r);
   if (extra_timeout_ms > 0) redisSetTimeout(ctx_, ToTimeval(options_.command_timeout_ms));
-  return reply;
+  return CheckFailover(std::move(reply));
 }
 
 Result<RedisReply> RedisConnection::Command(const std::vector<std::string>& argv) {
@@ -182,6 +218,7 @@ Result<RedisReply> RedisConnection::Eval(const Script& script,
 std::vector<Result<RedisReply>> RedisConnection::EvalPipeline(const std::vector<EvalCall>& calls) {
   std::vector<Result<RedisReply>> out;
   out.reserve(calls.size());
+  LeaveIfMoved();
   if (auto s = EnsureConnected(); !s) {
     for (size_t i = 0; i < calls.size(); ++i) out.push_back(s.status());
     return out;
@@ -226,7 +263,14 @@ std::vector<Result<RedisReply>> RedisConnection::EvalPipeline(const std::vector<
       continue;
     }
     RedisReply& reply = replies[i];
-    if (reply.is_error() && reply.str.rfind("NOSCRIPT", 0) == 0) {
+    if (reply.is_error() && resolver_->follows_sentinels() && IsFailoverError(reply.str)) {
+      // A replica or a demoted master: this connection is done for.
+      if (ctx_) {
+        Disconnect();
+        resolver_->Invalidate(endpoint_);
+      }
+      out.push_back(Unavailable(Where() + " cannot take the queue's commands now: " + reply.str));
+    } else if (reply.is_error() && reply.str.rfind("NOSCRIPT", 0) == 0) {
       out.push_back(Eval(*calls[i].script, calls[i].keys, calls[i].args));
     } else if (reply.is_error()) {
       out.push_back(Internal("script " + calls[i].script->name + " failed: " + reply.str));

@@ -7,10 +7,17 @@
 // Failure model: any I/O error, timeout or protocol error drops the socket
 // (its state is unknown) and the call returns kUnavailable. The next call
 // reconnects, but no sooner than a backoff that doubles from
-// kReconnectBackoffMinMs to kReconnectBackoffMaxMs while Redis stays down;
-// calls inside the backoff window fail fast with kUnavailable. Commands are
-// never resent automatically: a write may have been applied before the reply
-// was lost, so retrying is the caller's decision.
+// kReconnectBackoffMinMs to kReconnectBackoffMaxMs while Redis stays down
+// (ReconnectBackoff, failover.h); calls inside the backoff window fail fast
+// with kUnavailable. Commands are never resent automatically: a write may
+// have been applied before the reply was lost, so retrying is the caller's
+// decision.
+//
+// Where it connects: MasterResolver (failover.h). With sentinels, each
+// connection checks ROLE, and an error reply that means "not a master now"
+// (IsFailoverError) drops the socket and fails the call with kUnavailable
+// like a lost connection; every drop sends the next attempt back to the
+// sentinels. Without sentinels such replies are ordinary error replies.
 //
 // A Redis error reply is not a failure of the call: it comes back as a
 // RedisReply of type kError.
@@ -18,10 +25,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "queue/internal/failover.h"
 #include "queue/internal/scripts.h"
 #include "queue/queue.h"
 
@@ -29,9 +38,6 @@ struct redisContext;
 struct redisReply;
 
 namespace conveyor::queue::internal {
-
-inline constexpr int64_t kReconnectBackoffMinMs = 50;
-inline constexpr int64_t kReconnectBackoffMaxMs = 2000;
 
 // A parsed reply, owning its data (hiredis replies are freed at once).
 struct RedisReply {
@@ -89,13 +95,22 @@ class RedisConnection {
 
  private:
   Result<RedisReply> Run(const std::vector<std::string>& argv, int64_t extra_timeout_ms);
+  // Runs one setup command of a new connection; an error reply fails it.
+  Result<RedisReply> Setup(const std::vector<std::string>& argv, const char* what);
   Status DropWithError(const std::string& what);
+  // With sentinels: a failover error reply drops the connection (kUnavailable).
+  Result<RedisReply> CheckFailover(RedisReply reply);
+  // With sentinels: closes a connection to a master the sentinels replaced.
+  void LeaveIfMoved();
   void Disconnect();
+  std::string Where() const { return resolver_->Describe(endpoint_); }
 
   RedisOptions options_;
+  std::shared_ptr<MasterResolver> resolver_;
+  RedisAddress endpoint_;  // of the live connection, or the last one tried
+  uint64_t generation_ = 0;  // the resolver's, seen when it connected (Moved)
   redisContext* ctx_ = nullptr;
-  int64_t backoff_ms_ = 0;  // current reconnect backoff; 0 after a success
-  std::chrono::steady_clock::time_point next_attempt_{};
+  ReconnectBackoff backoff_;
 };
 
 }  // namespace conveyor::queue::internal
