@@ -347,7 +347,7 @@ const std::vector<Setting>& Table() {
        Int("EXTRACT_MEMORY_MB", &Config::extract_memory_mb, 64, 1 << 20)},
       {"EXTRACT_CPU_SECONDS", "60", "CPU time of the sandboxed parser per file (seconds)",
        Int("EXTRACT_CPU_SECONDS", &Config::extract_cpu_seconds, 1, 86400)},
-      {"EXTRACT_MAX_OUTPUT_BYTES", "33554432",
+      {"EXTRACT_MAX_OUTPUT_BYTES", "67108864",
        "largest output (text + chunks, JSON) the parser may return; more fails the file",
        Int("EXTRACT_MAX_OUTPUT_BYTES", &Config::extract_max_output_bytes, 1 << 16,
            int64_t{1} << 34)},

@@ -108,7 +108,7 @@ struct Config {
   int64_t extract_timeout_ms = 60000;      // wall clock per file; the child is killed past it
   int64_t extract_memory_mb = 1024;        // child's address space (RLIMIT_AS)
   int64_t extract_cpu_seconds = 60;        // child's CPU time (RLIMIT_CPU)
-  int64_t extract_max_output_bytes = 32LL << 20;  // child's stdout+stderr; more is "too large"
+  int64_t extract_max_output_bytes = 64LL << 20;  // child's stdout+stderr; more is "too large"
   int64_t extract_max_input_bytes = 64LL << 20;   // larger files fail as over the processing limit
   bool extract_fork_server = true;         // children forked by the extract server, or spawned
   int64_t sandbox_uid = 65534;             // the child's account when the worker is root; -1: keep

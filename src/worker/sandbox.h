@@ -86,7 +86,7 @@ struct SandboxSettings {
   int64_t timeout_ms = 60000;                  // EXTRACT_TIMEOUT_MS: wall clock per file
   int64_t memory_mb = 1024;                    // EXTRACT_MEMORY_MB: child's address space
   int64_t cpu_seconds = 60;                    // EXTRACT_CPU_SECONDS: child's CPU time
-  int64_t max_output_bytes = 32LL << 20;       // EXTRACT_MAX_OUTPUT_BYTES: stdout + stderr
+  int64_t max_output_bytes = 64LL << 20;       // EXTRACT_MAX_OUTPUT_BYTES: stdout + stderr
   int64_t max_open_files = 64;                 // child's RLIMIT_NOFILE
   int64_t uid = 65534;                         // SANDBOX_UID: account (and group) of a child
                                                // started by root; -1: keep root's (not advised)

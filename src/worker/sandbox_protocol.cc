@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "worker/sandbox.h"
+
 namespace conveyor::worker::sandbox {
 namespace {
 
@@ -218,7 +220,10 @@ Result<Message> DecodeLine(std::string_view line, int64_t max_decoded_bytes) {
     if (!summary_it->is_string()) return bad("a result with a bad summary");
     total += summary_it->get_ref<const std::string&>().size();
   }
-  if (total > budget) return bad("a result over the output limit");
+  // Over the budget: the file's text is too large, as when the raw output
+  // passes the cap (sandbox.cc), not a broken child.
+  const auto too_large = [] { return ResourceExhausted(kExtractedTooLargeMessage); };
+  if (total > budget) return too_large();
   const json* chunks = nullptr;
   if (auto c = res.find("chunks"); c != res.end()) {
     if (!c->is_array() || c->size() > kMaxChunks) return bad("a result with bad chunks");
@@ -234,7 +239,7 @@ Result<Message> DecodeLine(std::string_view line, int64_t max_decoded_bytes) {
       } else {
         return bad("a malformed chunk");
       }
-      if (total > budget) return bad("a result over the output limit");
+      if (total > budget) return too_large();
     }
   }
   if (!count_at(res, "words", &out.words) || !count_at(res, "pages", &out.pages) ||

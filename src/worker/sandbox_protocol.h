@@ -88,7 +88,7 @@ struct Message {
 };
 
 // What DecodeLine will build from one line.
-inline constexpr int64_t kDefaultMaxDecodedBytes = 32LL << 20;  // EXTRACT_MAX_OUTPUT_BYTES' default
+inline constexpr int64_t kDefaultMaxDecodedBytes = 64LL << 20;  // EXTRACT_MAX_OUTPUT_BYTES' default
 inline constexpr size_t kMaxStageBytes = 32;        // a progress stage name
 inline constexpr size_t kMaxErrorMessageBytes = 64 << 10;
 inline constexpr size_t kMaxIsolationBytes = 256;

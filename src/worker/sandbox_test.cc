@@ -507,7 +507,8 @@ TEST(SandboxProtocol, RepeatedChunkReferencesCannotMultiplyMemory) {
                      R"(","chunks":[)" + chunks + "]}}";
   auto m = sandbox::DecodeLine(line, 8 << 20);
   ASSERT_FALSE(m);
-  EXPECT_EQ(m.code(), Errc::kInvalidArgument);
+  EXPECT_EQ(m.code(), Errc::kResourceExhausted);
+  EXPECT_EQ(m.status().message(), kExtractedTooLargeMessage);
   // The same line within a budget that holds it decodes.
   EXPECT_TRUE(sandbox::DecodeLine(line, 200 << 20));
   // Inline chunks count too.
