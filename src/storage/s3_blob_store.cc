@@ -618,17 +618,28 @@ class S3BlobStore final : public BlobStore {
   }
 
   // GetObject `key` into a private temp file, reopened read-only and
-  // unlinked before it is returned.
+  // unlinked before it is returned. The file is created unnamed
+  // (O_TMPFILE) where the file system allows it, so a worker killed in the
+  // middle leaves nothing behind; elsewhere it has a name until it is
+  // reopened, and what a killed worker left is removed at the next start
+  // (RemoveStaleDownloads).
   Result<OpenedBlob> Download(const std::string& key, const std::string& id) {
-    const std::string path =
-        s_.download_dir + "/" + id + "." + NewUuid() + std::string(kDownloadSuffix);
-    int wfd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (wfd < 0) return Unavailable("create " + path + ": " + std::strerror(errno));
+    std::string path;
+    int wfd = ::open(s_.download_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (wfd < 0) {
+      path = s_.download_dir + "/" + id + "." + NewUuid() + std::string(kDownloadSuffix);
+      wfd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (wfd < 0) return Unavailable("create " + path + ": " + std::strerror(errno));
+    }
     UniqueFd writer(wfd);
     struct Unlink {
       const std::string& p;
-      ~Unlink() { ::unlink(p.c_str()); }
+      ~Unlink() {
+        if (!p.empty()) ::unlink(p.c_str());
+      }
     } unlink_at_end{path};
+    // The read-only descriptor the parser gets: the same file reopened.
+    const std::string reopen = path.empty() ? "/proc/self/fd/" + std::to_string(wfd) : path;
     Request req;
     req.key = key;
     req.download_fd = wfd;
@@ -636,13 +647,13 @@ class S3BlobStore final : public BlobStore {
     auto r = client_.Send(req);
     if (!r) return r.status();
     if (!Ok(*r)) return Failure("GetObject", key, *r);
-    int rfd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (rfd < 0) return Unavailable("open " + path + ": " + std::strerror(errno));
+    int rfd = ::open(reopen.c_str(), O_RDONLY | O_CLOEXEC | (path.empty() ? 0 : O_NOFOLLOW));
+    if (rfd < 0) return Unavailable("open " + reopen + ": " + std::strerror(errno));
     OpenedBlob out;
     out.fd = UniqueFd(rfd);
     out.path = "s3://" + s_.bucket + "/" + key;
     struct stat st {};
-    if (::fstat(rfd, &st) != 0) return Unavailable("stat " + path + ": " + std::strerror(errno));
+    if (::fstat(rfd, &st) != 0) return Unavailable("stat " + reopen + ": " + std::strerror(errno));
     out.size_bytes = static_cast<int64_t>(st.st_size);
     return out;
   }

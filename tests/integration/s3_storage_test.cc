@@ -5,6 +5,7 @@
 // loopback proxy that fails chosen requests) and the shape of the SigV4
 // Authorization header libcurl produces (captured at a loopback listener).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -412,6 +413,26 @@ class S3BlobStoreTest : public ::testing::Test {
   TempDir dir_;
   const std::string prefix_ = "t/" + NewUuid();
 };
+
+TEST_F(S3BlobStoreTest, ADownloadedBlobIsReadOnlyAndLeavesNoFile) {
+  // The worker's copy of an object is unnamed from the start (O_TMPFILE):
+  // a worker killed while it downloads leaves no file in its temp dir (the
+  // fleet test kills one mid-job).
+  auto store = Open(Server().endpoint(), prefix_);
+  ASSERT_TRUE(store);
+  const std::string id = NewUuid();
+  const std::string data = Pattern(300000, 7);
+  auto w = store->Create(id);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Append(data).ok());
+  ASSERT_TRUE((*w)->Commit(false).ok());
+  auto blob = store->OpenBlob(id);
+  ASSERT_TRUE(blob.ok()) << blob.status().ToString();
+  EXPECT_TRUE(fs::is_empty(dir_ / "dl"));
+  EXPECT_EQ(::fcntl(blob->fd.get(), F_GETFL) & O_ACCMODE, O_RDONLY);
+  EXPECT_TRUE(ReadFd(blob->fd.get()) == data);
+  ASSERT_TRUE(store->Remove(id).ok());
+}
 
 TEST_F(S3BlobStoreTest, FailedPartAbortsTheMultipartUpload) {
   // The second part is refused for good (400): the writer aborts.
