@@ -192,12 +192,12 @@ PID[s3rver]=$!
 s3_up() { grep -q '^ready' "$LOGS/s3rver.log"; }
 await 30 s3_up || { tail "$LOGS/s3rver.log" >&2; fail "s3rver did not start"; }
 s3_keys() {  # number of objects in the bucket
-  curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" \
+  curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
     "http://127.0.0.1:$S3_PORT/fleet?list-type=2" | sed -n 's:.*<KeyCount>\([0-9]*\)</KeyCount>.*:\1:p'
 }
 
 s3_uploads() {  # multipart uploads in progress
-  curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" \
+  curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
     "http://127.0.0.1:$S3_PORT/fleet?uploads" | grep -o '<Upload>' | wc -l
 }
 
@@ -320,8 +320,9 @@ CLIENT_PIDS=()
 reap "$SAMPLER" 5
 peak_rss=$(sort -n "$WORK/rss.txt" | tail -1)
 growth_mib=$(( (${peak_rss:-0} - base_rss) / 1024 ))
-accepted=$(wc -l < "$WORK/accepted.txt" 2>/dev/null || echo 0)
-refused=$(wc -l < "$WORK/refused.txt" 2>/dev/null || echo 0)
+touch "$WORK/accepted.txt" "$WORK/refused.txt"
+accepted=$(wc -l < "$WORK/accepted.txt")
+refused=$(wc -l < "$WORK/refused.txt")
 log "uploads: accepted=$accepted refused=$refused; api2 RSS during the big upload: ${base_rss} KiB -> peak ${peak_rss} KiB"
 [ "$refused" = 0 ] || { cat "$WORK/refused.txt" >&2; fail "uploads were refused"; }
 grep -q " bigmarker$" "$WORK/accepted.txt" || fail "the ${BIG_MIB} MiB upload was not accepted"
