@@ -180,9 +180,9 @@ class Consumer {
   virtual Result<void> AddLog(const std::string& id, const std::string& line) = 0;
 
   // UpdateProgress(id, progress_json) and AddLog(id, log_line) in one round
-  // trip to Redis (the two scripts are pipelined; each is atomic on its own):
-  // what a worker calls at each stage of a job. The first error of the two.
-  // This default makes the two calls one after the other.
+  // trip to Redis and one script (report_progress.lua, atomic): what a
+  // worker calls at each stage of a job. kNotFound, and nothing written, if
+  // the job is gone. This default makes the two calls one after the other.
   virtual Result<void> ReportProgress(const std::string& id, const std::string& progress_json,
                                       const std::string& log_line) {
     auto progress = UpdateProgress(id, progress_json);

@@ -423,18 +423,13 @@ class RedisConsumer final : public Consumer {
 
   Result<void> ReportProgress(const std::string& id, const std::string& progress_json,
                               const std::string& log_line) override {
-    std::vector<internal::RedisConnection::EvalCall> calls;
-    calls.push_back({&GetScript("update_progress"),
-                     {keys_.Job(id), keys_("events"), keys_("meta")},
-                     {id, progress_json}});
-    calls.push_back({&GetScript("add_log"), {keys_.Job(id), keys_.Job(id) + ":logs"}, {log_line}});
-    std::vector<Result<RedisReply>> replies = commands_.EvalPipeline(std::move(calls));
-    auto progress = IntegerReply(std::move(replies[0]), "update_progress");
-    if (!progress) return progress.status();
-    if (*progress < 0) return ScriptCodeToStatus(*progress, id, "update progress of");
-    auto log = IntegerReply(std::move(replies[1]), "add_log");
-    if (!log) return log.status();
-    if (*log < 0) return ScriptCodeToStatus(*log, id, "add log to");
+    auto code = IntegerReply(Eval("report_progress",
+                                  {keys_.Job(id), keys_("events"), keys_("meta"),
+                                   keys_.Job(id) + ":logs"},
+                                  {id, progress_json, log_line}),
+                             "report_progress");
+    if (!code) return code.status();
+    if (*code < 0) return ScriptCodeToStatus(*code, id, "report progress of");
     return {};
   }
 

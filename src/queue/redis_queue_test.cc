@@ -600,6 +600,13 @@ TEST_F(RedisQueueTest, ReportProgressWritesTheProgressEventAndTheLogLine) {
   EXPECT_EQ(logs.elements[1].str, "stage store 90%");
   EXPECT_EQ(consumer_->ReportProgress(Uuid(9), "1", "x").code(), Errc::kNotFound);
   EXPECT_EQ(Int({"EXISTS", kQ + Uuid(9) + ":logs"}), 0);
+  // A job added with keepLogs (a Node producer's `kl`) keeps that many lines.
+  Cmd({"HSET", kQ + id, "opts", R"({"attempts":3,"kl":1})"});
+  ASSERT_TRUE(consumer_->ReportProgress(id, "95", "stage done 95%"));
+  logs = Cmd({"LRANGE", kQ + id + ":logs", "0", "-1"});
+  ASSERT_EQ(logs.elements.size(), 1u);
+  EXPECT_EQ(logs.elements[0].str, "stage done 95%");
+  EXPECT_EQ(EventsNamed("progress", id).size(), 3u);
 }
 
 TEST_F(RedisQueueTest, ReleasePutsTheJobBackAtTheFront) {
