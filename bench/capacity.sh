@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/tests/support/procs.sh"
 BIN=${CONVEYOR_BIN:-$ROOT/build/src/app/conveyor}
 WORK=$(mktemp -d /tmp/conveyor-capacity.XXXXXX)
 chmod 755 "$WORK"
@@ -47,8 +48,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-await() { local s=$1 i; shift; for ((i = 0; i < s * 10; i++)); do "$@" && return 0; sleep 0.1; done; return 1; }
 # CPU ticks of a process and of its waited-for children; with "tree", of its
 # live children too (PostgreSQL backends, the worker's extract server).
 ticks() {

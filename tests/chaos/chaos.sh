@@ -63,6 +63,7 @@ case "$STORE" in sqlite|postgres) ;; *) echo "--store: sqlite or postgres" >&2; 
 RANDOM=$SEED
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/tests/support/procs.sh"
 BIN=${CONVEYOR_BIN:-$ROOT/build/src/app/conveyor}
 [ -x "$BIN" ] || { echo "chaos: no conveyor binary at $BIN (build target conveyor)" >&2; exit 2; }
 for tool in redis-server redis-cli curl jq sqlite3; do
@@ -78,27 +79,12 @@ echo "chaos: store=$STORE duration=${DURATION}s users=$USERS seed=$SEED dir=$WOR
 
 log() { echo "chaos: $(date -u +%H:%M:%S) $*"; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # ---- process bookkeeping: every PID we start, stopped by PID ---------------
 declare -A PID=()   # role -> pid
 CLIENT_PIDS=()
 PG_EXTRA=()         # backends of a killed postmaster, reaped by PID
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
-# Waits for our child `pid` to end (SIGKILL after `timeout` s).
-reap() {
-  local pid=$1 timeout=${2:-20} i
-  for ((i = 0; i < timeout * 20; i++)); do
-    alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
 
 PG_BIN=""
 PG_AS=()

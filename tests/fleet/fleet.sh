@@ -42,6 +42,7 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/tests/support/procs.sh"
 BIN=${CONVEYOR_BIN:-$ROOT/build/src/app/conveyor}
 S3SERVER=$ROOT/tests/interop/s3_server.mjs
 [ -x "$BIN" ] || { echo "fleet: no conveyor binary at $BIN (build target conveyor)" >&2; exit 2; }
@@ -58,29 +59,6 @@ echo "fleet: users=$USERS small=$SMALL big=${BIG_MIB}MiB dir=$WORK"
 
 log() { echo "fleet: $(date -u +%H:%M:%S) $*"; }
 fail() { echo "fleet: FAIL: $*" >&2; exit 1; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-reap() {
-  local pid=$1 timeout=${2:-20} i
-  for ((i = 0; i < timeout * 20; i++)); do
-    alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
-# Polls `cmd` every 0.1 s for up to `secs` seconds; true once it succeeds.
-await() {
-  local secs=$1 i
-  shift
-  for ((i = 0; i < secs * 10; i++)); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 declare -A PID=()
 CLIENT_PIDS=()

@@ -59,6 +59,7 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/tests/support/procs.sh"
 BIN=${CONVEYOR_BIN:-$ROOT/build/src/app/conveyor}
 [ -x "$BIN" ] || { echo "failover: no conveyor binary at $BIN (build target conveyor)" >&2; exit 2; }
 SENTINEL_BIN=$(command -v redis-sentinel || true)
@@ -73,23 +74,10 @@ echo "failover: users=$USERS before=${BEFORE}s after=${AFTER}s dir=$WORK"
 
 log() { echo "failover: $(date -u +%H:%M:%S.%3N) $*"; }
 now_ms() { date +%s%3N; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # ---- process bookkeeping: every PID we start, stopped by PID ---------------
 declare -A PID=()   # role -> pid
 CLIENT_PIDS=()
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-reap() {
-  local pid=$1 timeout=${2:-20} i
-  for ((i = 0; i < timeout * 20; i++)); do
-    alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
 cleanup() {
   local rc=$?
   for p in "${CLIENT_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -106,8 +94,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Polls `cmd` (a shell snippet) every 50 ms until it succeeds or `s` seconds pass.
-await() {
+# await_for SECONDS WHAT SNIPPET: evaluates the shell SNIPPET every 50 ms until
+# it succeeds or SECONDS pass (then says what it waited for).
+await_for() {
   local s=$1 what=$2 cmd=$3 i
   for ((i = 0; i < s * 20; i++)); do
     eval "$cmd" && return 0
@@ -145,7 +134,7 @@ start_redis() {  # role port [replicaof-port]
   chmod 600 "$dir/redis.conf"
   redis-server "$dir/redis.conf" >> "$LOGS/$role.log" 2>&1 &
   PID[$role]=$!
-  await 10 "$role to answer" "rcli $port ping | grep -q PONG" || exit 1
+  await_for 10 "$role to answer" "rcli $port ping | grep -q PONG" || exit 1
 }
 start_sentinel() {  # n port
   local dir=$WORK/sentinel$1
@@ -177,7 +166,7 @@ master_port_at() {  # what sentinel $1 names as master
 
 start_redis master "$MASTER_PORT"
 start_redis replica "$REPLICA_PORT" "$MASTER_PORT"
-await 20 "the replica to sync" \
+await_for 20 "the replica to sync" \
   "rcli $REPLICA_PORT INFO replication | grep -q 'master_link_status:up'" || exit 1
 for i in 1 2 3; do start_sentinel "$i" "${SENTINEL_PORTS[$((i - 1))]}"; done
 # Ready when every sentinel knows the replica and the two other sentinels.
@@ -190,7 +179,7 @@ sentinels_ready() {
     scli "$p" SENTINEL ckquorum "$MASTER_NAME" | grep -q '^OK' || return 1
   done
 }
-await 30 "the sentinels to find each other and the replica" sentinels_ready || exit 1
+await_for 30 "the sentinels to find each other and the replica" sentinels_ready || exit 1
 log "master :$MASTER_PORT, replica :$REPLICA_PORT, sentinels :${SENTINEL_PORTS[*]} (quorum 2)"
 
 # ---- conveyor --------------------------------------------------------------------
@@ -214,7 +203,7 @@ export WORKER_OUTAGE_WAIT_MS=60000 SHUTDOWN_GRACE_MS=2000 LOG_FORMAT=text
 PID[api]=$!
 "$BIN" worker >> "$LOGS/worker.log" 2>&1 &
 PID[worker]=$!
-await 20 "the API to be ready" \
+await_for 20 "the API to be ready" \
   "curl -sf -o /dev/null http://127.0.0.1:$API_PORT/readyz" || { tail "$LOGS/api.log" >&2; exit 1; }
 
 # ---- clients ---------------------------------------------------------------------
@@ -247,7 +236,7 @@ done
 
 sleep "$BEFORE"  # load before the kill (nothing to await: a steady state)
 accepted_so_far() { cat "$WORK"/uploads.*.txt 2>/dev/null | awk '$3 == 202' | wc -l; }
-await 30 "uploads before the kill" '[ "$(accepted_so_far)" -ge 10 ]' || exit 1
+await_for 30 "uploads before the kill" '[ "$(accepted_so_far)" -ge 10 ]' || exit 1
 
 # ---- the failover ------------------------------------------------------------------
 KILL_MS=$(now_ms)
@@ -255,10 +244,10 @@ kill -KILL "${PID[master]}"
 reap "${PID[master]}" 10
 unset 'PID[master]'
 log "SIGKILL master (pid gone); $(accepted_so_far) uploads accepted so far"
-await 60 "the sentinels to promote the replica" \
+await_for 60 "the sentinels to promote the replica" \
   "[ \"\$(master_port_at ${SENTINEL_PORTS[0]})\" = $REPLICA_PORT ]" || exit 1
 PROMOTED_MS=$(now_ms)
-await 20 "the replica to say it is the master" \
+await_for 20 "the replica to say it is the master" \
   "rcli $REPLICA_PORT ROLE | head -1 | grep -q master" || exit 1
 log "sentinels promoted :$REPLICA_PORT after $((PROMOTED_MS - KILL_MS)) ms"
 sleep "$AFTER"  # load after the failover
@@ -270,18 +259,18 @@ sleep "$AFTER"  # load after the failover
 # sentinels make it a replica, seconds later: the API and the worker must
 # leave it as soon as the sentinels name the new master.
 start_redis master "$MASTER_PORT" "$REPLICA_PORT"
-await 40 "the old master to rejoin as a synced replica" \
+await_for 40 "the old master to rejoin as a synced replica" \
   "rcli $MASTER_PORT INFO replication | grep -q 'master_link_status:up'" || exit 1
 SWITCH_MS=$(now_ms)
-await 40 "the sentinels to accept a manual failover" \
+await_for 40 "the sentinels to accept a manual failover" \
   "scli ${SENTINEL_PORTS[0]} SENTINEL FAILOVER $MASTER_NAME | grep -q OK" || exit 1
 log "SENTINEL FAILOVER: demoting :$REPLICA_PORT"
-await 40 "the sentinels to promote the old master again" \
+await_for 40 "the sentinels to promote the old master again" \
   "[ \"\$(master_port_at ${SENTINEL_PORTS[0]})\" = $MASTER_PORT ]" || exit 1
 NAMED_MS=$(now_ms)
 # The demoted master takes writes until the sentinels make it a replica
 # (seconds later): the API and the worker must have left it before.
-await 30 "the demoted master to be a replica" \
+await_for 30 "the demoted master to be a replica" \
   "rcli $REPLICA_PORT ROLE | head -1 | grep -q slave" || exit 1
 SWITCHED_MS=$(now_ms)
 log "sentinels promoted :$MASTER_PORT after $((SWITCHED_MS - SWITCH_MS)) ms"
@@ -300,7 +289,7 @@ open_accepted() {
   sql "SELECT \"id\", \"status\" FROM \"FileUploadJob\"" 2>/dev/null | sort > "$WORK/rows.txt"
   join "$WORK/accepted.txt" "$WORK/rows.txt" | awk '$2 == "completed"' | wc -l
 }
-await "$SETTLE_S" "every accepted upload to complete" \
+await_for "$SETTLE_S" "every accepted upload to complete" \
   '[ "$(open_accepted)" = "$ACCEPTED" ]'
 DONE_MS=$(now_ms)
 
