@@ -51,6 +51,7 @@ for run in $(seq "$RUNS"); do
   API_PORT=$(free_port)
   PORT=$API_PORT DATA_DIR="$DATA" "$BIN" api >"$WORK/api$run.log" 2>&1 &
   API_PID=$!
+  PIDS+=("$API_PID")  # stopped by cleanup too if this run fails
   wait_port "$API_PORT" || { echo "conveyor api did not start:"; cat "$WORK/api$run.log"; exit 1; }
   load=$(cut -d' ' -f1 /proc/loadavg)
   "$BENCH" "$API_PORT" "$REDIS_PORT" "$DATA/conveyor.db" "$API_PID" "$JWT_SECRET" \
