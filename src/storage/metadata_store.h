@@ -154,9 +154,9 @@ class MetadataStore {
   // index terms (not `query.exclude_file_id`): those holding more terms
   // first, then the newest. Bounded whatever the session's size: per term
   // only the `per_term_limit` newest files holding it are read (clamped to
-  // 1..kMaxRelatedPerTerm), through an index; then one snippet query per file
-  // returned (`limit`, clamped to 0..kMaxRelatedFiles), over that file's first
-  // chunks.
+  // 1..kMaxRelatedPerTerm), through an index; then, per file returned
+  // (`limit`, clamped to 0..kMaxRelatedFiles), a snippet from that file's
+  // first chunks only (never a query over the session's whole text).
   virtual Result<std::vector<RelatedFile>> FindRelatedFiles(const RelatedQuery& query) = 0;
 
   // StoreFileMemory(c.memory) and MarkCompleted(c.memory.job_id,

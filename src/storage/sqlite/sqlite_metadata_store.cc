@@ -20,6 +20,7 @@
 #include "core/files.h"
 #include "core/ids.h"
 #include "storage/internal/migrations.h"
+#include "storage/snippet.h"
 
 namespace conveyor::storage::sqlite {
 namespace {
@@ -37,7 +38,7 @@ constexpr int kMaxSearchLimit = 100;
 // kMaxTermBytes: enough for any sentence a person types, bounded for the index.
 constexpr size_t kMaxTerms = 32;
 constexpr size_t kMaxTermBytes = 64;
-// Tokens of context on each side of a match in a snippet.
+// Words in a snippet (FTS5 snippet()'s token count; snippet.h for references).
 constexpr int kSnippetTokens = 12;
 // A reference's snippet comes from the first this many chunks of its file.
 constexpr int kSnippetChunks = 64;
@@ -793,27 +794,24 @@ class SqliteMetadataStore final : public MetadataStore {
         out.push_back(std::move(f));
       }
     }
-    // Each file's best snippet, from its first kSnippetChunks chunks only.
-    std::string all;
-    for (const auto& t : terms) all += (all.empty() ? "" : " ") + t;
-    const std::string match =
-        "scope : \"" + ScopeToken(q.user_id, q.session_id) + "\" AND " + BuildFtsMatch(all);
+    // Each file's best snippet, from its first kSnippetChunks chunks only
+    // (the unique index on (fileId, chunkIndex)), computed from their text:
+    // the cost of the file, not of the session or the index (snippet.h).
+    std::vector<std::string> chunks;
     for (auto& f : out) {
-      auto s = Stmt::Make(
-          reader.conn(),
-          "SELECT snippet(\"MemoryChunkFts\", 0, '**', '**', '…', ?4)"
-          " FROM \"MemoryChunkFts\" JOIN \"MemoryChunk\" c ON c.\"id\" = \"MemoryChunkFts\".rowid"
-          " WHERE \"MemoryChunkFts\" MATCH ?1"
-          " AND \"MemoryChunkFts\".rowid BETWEEN"
-          "   (SELECT \"id\" FROM \"MemoryChunk\" WHERE \"fileId\" = ?2 AND \"chunkIndex\" = 0)"
-          "   AND (SELECT \"id\" FROM \"MemoryChunk\" WHERE \"fileId\" = ?2 AND \"chunkIndex\" = 0) + ?3"
-          " AND c.\"fileId\" = ?2"
-          " ORDER BY conveyor_text_hits(\"MemoryChunkFts\") DESC, \"MemoryChunkFts\".rowid LIMIT 1");
+      auto s = Stmt::Make(reader.conn(),
+                          "SELECT \"text\" FROM \"MemoryChunk\" WHERE \"fileId\" = ?1"
+                          " AND \"chunkIndex\" < ?2 ORDER BY \"chunkIndex\"");
       if (!s) return s.status();
-      s->Bind(1, match).Bind(2, f.file_id).Bind(3, kSnippetChunks - 1).Bind(4, kSnippetTokens);
-      auto row = s->Step();
-      if (!row) return row.status();
-      if (*row) f.snippet = s->Text(0);
+      s->Bind(1, f.file_id).Bind(2, kSnippetChunks);
+      chunks.clear();
+      for (;;) {
+        auto row = s->Step();
+        if (!row) return row.status();
+        if (!*row) break;
+        chunks.push_back(s->Text(0));
+      }
+      f.snippet = BestChunkSnippet(chunks, terms, kSnippetTokens);
     }
     return out;
   }
