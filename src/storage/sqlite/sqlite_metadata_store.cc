@@ -43,26 +43,6 @@ constexpr int kSnippetTokens = 12;
 // A reference's snippet comes from the first this many chunks of its file.
 constexpr int kSnippetChunks = 64;
 
-// FindRelatedFiles in one statement: per term (?6 .. ?6+kMaxRelatedTerms-1,
-// NULL when unused) the ?4 newest files of scope (?1, ?2) holding it, but
-// ?3, read through "MemoryTerm_scope_term_idx" backwards; grouped by file,
-// most terms then newest first, ?5 files.
-const char* RelatedFilesSql() {
-  static const std::string sql = [] {
-    std::string arms;
-    for (int i = 0; i < kMaxRelatedTerms; ++i) {
-      if (i > 0) arms += " UNION ALL ";
-      arms += "SELECT * FROM (SELECT \"id\", \"fileId\", \"jobId\", \"term\" FROM \"MemoryTerm\""
-              " WHERE \"userId\" = ?1 AND \"sessionId\" = ?2 AND \"term\" = ?" +
-              std::to_string(6 + i) + " AND \"fileId\" <> ?3 ORDER BY \"id\" DESC LIMIT ?4)";
-    }
-    return "SELECT \"fileId\", max(\"jobId\"), group_concat(\"term\", char(31)),"
-           " count(*) AS n, max(\"id\") AS newest FROM (" + arms +
-           ") GROUP BY \"fileId\" ORDER BY n DESC, newest DESC LIMIT ?5";
-  }();
-  return sql.c_str();
-}
-
 Status SqliteStatus(int rc, sqlite3* db, std::string_view what) {
   std::string msg(what);
   msg += ": ";
@@ -763,36 +743,57 @@ class SqliteMetadataStore final : public MetadataStore {
     const std::vector<std::string> terms = CleanTerms(q.terms, kMaxRelatedTerms);
     const int limit = std::clamp(q.limit, 0, kMaxRelatedFiles);
     if (terms.empty() || limit == 0) return out;
+    // Per term, the newest files of the scope holding it, through the
+    // covering index "MemoryTerm_scope_term_idx" read backwards; counted
+    // here rather than by a GROUP BY, whose temporary b-trees cost more than
+    // the rows.
+    struct Seen {
+      std::string job_id;
+      int n = 0;
+      int64_t newest = 0;
+      uint32_t held = 0;  // bit i: terms[i]
+      static_assert(kMaxRelatedTerms <= 32);
+    };
+    std::unordered_map<std::string, Seen> seen;
     Reader reader(*this);
-    {
-      auto s = Stmt::Make(reader.conn(), RelatedFilesSql());
+    const int per_term = std::clamp(q.per_term_limit, 1, kMaxRelatedPerTerm);
+    for (size_t i = 0; i < terms.size(); ++i) {
+      auto s = Stmt::Make(reader.conn(),
+                          "SELECT \"id\", \"fileId\", \"jobId\" FROM \"MemoryTerm\""
+                          " WHERE \"userId\" = ?1 AND \"sessionId\" = ?2 AND \"term\" = ?3"
+                          " AND \"fileId\" <> ?4 ORDER BY \"id\" DESC LIMIT ?5");
       if (!s) return s.status();
-      s->Bind(1, q.user_id).Bind(2, q.session_id).Bind(3, q.exclude_file_id);
-      s->Bind(4, std::clamp(q.per_term_limit, 1, kMaxRelatedPerTerm)).Bind(5, limit);
-      // Arms without a term keep their parameter NULL: they match nothing.
-      for (size_t i = 0; i < terms.size(); ++i) s->Bind(6 + static_cast<int>(i), terms[i]);
+      s->BindStatic(1, q.user_id).BindStatic(2, q.session_id).BindStatic(3, terms[i]);
+      s->BindStatic(4, q.exclude_file_id).Bind(5, per_term);
       for (;;) {
         auto row = s->Step();
         if (!row) return row.status();
         if (!*row) break;
-        RelatedFile f;
-        f.file_id = s->Text(0);
-        f.job_id = s->Text(1);
-        std::string held = s->Text(2);
-        for (const auto& t : terms) {
-          // group_concat joined the terms with \x1f, which no term holds.
-          size_t pos = 0;
-          while ((pos = held.find(t, pos)) != std::string::npos) {
-            size_t end = pos + t.size();
-            if ((pos == 0 || held[pos - 1] == '\x1f') && (end == held.size() || held[end] == '\x1f')) {
-              f.terms.push_back(t);
-              break;
-            }
-            pos = end;
-          }
-        }
-        out.push_back(std::move(f));
+        Seen& f = seen[s->Text(1)];
+        if (f.n == 0) f.job_id = s->Text(2);
+        f.n += 1;
+        f.newest = std::max(f.newest, s->Int64(0));
+        f.held |= uint32_t{1} << i;
       }
+    }
+    // Most terms first, then the newest.
+    std::vector<std::pair<const std::string*, const Seen*>> ranked;
+    ranked.reserve(seen.size());
+    for (const auto& [file_id, f] : seen) ranked.emplace_back(&file_id, &f);
+    const size_t keep = std::min(ranked.size(), static_cast<size_t>(limit));
+    std::partial_sort(ranked.begin(), ranked.begin() + static_cast<ptrdiff_t>(keep), ranked.end(),
+                      [](const auto& a, const auto& b) {
+                        if (a.second->n != b.second->n) return a.second->n > b.second->n;
+                        return a.second->newest > b.second->newest;
+                      });
+    for (size_t k = 0; k < keep; ++k) {
+      RelatedFile f;
+      f.file_id = *ranked[k].first;
+      f.job_id = ranked[k].second->job_id;
+      for (size_t i = 0; i < terms.size(); ++i) {
+        if (ranked[k].second->held & (uint32_t{1} << i)) f.terms.push_back(terms[i]);
+      }
+      out.push_back(std::move(f));
     }
     // Each file's best snippet, from its first kSnippetChunks chunks only
     // (the unique index on (fileId, chunkIndex)), computed from their text:
