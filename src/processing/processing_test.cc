@@ -77,6 +77,19 @@ TEST_F(ProcessingTest, SniffIgnoresLyingNames) {
   EXPECT_EQ(SniffBytes("nul.txt", std::string("hello\0world", 11)), FileKind::kUnknown);
 }
 
+// libmagic's text tests are off (sniff.cc): formats it names by their
+// opening bytes are still refused, text-shaped ones included, and source
+// code or scripts, which its text tests would call text/x-..., are text.
+TEST_F(ProcessingTest, TextShapedFormatsLibmagicNamesAreRefused) {
+  EXPECT_EQ(SniffBytes("a.txt", "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\">"
+                                "<text>hi</text></svg>\n"),
+            FileKind::kUnknown);
+  EXPECT_EQ(SniffBytes("a.txt", "%!PS-Adobe-3.0\n%%Title: x\nshowpage\n"), FileKind::kUnknown);
+  EXPECT_EQ(SniffBytes("a.c", "#include <stdio.h>\nint main(void) {\n  return 0;\n}\n"),
+            FileKind::kText);
+  EXPECT_EQ(SniffBytes("run", "#!/bin/sh\necho hello\n"), FileKind::kText);
+}
+
 TEST_F(ProcessingTest, MarkdownNameBreaksTheTieWithPlainText) {
   EXPECT_EQ(SniffBytes("plain.md", "Just a sentence.\n"), FileKind::kMarkdown);
   EXPECT_EQ(SniffBytes("plain.txt", "Just a sentence.\n"), FileKind::kText);

@@ -45,10 +45,18 @@ bool MimeMayBeText(std::string_view mime) {
 
 // One magic_t per thread: libmagic handles are not thread-safe, and loading
 // the database once per thread is cheaper than a lock on every sniff.
+//
+// libmagic's text tests are off: on text they run its language patterns
+// (regular expressions over the buffer) and answer text/* or JSON or CSV,
+// which Classify decides itself; text then comes back as
+// application/octet-stream. Its other tests still name the formats we
+// refuse, text-shaped ones included (SVG, PostScript). That takes a 2 KiB
+// text file from about 2.6 ms to 0.5 ms.
 class MagicHandle {
  public:
   MagicHandle() {
-    cookie_ = magic_open(MAGIC_MIME_TYPE | MAGIC_ERROR);
+    cookie_ = magic_open(MAGIC_MIME_TYPE | MAGIC_ERROR | MAGIC_NO_CHECK_TEXT |
+                         MAGIC_NO_CHECK_ENCODING | MAGIC_NO_CHECK_JSON | MAGIC_NO_CHECK_CSV);
     if (cookie_ != nullptr && magic_load(cookie_, nullptr) != 0) {
       magic_close(cookie_);
       cookie_ = nullptr;
