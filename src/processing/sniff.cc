@@ -173,11 +173,22 @@ MarkdownSignals ScanMarkdown(std::string_view s) {
     if (line.size() > 2000) continue;
     if (line.starts_with("```") || line.starts_with("~~~")) ++m.fences;
     if (line.starts_with("> ")) ++m.quotes;
-    if (std::regex_search(line, kHeading)) ++m.headings;
-    if (std::regex_search(line, kListItem)) ++m.list_items;
-    if (std::regex_search(line, kLink)) ++m.links;
-    if (std::regex_search(line, kEmphasis)) ++m.emphasis;
-    if (std::regex_search(line, kTableRule)) ++m.table_rules;
+    // Each pattern runs only on a line holding what it cannot match
+    // without: most lines of most files hold none of it.
+    const size_t lead = line.find_first_not_of(" \t\n\v\f\r");
+    const bool list_lead =
+        lead != std::string::npos && lead <= 3 &&
+        std::string_view("-*+0123456789").find(line[lead]) != std::string_view::npos;
+    if (line.starts_with('#') && std::regex_search(line, kHeading)) ++m.headings;
+    if (list_lead && std::regex_search(line, kListItem)) ++m.list_items;
+    if (line.find("](") != std::string::npos && std::regex_search(line, kLink)) ++m.links;
+    if ((line.find("**") != std::string::npos || line.find("__") != std::string::npos) &&
+        std::regex_search(line, kEmphasis)) {
+      ++m.emphasis;
+    }
+    if (line.find("---") != std::string::npos && std::regex_search(line, kTableRule)) {
+      ++m.table_rules;
+    }
   }
   return m;
 }

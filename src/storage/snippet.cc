@@ -12,12 +12,14 @@ bool IsAsciiAlnum(unsigned char c) {
 
 bool IsWordByte(unsigned char c) { return IsAsciiAlnum(c) || c >= 0x80; }
 
-char Lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : static_cast<char>(c); }
+char Lower(unsigned char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : static_cast<char>(c);
+}
 
 struct Word {
   size_t begin = 0;  // byte range in the text, apostrophes included
   size_t end = 0;
-  int term = -1;     // index in the terms, -1 when none
+  int term = -1;  // index in the terms, -1 when none
 };
 
 // The words of `text`, each with the term it equals.
