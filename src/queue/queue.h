@@ -190,6 +190,16 @@ class Consumer {
     return progress ? log : progress;
   }
 
+  // ReportProgress without waiting for its answer: the worker's slots post
+  // each stage and go on. Calls made afterwards on this consumer reach Redis
+  // after it (one pipelined connection), so a job's completion always
+  // follows its progress. A failure is logged only (spdlog debug), as a
+  // progress report never decides a job's fate. This default waits.
+  virtual void PostProgress(const std::string& id, const std::string& progress_json,
+                            const std::string& log_line) {
+    (void)ReportProgress(id, progress_json, log_line);
+  }
+
   // BullMQ's stalled check (throttled by `<Q>:stalled-check` for
   // `stalled_interval_ms`; a throttled call returns nothing). Two passes: a
   // call recovers the jobs marked by the previous one whose lock has lapsed

@@ -44,6 +44,8 @@
 #include <mutex>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "core/ids.h"
 #include "queue/internal/async_redis.h"
 #include "queue/internal/job_json.h"
@@ -431,6 +433,21 @@ class RedisConsumer final : public Consumer {
     if (!code) return code.status();
     if (*code < 0) return ScriptCodeToStatus(*code, id, "report progress of");
     return {};
+  }
+
+  void PostProgress(const std::string& id, const std::string& progress_json,
+                    const std::string& log_line) override {
+    auto logged = [id](internal::AsyncRedis::Replies replies) {
+      auto code = IntegerReply(std::move(replies.at(0)), "report_progress");
+      Status failed = !code       ? code.status()
+                      : *code < 0 ? ScriptCodeToStatus(*code, id, "report progress of")
+                                  : Status();
+      if (!failed.ok()) spdlog::debug("queue: progress of {}: {}", id, failed.ToString());
+    };
+    commands_.EvalAsync({{&GetScript("report_progress"),
+                          {keys_.Job(id), keys_("events"), keys_("meta"), keys_.Job(id) + ":logs"},
+                          {id, progress_json, log_line}}},
+                        std::move(logged));
   }
 
   Result<std::vector<std::string>> RecoverStalled(int64_t stalled_interval_ms) override {

@@ -609,6 +609,26 @@ TEST_F(RedisQueueTest, ReportProgressWritesTheProgressEventAndTheLogLine) {
   EXPECT_EQ(EventsNamed("progress", id).size(), 3u);
 }
 
+// PostProgress does not wait, but what the consumer sends next follows it
+// on the same connection: the job's log holds the posted lines, in order,
+// before the completion's reply comes back.
+TEST_F(RedisQueueTest, PostedProgressReachesRedisBeforeTheNextCall) {
+  const std::string id = Uuid(1);
+  MustAdd(id);
+  ActiveJob job = MustFetch();
+  for (int i = 1; i <= 20; ++i) {
+    consumer_->PostProgress(id, std::to_string(i), "stage " + std::to_string(i));
+  }
+  consumer_->PostProgress(Uuid(9), "1", "a job that is gone: logged, nothing written");
+  ASSERT_TRUE(consumer_->Complete(job, R"({"ok":true})"));
+  RedisReply logs = Cmd({"LRANGE", kQ + id + ":logs", "0", "-1"});
+  ASSERT_EQ(logs.elements.size(), 20u);
+  for (int i = 1; i <= 20; ++i) EXPECT_EQ(logs.elements[i - 1].str, "stage " + std::to_string(i));
+  EXPECT_EQ(EventsNamed("progress", id).size(), 20u);
+  EXPECT_EQ(Int({"EXISTS", kQ + Uuid(9) + ":logs"}), 0);
+  EXPECT_EQ(Hash(kQ + id)["progress"], "20");
+}
+
 TEST_F(RedisQueueTest, ReleasePutsTheJobBackAtTheFront) {
   MustAdd(Uuid(1));
   MustAdd(Uuid(2));

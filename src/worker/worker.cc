@@ -21,8 +21,9 @@
 // Outcome without a queue call, then OutcomeApplier::Apply (outcome.h)
 // records the outcome: the row first, then the upload, then the queue, where
 // a completion also leases the slot's next job in the same round trip. The
-// runner's progress stages reach the queue through this slot's consumer, one
-// pipelined round trip each (Consumer::ReportProgress).
+// runner's progress stages are posted to the queue through the shared
+// consumer without waiting for Redis (Consumer::PostProgress); the job's
+// completion follows them on the same pipelined connection.
 //
 // The housekeeping thread renews locks and runs the stalled check through
 // the shared consumer, and uses the producer Queue for the reconciler. All
@@ -254,9 +255,7 @@ class Worker::Impl {
   static void ReportProgress(queue::Consumer& consumer, const std::string& id,
                              const std::string& stage, int percent) {
     nlohmann::json p = {{"stage", stage}, {"percent", percent}};
-    auto r = consumer.ReportProgress(id, p.dump(),
-                                     "stage " + stage + " " + std::to_string(percent) + "%");
-    if (!r) spdlog::debug("worker: progress of {}: {}", id, r.status().ToString());
+    consumer.PostProgress(id, p.dump(), "stage " + stage + " " + std::to_string(percent) + "%");
   }
 
   void HousekeepingLoop() {
