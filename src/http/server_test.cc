@@ -1046,7 +1046,7 @@ using StatusHandler = ServerTest;
 
 TEST_F(StatusHandler, ReportsEachStateAndHidesOtherUsersJobs) {
   // Every change below must show at once: no cache of final states (with
-  // it, the failure written over the completion would show only after
+  // it, the completion written over the failure would show only after
   // STATUS_CACHE_TTL_MS; see CachedFinalStateIsServedUntilItsTtl).
   settings_.status_cache_ttl_ms = 0;
   StartServer();
@@ -1065,16 +1065,16 @@ TEST_F(StatusHandler, ReportsEachStateAndHidesOtherUsersJobs) {
   EXPECT_EQ(r.Json()["data"]["status"], "processing");
   EXPECT_EQ(r.Json()["data"]["progress"], 40);
 
+  ASSERT_TRUE(store_.MarkFailed(id, "Invalid file format").ok());
+  r = Get(path, Token("alice"));
+  EXPECT_EQ(r.Json()["data"]["status"], "failed");
+  EXPECT_EQ(r.Json()["data"]["error"], "Invalid file format");
+
   ASSERT_TRUE(
       store_.MarkCompleted(id, "file_x", R"({"aiResponse":{"text":"hi"},"fileId":"file_x"})").ok());
   r = Get(path, Token("alice"));
   EXPECT_EQ(r.Json()["data"]["status"], "completed");
   EXPECT_EQ(r.Json()["data"]["result"]["aiResponse"]["text"], "hi");  // an object, not a string
-
-  ASSERT_TRUE(store_.MarkFailed(id, "Invalid file format").ok());
-  r = Get(path, Token("alice"));
-  EXPECT_EQ(r.Json()["data"]["status"], "failed");
-  EXPECT_EQ(r.Json()["data"]["error"], "Invalid file format");
 
   r = Get(path, Token("bob"));
   EXPECT_EQ(r.status, 404);
@@ -1100,7 +1100,7 @@ TEST_F(StatusHandler, CachedFinalStateIsServedUntilItsTtl) {
   ASSERT_EQ(failed.status, 200);
   EXPECT_EQ(failed.body, R"({"success":true,"data":{"jobId":")" + id +
                              R"(","status":"failed","error":"Invalid file format"}})");
-  ASSERT_TRUE(store_.MarkPending(id).ok());  // behind the server's back
+  ASSERT_TRUE(store_.MarkFailed(id, "Another error").ok());  // behind the server's back
   HttpResponse cached = Get(path, Token("alice"));
   if (std::chrono::steady_clock::now() - read_after < std::chrono::milliseconds(300)) {
     EXPECT_EQ(cached.body, failed.body);
@@ -1108,9 +1108,9 @@ TEST_F(StatusHandler, CachedFinalStateIsServedUntilItsTtl) {
   HttpResponse other = Get(path, Token("bob"));
   EXPECT_EQ(other.status, 404);
   EXPECT_EQ(other.body, Get("/api/chat/upload/status/" + NewUuid(), Token("bob")).body);
-  const std::string want_pending =
-      R"({"success":true,"data":{"jobId":")" + id + R"(","status":"pending"}})";
-  ASSERT_TRUE(Eventually([&] { return Get(path, Token("alice")).body == want_pending; },
+  const std::string want_new =
+      R"({"success":true,"data":{"jobId":")" + id + R"(","status":"failed","error":"Another error"}})";
+  ASSERT_TRUE(Eventually([&] { return Get(path, Token("alice")).body == want_new; },
                          std::chrono::seconds(3)));
   // Not before the entry's TTL had passed (the server counts whole ms).
   EXPECT_GE(std::chrono::steady_clock::now() - read_after, std::chrono::milliseconds(299));

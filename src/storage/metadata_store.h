@@ -128,7 +128,10 @@ class MetadataStore {
   // kFailedPrecondition (a late failure report must not undo a success).
   virtual Result<void> MarkFailed(const std::string& id, const std::string& error) = 0;
 
-  // status := pending again (a job put back for another attempt).
+  // status := pending again (a job put back for another attempt), from
+  // pending or processing only. A final row stays as it is:
+  // kFailedPrecondition (a run that failed after another run of the same job
+  // finished it must not reopen the row).
   virtual Result<void> MarkPending(const std::string& id) = 0;
 
   // Rows still pending whose created_at is older than `older_than_ms` (epoch

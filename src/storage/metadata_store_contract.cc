@@ -196,6 +196,35 @@ TEST_P(MetadataStoreContract, MarkFailedDoesNotUndoCompletion) {
   EXPECT_EQ((**store->GetJob(j.id)).status, JobStatus::kCompleted);
 }
 
+// A run that fails after another run of the same job finished it (their
+// leases overlapped) puts nothing back: the job is final in the queue too, so
+// a reopened row would stay pending for good.
+TEST_P(MetadataStoreContract, MarkPendingDoesNotReopenAFinalRow) {
+  auto store = Open();
+  NewJob a = MakeJob(), b = MakeJob();
+  ASSERT_TRUE(store->InsertJob(a).ok());
+  ASSERT_TRUE(store->InsertJob(b).ok());
+  ASSERT_TRUE(store->MarkCompleted(a.id, "file_a", R"({"ok":1})").ok());
+  ASSERT_TRUE(store->MarkFailed(b.id, "Invalid file format").ok());
+  EXPECT_EQ(store->MarkPending(a.id).code(), Errc::kFailedPrecondition);
+  EXPECT_EQ(store->MarkPending(b.id).code(), Errc::kFailedPrecondition);
+  auto completed = **store->GetJob(a.id);
+  EXPECT_EQ(completed.status, JobStatus::kCompleted);
+  EXPECT_EQ(completed.result_json, R"({"ok":1})");
+  EXPECT_EQ(completed.progress, 100);
+  auto failed = **store->GetJob(b.id);
+  EXPECT_EQ(failed.status, JobStatus::kFailed);
+  EXPECT_EQ(failed.error, "Invalid file format");
+  // Neither is offered to the reconciler.
+  auto listed = store->ListPending(NowMs() + 1000, 10);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
+  // A pending row stays pending: putting it back twice is no error.
+  NewJob c = MakeJob();
+  ASSERT_TRUE(store->InsertJob(c).ok());
+  EXPECT_TRUE(store->MarkPending(c.id).ok());
+}
+
 TEST_P(MetadataStoreContract, UpdatesOfMissingRowAreNotFound) {
   auto store = Open();
   std::string id = NewUuid();
@@ -210,8 +239,8 @@ TEST_P(MetadataStoreContract, ClaimJobTakesAPendingOrProcessingRowAndReturnsIt) 
   auto store = Open();
   NewJob j = MakeJob();
   ASSERT_TRUE(store->InsertJob(j).ok());
-  ASSERT_TRUE(store->MarkFailed(j.id, "an earlier attempt").ok());
-  ASSERT_TRUE(store->MarkPending(j.id).ok());
+  ASSERT_TRUE(store->MarkProcessing(j.id, 1).ok());
+  ASSERT_TRUE(store->MarkPending(j.id).ok());  // an earlier attempt, put back
   int64_t before = (**store->GetJob(j.id)).updated_at_ms;
 
   auto claimed = store->ClaimJob(j.id, 2);

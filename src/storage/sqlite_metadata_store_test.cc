@@ -161,17 +161,17 @@ TEST(SqliteMetadataStore, TryGetJobStatusForUserAnswersFromAnIdleReader) {
   EXPECT_EQ(processing->status, JobStatus::kProcessing);
   EXPECT_EQ(processing->progress, 42);
 
+  // Put back to pending (a retry): seen at once, the store keeps no copy.
+  ASSERT_TRUE(store->MarkPending(j.id).ok());
+  EXPECT_EQ(status(j.id, "alice")->status, JobStatus::kPending);
+
+  ASSERT_TRUE(store->MarkProcessing(j.id, 2).ok());
   ASSERT_TRUE(store->MarkFailed(j.id, "Invalid file format").ok());
   auto failed = status(j.id, "alice");
   ASSERT_TRUE(failed);
   EXPECT_EQ(failed->status, JobStatus::kFailed);
   EXPECT_EQ(failed->error, "Invalid file format");
 
-  // Put back to pending (a retry): seen at once, the store keeps no copy.
-  ASSERT_TRUE(store->MarkPending(j.id).ok());
-  EXPECT_EQ(status(j.id, "alice")->status, JobStatus::kPending);
-
-  ASSERT_TRUE(store->MarkProcessing(j.id, 2).ok());
   ASSERT_TRUE(store->MarkCompleted(j.id, "file_x", R"({"a":1})").ok());
   auto done = status(j.id, "alice");
   ASSERT_TRUE(done);

@@ -514,6 +514,30 @@ TEST_F(JobRunnerTest, AnOutageRunsAgainUnderTheSameLeaseAndCompletes) {
   EXPECT_EQ(Queued(id).state, FakeConsumer::State::kCompleted);
 }
 
+// Two runs of one job whose leases overlapped (the first run's lock lapsed
+// and the job was taken again): the one that finishes first records it; the
+// other, failing afterwards, must not reopen the row, or it would stay pending
+// for good with its job final in the queue and its upload gone.
+TEST_F(JobRunnerTest, ARunFailingAfterAnotherFinishedTheJobLeavesTheRowFinal) {
+  std::string id = ApiUpload(kText);
+  queue::ActiveJob job = Lease(id);
+  Outcome late = Run(job);
+  Outcome first = Run(job);
+  ASSERT_TRUE(std::holds_alternative<Completed>(first)) << OutcomeName(first);
+  EXPECT_TRUE(Apply(job, std::move(first)).finished);
+  ASSERT_EQ(Row(id).status, storage::JobStatus::kCompleted);
+  ASSERT_FALSE(UploadExists(id));
+
+  // The late run's commit fails (its chunks collide with the first run's).
+  store_.fail_complete = Errc::kInvalidArgument;
+  ASSERT_TRUE(std::holds_alternative<Completed>(late)) << OutcomeName(late);
+  EXPECT_FALSE(Apply(job, std::move(late)).finished);
+  EXPECT_EQ(Row(id).status, storage::JobStatus::kCompleted);
+  EXPECT_EQ(Row(id).progress, 100);
+  EXPECT_EQ(Queued(id).state, FakeConsumer::State::kCompleted);
+  EXPECT_FALSE(Queued(id).dead_lettered);
+}
+
 TEST_F(JobRunnerTest, CompletionLeasesTheNextJobInTheSameRoundTrip) {
   std::string first = ApiUpload(kText);
   std::string second = ApiUpload(kText);

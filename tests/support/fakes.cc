@@ -115,6 +115,7 @@ Result<void> FakeMetadataStore::MarkFailed(const std::string& id, const std::str
   std::lock_guard lock(mu_);
   auto it = rows_.find(id);
   if (it == rows_.end()) return NotFound(id);
+  if (it->second.status == storage::JobStatus::kCompleted) return FailedPrecondition(id);
   it->second.status = storage::JobStatus::kFailed;
   it->second.error = error;
   it->second.updated_at_ms = NowMs();
@@ -125,6 +126,10 @@ Result<void> FakeMetadataStore::MarkPending(const std::string& id) {
   std::lock_guard lock(mu_);
   auto it = rows_.find(id);
   if (it == rows_.end()) return NotFound(id);
+  if (it->second.status != storage::JobStatus::kPending &&
+      it->second.status != storage::JobStatus::kProcessing) {
+    return FailedPrecondition(id);
+  }
   it->second.status = storage::JobStatus::kPending;
   it->second.updated_at_ms = NowMs();
   return {};

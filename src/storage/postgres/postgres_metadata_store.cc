@@ -569,11 +569,22 @@ class PostgresMetadataStore final : public MetadataStore {
   }
 
   Result<void> MarkPending(const std::string& id) override {
-    return UpdateOne(id,
-                     "UPDATE \"FileUploadJob\" SET \"status\" = 'pending', \"progress\" = 0,"
-                     " \"error\" = NULL, \"updatedAt\" = GREATEST($2::bigint, \"updatedAt\" + 1)"
-                     " WHERE \"id\" = $1",
-                     {id, std::to_string(NowMs())});
+    // Only a row still in flight goes back: a run that failed after another
+    // run of the same job finished it must not reopen the row (its job is
+    // final in the queue, so nothing would ever close it again).
+    auto r = WithSession(pool_, [&](Session& s) {
+      return s.Exec(
+          "WITH u AS (UPDATE \"FileUploadJob\" SET \"status\" = 'pending', \"progress\" = 0,"
+          " \"error\" = NULL, \"updatedAt\" = GREATEST($2::bigint, \"updatedAt\" + 1)"
+          " WHERE \"id\" = $1 AND \"status\" IN ('pending', 'processing') RETURNING 1)"
+          " SELECT (SELECT count(*) FROM u), (SELECT \"status\" FROM \"FileUploadJob\" WHERE \"id\" = $1)",
+          {id, std::to_string(NowMs())});
+    });
+    if (!r) return r.status();
+    const PGresult* res = r->get();
+    if (Int(res, 0, 0) == 1) return {};
+    if (PQgetisnull(res, 0, 1)) return NotFound("no job " + id);
+    return FailedPrecondition("job " + id + " is already " + std::string(Val(res, 0, 1)));
   }
 
   Result<std::vector<JobRecord>> ListPending(int64_t older_than_ms, int limit) override {

@@ -549,11 +549,7 @@ class SqliteMetadataStore final : public MetadataStore {
     auto n = s->Run();
     if (!n) return n.status();
     if (*n == 1) return {};
-    auto status = StatusLocked(id);
-    if (!status) return status.status();
-    if (!*status) return NotFound("no job " + id);
-    return FailedPrecondition("job " + id + " is already " +
-                              std::string(JobStatusName(**status)));
+    return NotInFlightLocked(id);
   }
 
   Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) override {
@@ -627,24 +623,22 @@ class SqliteMetadataStore final : public MetadataStore {
     auto n = s->Run();
     if (!n) return n.status();
     if (*n == 1) return {};
-    auto status = StatusLocked(id);
-    if (!status) return status.status();
-    if (!*status) return NotFound("no job " + id);
-    return FailedPrecondition("job " + id + " is already completed");
+    return NotInFlightLocked(id);
   }
 
   Result<void> MarkPending(const std::string& id) override {
+    // Only a row still in flight goes back (see the PostgreSQL store).
     std::lock_guard lock(write_mu_);
     auto s = Stmt::Make(*writer_,
                         "UPDATE \"FileUploadJob\" SET \"status\" = 'pending', \"progress\" = 0,"
                         " \"error\" = NULL, \"updatedAt\" = MAX(?2, \"updatedAt\" + 1)"
-                        " WHERE \"id\" = ?1");
+                        " WHERE \"id\" = ?1 AND \"status\" IN ('pending', 'processing')");
     if (!s) return s.status();
     s->Bind(1, id).Bind(2, NowMs());
     auto n = s->Run();
     if (!n) return n.status();
-    if (*n == 0) return NotFound("no job " + id);
-    return {};
+    if (*n == 1) return {};
+    return NotInFlightLocked(id);
   }
 
   Result<std::vector<JobRecord>> ListPending(int64_t older_than_ms, int limit) override {
@@ -1006,6 +1000,16 @@ class SqliteMetadataStore final : public MetadataStore {
     auto st = ParseJobStatus(s->Text(0));
     if (!st) return DataLoss("job " + id + " has unknown status");
     return std::optional<JobStatus>(*st);
+  }
+
+  // Why an update of in-flight rows left row `id` alone: kNotFound, or
+  // kFailedPrecondition naming its final status.
+  Status NotInFlightLocked(const std::string& id) {
+    auto status = StatusLocked(id);
+    if (!status) return status.status();
+    if (!*status) return NotFound("no job " + id);
+    return FailedPrecondition("job " + id + " is already " +
+                              std::string(JobStatusName(**status)));
   }
 
   Result<void> ExistsOrNotFound(const std::string& id) {
