@@ -5,16 +5,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/ids.h"
+#include "core/words.h"
 #include "processing/internal/text_util.h"
 
 namespace conveyor::processing::internal {
 namespace {
 
 bool IsContinuation(unsigned char c) { return (c & 0xC0) == 0x80; }
-
-bool IsAsciiAlnum(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
 
 // JSON deeper than this is refused before parsing: rendering it recurses, and
 // no document a person wants summarised nests this deep.
@@ -111,20 +108,7 @@ std::string_view StripBom(std::string_view s) {
 
 std::vector<std::string> Words(std::string_view text) {
   std::vector<std::string> out;
-  std::string cur;
-  for (size_t i = 0; i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (IsAsciiAlnum(c) || c >= 0x80) {
-      cur += static_cast<char>(std::tolower(c));
-    } else if (c == '\'' && !cur.empty() && i + 1 < text.size() &&
-               IsAsciiAlnum(static_cast<unsigned char>(text[i + 1]))) {
-      // "don't" -> "dont": one word, not "don" + "t".
-    } else if (!cur.empty()) {
-      out.push_back(std::move(cur));
-      cur.clear();
-    }
-  }
-  if (!cur.empty()) out.push_back(std::move(cur));
+  ForEachWord(text, [&](size_t, size_t, const std::string& folded) { out.push_back(folded); });
   return out;
 }
 

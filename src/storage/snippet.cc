@@ -3,18 +3,10 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "core/words.h"
+
 namespace conveyor::storage {
 namespace {
-
-bool IsAsciiAlnum(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-bool IsWordByte(unsigned char c) { return IsAsciiAlnum(c) || c >= 0x80; }
-
-char Lower(unsigned char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : static_cast<char>(c);
-}
 
 struct Word {
   size_t begin = 0;  // byte range in the text, apostrophes included
@@ -25,27 +17,8 @@ struct Word {
 // The words of `text`, each with the term it equals.
 std::vector<Word> Tokenize(std::string_view text, const std::vector<std::string>& terms) {
   std::vector<Word> words;
-  std::string folded;
-  size_t i = 0;
-  while (i < text.size()) {
-    if (!IsWordByte(static_cast<unsigned char>(text[i]))) {
-      ++i;
-      continue;
-    }
-    Word w;
-    w.begin = i;
-    folded.clear();
-    while (i < text.size()) {
-      unsigned char c = static_cast<unsigned char>(text[i]);
-      if (IsWordByte(c)) {
-        folded += Lower(c);
-      } else if (c != '\'' || i + 1 >= text.size() ||
-                 !IsAsciiAlnum(static_cast<unsigned char>(text[i + 1]))) {
-        break;
-      }
-      ++i;
-    }
-    w.end = i;
+  ForEachWord(text, [&](size_t begin, size_t end, const std::string& folded) {
+    Word w{begin, end, -1};
     for (size_t t = 0; t < terms.size(); ++t) {
       if (terms[t] == folded) {
         w.term = static_cast<int>(t);
@@ -53,7 +26,7 @@ std::vector<Word> Tokenize(std::string_view text, const std::vector<std::string>
       }
     }
     words.push_back(w);
-  }
+  });
   return words;
 }
 

@@ -6,10 +6,8 @@
 // text as words; finding them there costs what the file's chunks cost,
 // whatever the size of the session or of the index.
 //
-// Words are what the index terms are made of (processing's Words): runs of
-// ASCII letters and digits and of bytes >= 0x80, an apostrophe between two
-// of them joining ("don't" is one word), compared with ASCII letters
-// lower-cased.
+// Words are what the index terms are made of: the word rule of
+// core/words.h, which processing cuts the terms by.
 //
 // The snippet has the shape of SQLite FTS5's snippet(): at most `max_words`
 // words of the text with what lies between them, each matching word wrapped

@@ -33,8 +33,9 @@ bool LooksLikeText(std::string_view s, bool allow_truncated_tail);
 // `s` without a leading UTF-8 byte order mark.
 std::string_view StripBom(std::string_view s);
 
-// Lower-cased words: runs of ASCII letters/digits and non-ASCII code points
-// (so "naïve" and "日本語" stay whole); apostrophes inside words are dropped.
+// The words of `text` by the index's word rule (core/words.h): runs of ASCII
+// letters/digits and non-ASCII code points (so "naïve" and "日本語" stay
+// whole), apostrophes inside words dropped, ASCII lower-cased.
 std::vector<std::string> Words(std::string_view text);
 
 // Number of whitespace-separated tokens holding a letter or digit.
