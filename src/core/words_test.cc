@@ -38,12 +38,9 @@ TEST(Words, AnApostropheJoinsOnlyBetweenAWordAndALetterOrDigit) {
   EXPECT_EQ(Cuts("'quoted' rock'n'roll"),
             (std::vector<Cut>{{"quoted", "quoted"}, {"rock'n'roll", "rocknroll"}}));
   // At the end, doubled, or before a non-ASCII byte it splits.
-  EXPECT_EQ(Cuts("dogs' x''y l'été"),
-            (std::vector<Cut>{{"dogs", "dogs"},
-                              {"x", "x"},
-                              {"y", "y"},
-                              {"l", "l"},
-                              {"été", "été"}}));
+  EXPECT_EQ(
+      Cuts("dogs' x''y l'été"),
+      (std::vector<Cut>{{"dogs", "dogs"}, {"x", "x"}, {"y", "y"}, {"l", "l"}, {"été", "été"}}));
   EXPECT_EQ(Cuts("end'"), (std::vector<Cut>{{"end", "end"}}));
 }
 
