@@ -139,9 +139,11 @@ class Consumer {
   // be failed at once without processing it.
   virtual Result<std::optional<ActiveJob>> Fetch(const std::string& token, int64_t lock_ms) = 0;
 
-  // Renews the lock of each held job; returns the ids whose lock was lost.
-  virtual Result<std::vector<std::string>> ExtendLocks(const std::vector<ActiveJob*>& jobs,
-                                                       int64_t lock_ms) = 0;
+  // Renews the lock of each held job; returns those of `jobs` whose lock is
+  // gone or owned by another token (a worker may hold two leases of one job
+  // id when one of them lapsed: only the lapsed one is returned).
+  virtual Result<std::vector<ActiveJob*>> ExtendLocks(const std::vector<ActiveJob*>& jobs,
+                                                      int64_t lock_ms) = 0;
 
   // Completes the job with `return_json` (valid JSON), applying the job's
   // removeOnComplete retention.

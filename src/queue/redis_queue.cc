@@ -361,9 +361,9 @@ class RedisConsumer final : public Consumer {
                        : Result<std::optional<ActiveJob>>(replies[1].status())};
   }
 
-  Result<std::vector<std::string>> ExtendLocks(const std::vector<ActiveJob*>& jobs,
-                                               int64_t lock_ms) override {
-    std::vector<std::string> lost;
+  Result<std::vector<ActiveJob*>> ExtendLocks(const std::vector<ActiveJob*>& jobs,
+                                              int64_t lock_ms) override {
+    std::vector<ActiveJob*> lost;
     if (jobs.empty()) return lost;
     std::vector<std::string> args = {keys_.job_prefix(), std::to_string(lock_ms)};
     for (const ActiveJob* j : jobs) {
@@ -373,7 +373,14 @@ class RedisConsumer final : public Consumer {
     auto reply = Eval("extend_locks", {keys_("stalled")}, args);
     if (!reply) return reply.status();
     if (!reply->is_array()) return Internal("extend_locks: malformed reply");
-    for (const auto& e : reply->elements) lost.push_back(e.str);
+    for (const auto& e : reply->elements) {
+      // The 1-based position of a lost lease among `jobs`.
+      if (e.type != RedisReply::Type::kInteger || e.integer < 1 ||
+          e.integer > static_cast<int64_t>(jobs.size())) {
+        return Internal("extend_locks: malformed reply");
+      }
+      lost.push_back(jobs[static_cast<size_t>(e.integer - 1)]);
+    }
     return lost;
   }
 

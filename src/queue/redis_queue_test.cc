@@ -472,11 +472,32 @@ TEST_F(RedisQueueTest, LostLockIsAFailedPrecondition) {
   std::vector<ActiveJob*> held = {&job};
   auto lost = consumer_->ExtendLocks(held, 30000);
   ASSERT_TRUE(lost);
-  EXPECT_EQ(*lost, std::vector<std::string>{id});
+  EXPECT_EQ(*lost, std::vector<ActiveJob*>{&job});
 
   Cmd({"DEL", kQ + id + ":lock"});
   EXPECT_EQ(consumer_->Complete(job, "null").code(), Errc::kFailedPrecondition);
   EXPECT_EQ(consumer_->Release(job).code(), Errc::kFailedPrecondition);
+}
+
+// A worker can hold two leases of one job: one whose lock lapsed (the job was
+// recovered as stalled) and the one it fetched again. Only the lapsed one is
+// lost, and the live one is renewed.
+TEST_F(RedisQueueTest, ExtendLocksNamesTheLapsedLeaseOfTwoWithOneId) {
+  const std::string id = Uuid(1);
+  MustAdd(id);
+  MustAdd(Uuid(2));
+  ActiveJob stale = MustFetch("first", 1000);
+  ActiveJob other = MustFetch("other", 1000);
+  ActiveJob live = stale;
+  live.token = "second";
+  Cmd({"SET", kQ + id + ":lock", "second", "PX", "1000"});
+  std::vector<ActiveJob*> held = {&live, &stale, &other};
+  auto lost = consumer_->ExtendLocks(held, 60000);
+  ASSERT_TRUE(lost) << lost.status().ToString();
+  EXPECT_EQ(*lost, std::vector<ActiveJob*>{&stale});
+  EXPECT_EQ(Str({"GET", kQ + id + ":lock"}), "second");
+  EXPECT_GT(Int({"PTTL", kQ + id + ":lock"}), 50000);
+  EXPECT_GT(Int({"PTTL", kQ + Uuid(2) + ":lock"}), 50000);
 }
 
 TEST_F(RedisQueueTest, ExtendLocksRenewsAndClearsTheStalledMark) {

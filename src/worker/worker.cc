@@ -15,7 +15,11 @@
 // fetched job is registered in `running_` (JobStarted) so that the
 // housekeeping thread can renew its lock; the slot then runs it, records the
 // outcome and unregisters it (JobEnded). The job's own work (JobRunner::Run)
-// blocks only its slot thread.
+// blocks only its slot thread. Leases are told apart by token, not job id:
+// when a lease lapses (renewals failed for a lock's length) the stalled check
+// hands the job to another slot, possibly of this worker, while the first
+// run is still going. A lapsed lease is marked, and a run under it is not
+// started again after an outage: the job belongs to its new lease.
 //
 // A job is run in two steps: JobRunner::Run (job_runner.h) turns it into an
 // Outcome without a queue call, then OutcomeApplier::Apply (outcome.h)
@@ -159,7 +163,14 @@ class Worker::Impl {
   // from now on.
   void JobStarted(const std::shared_ptr<queue::ActiveJob>& job) {
     std::lock_guard lock(mu_);
-    running_[job->id] = job;
+    running_[job->token] = Lease{job, false};
+  }
+
+  // True when the housekeeping thread found `job`'s lock gone or taken.
+  bool LeaseLapsed(const queue::ActiveJob& job) {
+    std::lock_guard lock(mu_);
+    auto it = running_.find(job.token);
+    return it != running_.end() && it->second.lapsed;
   }
 
   // Hook point: this worker is done with `job` (recorded, released or
@@ -167,7 +178,7 @@ class Worker::Impl {
   void JobEnded(const queue::ActiveJob& job) {
     {
       std::lock_guard lock(mu_);
-      running_.erase(job.id);
+      running_.erase(job.token);
     }
     cv_.notify_all();
   }
@@ -226,6 +237,13 @@ class Worker::Impl {
         applied = applier_.Apply(*consumer, *active, std::move(outcome),
                                  stopping() ? nullptr : &lease, may_wait);
         if (!applied.outage) break;
+        if (LeaseLapsed(*active)) {
+          // The stalled check has put the job back (or another worker holds
+          // it): running it again here would only race that run.
+          spdlog::warn("worker: job {} lost its lease during an outage; left to its next run",
+                       active->id);
+          break;
+        }
         if (outage_since_ms < 0) outage_since_ms = NowMs();
         if (WaitOrStop(outage_backoff)) {
           // Stopping: hand the job back now rather than to its lock.
@@ -296,7 +314,7 @@ class Worker::Impl {
     std::vector<std::shared_ptr<queue::ActiveJob>> jobs;
     {
       std::lock_guard lock(mu_);
-      for (auto& [id, job] : running_) jobs.push_back(job);
+      for (auto& [token, lease] : running_) jobs.push_back(lease.job);
     }
     if (jobs.empty()) return;
     std::vector<queue::ActiveJob*> ptrs;
@@ -306,7 +324,13 @@ class Worker::Impl {
       spdlog::warn("worker: lock renewal failed: {}", lost.status().ToString());
       return;
     }
-    for (const auto& id : *lost) spdlog::warn("worker: lost the lock of job {}", id);
+    if (lost->empty()) return;
+    std::lock_guard lock(mu_);
+    for (const queue::ActiveJob* job : *lost) {
+      spdlog::warn("worker: lost the lock of job {}", job->id);
+      auto it = running_.find(job->token);
+      if (it != running_.end()) it->second.lapsed = true;
+    }
   }
 
   // Pending rows whose job is missing from Redis (the API crashed between the
@@ -340,10 +364,11 @@ class Worker::Impl {
       c = consumer_.get();
     }
     if (!c) return;  // never connected: nothing was leased
-    for (auto& [id, job] : running_) {
+    for (auto& [token, lease] : running_) {
+      const std::shared_ptr<queue::ActiveJob>& job = lease.job;
       auto r = c->Release(*job);
-      if (!r) spdlog::warn("worker: could not release job {}: {}", id, r.status().ToString());
-      else spdlog::info("worker: released job {} at shutdown", id);
+      if (!r) spdlog::warn("worker: could not release job {}: {}", job->id, r.status().ToString());
+      else spdlog::info("worker: released job {} at shutdown", job->id);
     }
   }
 
@@ -362,7 +387,12 @@ class Worker::Impl {
   bool started_ = false;
   bool stopping_ = false;  // no new fetches
   bool stopped_ = false;   // housekeeping ends too
-  std::map<std::string, std::shared_ptr<queue::ActiveJob>> running_;
+  // A job this worker leased, by lease token.
+  struct Lease {
+    std::shared_ptr<queue::ActiveJob> job;
+    bool lapsed = false;  // its lock was found gone or taken
+  };
+  std::map<std::string, Lease> running_;
   const OutcomeApplier applier_;
   std::unique_ptr<processing::Analyzer> analyzer_;  // thread-safe; shared by the slots
   std::unique_ptr<JobRunner> runner_;               // uses analyzer_; shared by the slots

@@ -9,8 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -61,6 +63,7 @@ class WorkerTest : public ::testing::Test {
     s.reconcile_interval_ms = 3600000;
     s.sandbox.binary_path = conveyor::testing::ConveyorBinary();
     s.sandbox.timeout_ms = 30000;
+    if (tweak_) tweak_(s);
     auto opts = opts_;
     ConsumerFactory factory = [opts, counts]() -> Result<std::unique_ptr<queue::Consumer>> {
       auto c = queue::OpenRedisConsumer(opts);
@@ -142,6 +145,7 @@ class WorkerTest : public ::testing::Test {
   std::unique_ptr<storage::BlobStore> blobs_;
   std::unique_ptr<queue::Queue> producer_;
   std::unique_ptr<Worker> worker_;
+  std::function<void(WorkerSettings&)> tweak_;  // applied by StartWorker
 };
 
 const char kVictimText[] = "The victim quarterly ledger shows zebrafish revenue in detail.\n";
@@ -297,6 +301,53 @@ TEST_F(WorkerTest, DatabaseAndRedisRoundTripsPerJob) {
   EXPECT_LE(counting.writes(), 4 * kJobs) << counting.counts.ToString();
   EXPECT_EQ(counting.counts.Get("GetJob"), 0) << counting.counts.ToString();
   EXPECT_LE(redis_per_job, 7 * kJobs + 1) << redis->ToString();
+}
+
+// The database is down for one job only: its completion cannot be recorded,
+// so its run waits the outage out under its lease, running again and again.
+class OutageForOneJob : public conveyor::testing::CountingMetadataStore {
+ public:
+  OutageForOneJob(storage::MetadataStore* inner, std::string id)
+      : CountingMetadataStore(inner), id_(std::move(id)) {}
+  Result<void> CompleteJob(const storage::JobCompletion& c) override {
+    if (c.memory.job_id == id_) {
+      ++refused_;
+      return Unavailable("postgres connect: connection refused");
+    }
+    return CountingMetadataStore::CompleteJob(c);
+  }
+  int refused() const { return refused_.load(); }
+
+ private:
+  const std::string id_;
+  std::atomic<int> refused_{0};
+};
+
+// A run waiting out an outage whose lease lapses (another lease holds the
+// lock now) stops running again: the job belongs to that lease, and the
+// slot goes on to the next job instead of racing it.
+TEST_F(WorkerTest, ARunWhoseLeaseLapsedDuringAnOutageStopsAndTheSlotMovesOn) {
+  const std::string stuck = ApiUpload("u-lease", "s-lease", "Lighthouse keepers' logbook.\n");
+  const std::string next = ApiUpload("u-lease", "s-lease", "Harbour pilots' tide tables.\n");
+  AddJob(stuck, "u-lease", "s-lease", blobs_->Location(stuck));
+  AddJob(next, "u-lease", "s-lease", blobs_->Location(next));
+  OutageForOneJob store(store_.get(), stuck);
+  tweak_ = [](WorkerSettings& s) {
+    s.lock_ms = 1000;  // renewed every 500 ms
+    s.outage_wait_ms = 600000;
+  };
+  StartWorker(&store);  // one slot
+  ASSERT_TRUE(Eventually([&] { return store.refused() >= 2; }, seconds(30)))
+      << "the run did not meet the outage";
+  EXPECT_EQ(store_->GetJob(next)->value().status, storage::JobStatus::kPending);
+
+  // Another lease takes the lock, as after the stalled check handed the job on.
+  const std::string lock_key = "bull:file-upload:" + stuck + ":lock";
+  redis_.Cli({"SET", lock_key, "another-lease", "PX", "600000"});
+  auto row = WaitFinal(next);
+  EXPECT_EQ(row.status, storage::JobStatus::kCompleted) << row.error.value_or("");
+  EXPECT_EQ(store_->GetJob(stuck)->value().status, storage::JobStatus::kProcessing);
+  EXPECT_EQ(redis_.Cli({"GET", lock_key}), "another-lease\n");
 }
 
 }  // namespace

@@ -159,7 +159,7 @@ Result<std::optional<queue::ActiveJob>> CountingConsumer::Fetch(const std::strin
   return r;
 }
 
-Result<std::vector<std::string>> CountingConsumer::ExtendLocks(
+Result<std::vector<queue::ActiveJob*>> CountingConsumer::ExtendLocks(
     const std::vector<queue::ActiveJob*>& jobs, int64_t lock_ms) {
   counts_->Add("ExtendLocks");
   return inner_->ExtendLocks(jobs, lock_ms);

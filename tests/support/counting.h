@@ -95,7 +95,7 @@ class CountingConsumer : public queue::Consumer {
 
   Result<bool> WaitForWork(int64_t timeout_ms) override;
   Result<std::optional<queue::ActiveJob>> Fetch(const std::string& token, int64_t lock_ms) override;
-  Result<std::vector<std::string>> ExtendLocks(const std::vector<queue::ActiveJob*>& jobs,
+  Result<std::vector<queue::ActiveJob*>> ExtendLocks(const std::vector<queue::ActiveJob*>& jobs,
                                                int64_t lock_ms) override;
   Result<void> Complete(const queue::ActiveJob& job, const std::string& return_json) override;
   CompleteAndFetchResult CompleteAndFetch(const queue::ActiveJob& job,

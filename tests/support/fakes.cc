@@ -327,10 +327,10 @@ Result<std::optional<queue::ActiveJob>> FakeConsumer::Fetch(const std::string& t
   return FetchLocked(token);
 }
 
-Result<std::vector<std::string>> FakeConsumer::ExtendLocks(const std::vector<queue::ActiveJob*>&,
-                                                           int64_t) {
+Result<std::vector<queue::ActiveJob*>> FakeConsumer::ExtendLocks(
+    const std::vector<queue::ActiveJob*>&, int64_t) {
   counts.Add("ExtendLocks");
-  return std::vector<std::string>{};
+  return std::vector<queue::ActiveJob*>{};
 }
 
 Result<FakeConsumer::Job*> FakeConsumer::HeldLocked(const queue::ActiveJob& job) {

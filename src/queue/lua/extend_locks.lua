@@ -5,7 +5,8 @@
   KEYS[1] stalled
   ARGV[1] job key prefix   ARGV[2] lock ms   ARGV[3..] pairs of job id, token
 
-  Returns the ids whose lock is gone or owned by another token.
+  Returns the 1-based positions, among the pairs, of those whose lock is gone
+  or owned by another token (a worker may hold two leases of one job id).
 ]]
 local rcall = redis.call
 local lost = {}
@@ -17,7 +18,7 @@ for i = 3, #ARGV, 2 do
     rcall("SET", lockKey, token, "PX", ARGV[2])
     rcall("SREM", KEYS[1], id)
   else
-    table.insert(lost, id)
+    table.insert(lost, (i - 1) / 2)
   end
 end
 return lost
