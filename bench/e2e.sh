@@ -8,6 +8,13 @@
 #
 #   bench/e2e.sh [RUNS]     RUNS rounds (default 1); each round runs every
 #                           target and user count back to back
+#   E2E_SPLIT=1 bench/e2e.sh [RUNS]
+#                           the pipeline with one side removed at a time:
+#                           first every file is uploaded with no worker
+#                           running (upload side alone: uploads/s), then the
+#                           worker starts and drains the queue while the
+#                           client only polls (processing side alone: jobs/s
+#                           from the worker's start, and its CPU seconds)
 #
 # Environment: PEER_DIR (default ../shared/peer: the reference and its
 # harness, copied to a temp dir, never changed), E2E_TARGETS (default
@@ -58,10 +65,46 @@ run_one() {
   )
 }
 
+# CPU seconds the whole machine spent so far outside niced processes (user,
+# system, irq, softirq of /proc/stat): a background job at nice 19 is not
+# counted, everything the benchmark runs is.
+busy_s() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f", ($2 + $4 + $7 + $8) / hz}' /proc/stat
+}
+
+# The same, in two phases: uploads with no worker, then the worker alone.
+run_split() {
+  local target=$1 users=$2
+  (
+    # shellcheck disable=SC1091
+    source "$work/peer/harness/lib.sh"
+    h_load_target "$work/peer/harness/targets/$target.env"
+    if [ -n "${TARGET_SETUP_CMD:-}" ]; then (cd "$PEER_DIR" && eval "$TARGET_SETUP_CMD") >/dev/null 2>&1; fi
+    h_up --no-worker 2>/dev/null
+    jobs_file="$work/jobs-$target-$users.json"
+    api0=$(h_cpu_s api) busy0=$(busy_s)
+    rc=0
+    up=$(E2E_USERS=$users E2E_PHASE=upload E2E_JOBS_FILE=$jobs_file node "$ROOT/bench/e2e/client.mjs") || rc=$?
+    busy=$(awk -v a="$busy0" -v b="$(busy_s)" 'BEGIN{printf "%.1f", b-a}')
+    api_cpu=$(awk -v a="$api0" -v b="$(h_cpu_s api)" 'BEGIN{printf "%.1f", b-a}')
+    echo "e2e-split phase=upload target=$target $up client_rc=$rc api_cpu_s=$api_cpu machine_busy_s=$busy load1=$(cut -d' ' -f1 /proc/loadavg)"
+    # No settling pause: the drain is timed from the worker's start, its
+    # start-up included (the same for both targets).
+    H_WORKER_SETTLE_S=0 h_start worker 2>/dev/null
+    wrk0=0 busy0=$(busy_s)
+    rc=0
+    out=$(E2E_USERS=$users E2E_PHASE=drain E2E_JOBS_FILE=$jobs_file node "$ROOT/bench/e2e/client.mjs") || rc=$?
+    busy=$(awk -v a="$busy0" -v b="$(busy_s)" 'BEGIN{printf "%.1f", b-a}')
+    wrk_cpu=$(awk -v a="$wrk0" -v b="$(h_cpu_s worker)" 'BEGIN{printf "%.1f", b-a}')
+    h_down 2>/dev/null
+    echo "e2e-split phase=drain target=$target $out client_rc=$rc worker_cpu_s=$wrk_cpu machine_busy_s=$busy load1=$(cut -d' ' -f1 /proc/loadavg)"
+  )
+}
+
 for ((r = 1; r <= RUNS; r++)); do
   for users in $USER_COUNTS; do
     for target in $TARGETS; do
-      run_one "$target" "$users"
+      if [ "${E2E_SPLIT:-0}" = 1 ]; then run_split "$target" "$users"; else run_one "$target" "$users"; fi
     done
   done
 done

@@ -5,7 +5,15 @@
 //
 // env: PORT, JWT_SECRET (HS256 tokens are minted here, sub = "e2e-user-<u>"),
 //      E2E_N (500), E2E_CONCURRENCY (32), E2E_USERS (1), E2E_POLL_INTERVAL_MS
-//      (20), E2E_POLL_CONCURRENCY (8), E2E_TIMEOUT_S (300)
+//      (20), E2E_POLL_CONCURRENCY (8), E2E_TIMEOUT_S (300), E2E_PHASE (all),
+//      E2E_JOBS_FILE (with a phase)
+//
+// E2E_PHASE splits the run in two, for bench/e2e.sh's split mode: "upload"
+// only uploads (no worker runs meanwhile) and writes the accepted jobs to
+// E2E_JOBS_FILE; "drain" reads them back and only polls until every job is
+// final (the worker was started just before). Each prints its own rate:
+// what the upload side and the processing side each manage with the other
+// one removed.
 //
 // A job's latency runs from the start of its upload request to the first
 // status answer that says completed or failed. Polling sweeps the oldest
@@ -13,6 +21,7 @@
 // every E2E_POLL_INTERVAL_MS at most: latencies carry about one sweep of
 // granularity, the same for every target.
 import { createHmac } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 
@@ -23,6 +32,12 @@ const USERS = env('E2E_USERS', 1);
 const POLL_INTERVAL_MS = env('E2E_POLL_INTERVAL_MS', 20);
 const POLL_CONC = env('E2E_POLL_CONCURRENCY', 8);
 const TIMEOUT_MS = env('E2E_TIMEOUT_S', 300) * 1000;
+const PHASE = process.env.E2E_PHASE || 'all';
+const JOBS_FILE = process.env.E2E_JOBS_FILE;
+if (!['all', 'upload', 'drain'].includes(PHASE) || (PHASE !== 'all' && !JOBS_FILE)) {
+  console.error('client.mjs: E2E_PHASE is all, upload or drain; a phase needs E2E_JOBS_FILE');
+  process.exit(2);
+}
 const BASE = `http://127.0.0.1:${process.env.PORT}`;
 const SECRET = process.env.JWT_SECRET;
 if (!process.env.PORT || !SECRET) {
@@ -76,7 +91,7 @@ let uploadsDone = false;
 const deadline = performance.now() + TIMEOUT_MS;
 const tStart = performance.now();
 
-const uploader = pool(jobs, CONC, async (job) => {
+const uploader = PHASE === 'drain' ? Promise.resolve() : pool(jobs, CONC, async (job) => {
   const form = new FormData();
   form.append('session_id', job.user.session);
   form.append('file', new Blob([documentText(job.i)], { type: 'text/plain' }), `doc-${job.i}.txt`);
@@ -93,6 +108,17 @@ const uploader = pool(jobs, CONC, async (job) => {
     job.tDone = performance.now();
   }
 }).then(() => { uploadsDone = true; });
+if (PHASE === 'drain') {
+  // The upload phase's accepted jobs, their latency counted from now.
+  const saved = JSON.parse(readFileSync(JOBS_FILE, 'utf8'));
+  const now = performance.now();
+  for (const job of jobs) {
+    job.id = saved[job.i] || null;
+    job.t0 = now;
+    if (!job.id) { job.status = 'upload_error'; job.tDone = now; }
+  }
+  uploadsDone = true;
+}
 
 // Status polls go through node:http on kept-alive connections: fetch costs
 // several times the CPU per request, and the client shares the machine with
@@ -118,6 +144,7 @@ function getJson(path, headers) {
 }
 
 const poller = (async () => {
+  if (PHASE === 'upload') return;
   for (;;) {
     const open = jobs.filter((j) => j.id && !j.tDone).slice(0, 64);
     if (uploadsDone && open.length === 0) return;
@@ -147,10 +174,22 @@ await uploader;
 await poller;
 pollAgent.destroy();
 const totalS = (performance.now() - tStart) / 1000;
+const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'nan');
+if (PHASE === 'upload') {
+  writeFileSync(JOBS_FILE, JSON.stringify(jobs.map((j) => j.id)));
+  const upl = jobs.filter((j) => j.tAccepted).map((j) => j.tAccepted - j.t0).sort((a, b) => a - b);
+  const accepted = jobs.filter((j) => j.id).length;
+  console.log([
+    `n=${N}`, `conc=${CONC}`, `users=${USERS}`, `upload_s=${f(totalS, 2)}`,
+    `uploads_per_s=${f(accepted / totalS)}`, `accepted=${accepted}`, `upload_errors=${uploadErrors}`,
+    `upload_p50_ms=${f(pct(upl, 50))}`, `upload_p99_ms=${f(pct(upl, 99))}`,
+  ].join(' '));
+  if (accepted !== N) process.exitCode = 1;
+  process.exit();
+}
 const done = jobs.filter((j) => j.status === 'completed');
 const lat = done.map((j) => j.tDone - j.t0).sort((a, b) => a - b);
 const upl = jobs.filter((j) => j.tAccepted).map((j) => j.tAccepted - j.t0).sort((a, b) => a - b);
-const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'nan');
 console.log([
   `n=${N}`, `conc=${CONC}`, `users=${USERS}`, `total_s=${f(totalS, 2)}`,
   `jobs_per_s=${f(done.length / totalS)}`, `completed=${done.length}`,
