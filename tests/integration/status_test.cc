@@ -2,10 +2,11 @@
 // redis-server): a job's status as it moves, and the per-process cache of
 // final states (STATUS_CACHE_*, http/internal/status_cache.h): it answers
 // only the job's owner, and a row changed behind the API's back (here by
-// MetadataStore::MarkPending on the same database, as a retry scheduled by
-// another attempt of the job does) shows once the entry's TTL has passed.
+// MetadataStore::MarkCompleted on the same database, as a late run of the
+// job writes its completion) shows once the entry's TTL has passed.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
@@ -34,11 +35,13 @@ std::string StatusOf(const HttpResponse& r) {
   return Service::Json(r).value("/data/status"_json_pointer, std::string("<none>"));
 }
 
-// The job's row, changed by another process than the API (this test).
-void PutBackToPending(Service& svc, const std::string& id) {
+// The job's row, changed by another process than the API (this test): a
+// late run of the job writes its completion, with `text` as the summary.
+void CompleteLate(Service& svc, const std::string& id, const std::string& text) {
   auto store = storage::OpenMetadataStore("sqlite://" + svc.data_dir() + "/conveyor.db", false);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  ASSERT_TRUE((*store)->MarkPending(id).ok());
+  nlohmann::json result = {{"aiResponse", {{"text", text}}}, {"fileId", "file_" + id}};
+  ASSERT_TRUE((*store)->MarkCompleted(id, "file_" + id, result.dump()).ok());
 }
 
 TEST(StatusRoute, PendingThenCompletedAndTheCachedAnswerIsTheOwnersOnly) {
@@ -63,9 +66,9 @@ TEST(StatusRoute, PendingThenCompletedAndTheCachedAnswerIsTheOwnersOnly) {
 
   auto first = svc.Status("alice", id);  // cached by now (WaitFinal read it)
   ASSERT_EQ(first.status, 200);
-  PutBackToPending(svc, id);
-  // The row says pending; the owner still gets the cached answer, the same
-  // bytes as before.
+  CompleteLate(svc, id, "written late");
+  // The row has another result; the owner still gets the cached answer, the
+  // same bytes as before.
   auto cached = svc.Status("alice", id);
   ASSERT_EQ(cached.status, 200);
   EXPECT_EQ(cached.body, first.body);
@@ -82,7 +85,7 @@ TEST(StatusRoute, PendingThenCompletedAndTheCachedAnswerIsTheOwnersOnly) {
   EXPECT_EQ(svc.Status("alice", id).body, first.body);
 }
 
-TEST(StatusRoute, FailedJobPutBackToPendingShowsPendingOnceTheTtlHasPassed) {
+TEST(StatusRoute, FailedJobCompletedLateShowsCompletedOnceTheTtlHasPassed) {
   constexpr auto kTtl = 1000ms;  // the default STATUS_CACHE_TTL_MS
   Service svc;
   svc.Start();
@@ -93,7 +96,7 @@ TEST(StatusRoute, FailedJobPutBackToPendingShowsPendingOnceTheTtlHasPassed) {
   ASSERT_TRUE(final) << svc.worker().Log();
   ASSERT_EQ((*final)["status"], "failed") << final->dump();
   ASSERT_EQ((*final)["error"], "Invalid file format");
-  svc.worker().Stop();  // nothing may take the job once it is pending again
+  svc.worker().Stop();
 
   // Let the entry WaitFinal made expire, so the next read fills it afresh
   // at a known time.
@@ -102,7 +105,7 @@ TEST(StatusRoute, FailedJobPutBackToPendingShowsPendingOnceTheTtlHasPassed) {
   auto failed = svc.Status("bob", id);
   const auto filled_before = Clock::now();
   ASSERT_EQ(StatusOf(failed), "failed") << failed.body;
-  PutBackToPending(svc, id);
+  CompleteLate(svc, id, "written late");
   auto still = svc.Status("bob", id);
   if (Clock::now() < filled_after + kTtl) {
     EXPECT_EQ(still.body, failed.body) << "the cached failure was not used";
@@ -112,14 +115,16 @@ TEST(StatusRoute, FailedJobPutBackToPendingShowsPendingOnceTheTtlHasPassed) {
   ASSERT_TRUE(Eventually(
       [&] {
         auto r = svc.Status("bob", id);
-        if (StatusOf(r) != "pending") return false;
+        if (StatusOf(r) != "completed") return false;
         seen = Clock::now();
-        EXPECT_EQ(r.body, R"({"success":true,"data":{"jobId":")" + id +
-                              R"(","status":"pending"}})");
+        EXPECT_EQ(Service::Json(r).value("/data/result/aiResponse/text"_json_pointer,
+                                         std::string()),
+                  "written late")
+            << r.body;
         return true;
       },
       5s))
-      << "still failed 5 s after the row went back to pending";
+      << "still failed 5 s after the row was completed";
   // Not before the entry expired, and not much after.
   EXPECT_GE(*seen - filled_after, kTtl - 2ms);  // the API counts whole ms
   EXPECT_LT(*seen - filled_before, kTtl + 500ms);
