@@ -117,9 +117,9 @@ TEST(StatusRoute, FailedJobCompletedLateShowsCompletedOnceTheTtlHasPassed) {
         auto r = svc.Status("bob", id);
         if (StatusOf(r) != "completed") return false;
         seen = Clock::now();
-        EXPECT_EQ(Service::Json(r).value("/data/result/aiResponse/text"_json_pointer,
-                                         std::string()),
-                  "written late")
+        EXPECT_EQ(
+            Service::Json(r).value("/data/result/aiResponse/text"_json_pointer, std::string()),
+            "written late")
             << r.body;
         return true;
       },
