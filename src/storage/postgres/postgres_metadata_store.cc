@@ -488,20 +488,13 @@ class PostgresMetadataStore final : public MetadataStore {
   }
 
   Result<void> MarkProcessing(const std::string& id, int attempts) override {
-    auto r = WithSession(pool_, [&](Session& s) {
-      return s.Exec(
-          "WITH u AS (UPDATE \"FileUploadJob\" SET \"status\" = 'processing', \"progress\" = 0,"
-          " \"attempts\" = $2::integer, \"error\" = NULL,"
-          " \"updatedAt\" = GREATEST($3::bigint, \"updatedAt\" + 1)"
-          " WHERE \"id\" = $1 AND \"status\" IN ('pending', 'processing') RETURNING 1)"
-          " SELECT (SELECT count(*) FROM u), (SELECT \"status\" FROM \"FileUploadJob\" WHERE \"id\" = $1)",
-          {id, std::to_string(attempts), std::to_string(NowMs())});
-    });
-    if (!r) return r.status();
-    const PGresult* res = r->get();
-    if (Int(res, 0, 0) == 1) return {};
-    if (PQgetisnull(res, 0, 1)) return NotFound("no job " + id);
-    return FailedPrecondition("job " + id + " is already " + std::string(Val(res, 0, 1)));
+    return UpdateInFlight(
+        id,
+        "UPDATE \"FileUploadJob\" SET \"status\" = 'processing', \"progress\" = 0,"
+        " \"attempts\" = $2::integer, \"error\" = NULL,"
+        " \"updatedAt\" = GREATEST($3::bigint, \"updatedAt\" + 1)"
+        " WHERE \"id\" = $1 AND \"status\" IN ('pending', 'processing')",
+        {id, std::to_string(attempts), std::to_string(NowMs())});
   }
 
   Result<std::optional<JobRecord>> ClaimJob(const std::string& id, int attempts) override {
@@ -572,19 +565,12 @@ class PostgresMetadataStore final : public MetadataStore {
     // Only a row still in flight goes back: a run that failed after another
     // run of the same job finished it must not reopen the row (its job is
     // final in the queue, so nothing would ever close it again).
-    auto r = WithSession(pool_, [&](Session& s) {
-      return s.Exec(
-          "WITH u AS (UPDATE \"FileUploadJob\" SET \"status\" = 'pending', \"progress\" = 0,"
-          " \"error\" = NULL, \"updatedAt\" = GREATEST($2::bigint, \"updatedAt\" + 1)"
-          " WHERE \"id\" = $1 AND \"status\" IN ('pending', 'processing') RETURNING 1)"
-          " SELECT (SELECT count(*) FROM u), (SELECT \"status\" FROM \"FileUploadJob\" WHERE \"id\" = $1)",
-          {id, std::to_string(NowMs())});
-    });
-    if (!r) return r.status();
-    const PGresult* res = r->get();
-    if (Int(res, 0, 0) == 1) return {};
-    if (PQgetisnull(res, 0, 1)) return NotFound("no job " + id);
-    return FailedPrecondition("job " + id + " is already " + std::string(Val(res, 0, 1)));
+    return UpdateInFlight(
+        id,
+        "UPDATE \"FileUploadJob\" SET \"status\" = 'pending', \"progress\" = 0,"
+        " \"error\" = NULL, \"updatedAt\" = GREATEST($2::bigint, \"updatedAt\" + 1)"
+        " WHERE \"id\" = $1 AND \"status\" IN ('pending', 'processing')",
+        {id, std::to_string(NowMs())});
   }
 
   Result<std::vector<JobRecord>> ListPending(int64_t older_than_ms, int limit) override {
@@ -814,6 +800,22 @@ class PostgresMetadataStore final : public MetadataStore {
   }
 
  private:
+  // Runs `update` (an UPDATE of row $1 limited to in-flight rows, without
+  // RETURNING) and reads the row's status in the same statement: ok when the
+  // row changed, else kNotFound or kFailedPrecondition naming its status.
+  Result<void> UpdateInFlight(const std::string& id, const std::string& update,
+                              const std::vector<std::string>& params) {
+    const std::string sql = "WITH u AS (" + update +
+                            " RETURNING 1) SELECT (SELECT count(*) FROM u),"
+                            " (SELECT \"status\" FROM \"FileUploadJob\" WHERE \"id\" = $1)";
+    auto r = WithSession(pool_, [&](Session& s) { return s.Exec(sql.c_str(), params); });
+    if (!r) return r.status();
+    const PGresult* res = r->get();
+    if (Int(res, 0, 0) == 1) return {};
+    if (PQgetisnull(res, 0, 1)) return NotFound("no job " + id);
+    return FailedPrecondition("job " + id + " is already " + std::string(Val(res, 0, 1)));
+  }
+
   // An UPDATE of one row by id: kNotFound when no row matched.
   Result<void> UpdateOne(const std::string& id, const char* sql,
                          const std::vector<std::string>& params) {
