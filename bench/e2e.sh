@@ -43,23 +43,31 @@ cp -r "$PEER_SRC" "$work/peer"
 (cd "$work/peer/node-reference" && npm ci --no-audit --no-fund --silent >/dev/null 2>&1) ||
   { echo "e2e: npm ci of the Node reference failed" >&2; exit 1; }
 
-# One target, one user count: brings the stack up with the harness's own
-# helpers (lib.sh: redis, API and worker on fixed ports, a temp dir), runs
-# the client, prints one line.
+# b - a, to one decimal.
+delta() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
+
+# The harness's helpers (lib.sh: redis, API and worker on fixed ports, a temp
+# dir) with `target` loaded; call in a subshell.
+load_target() {
+  # shellcheck disable=SC1091
+  source "$work/peer/harness/lib.sh"
+  h_load_target "$work/peer/harness/targets/$1.env"
+  if [ -n "${TARGET_SETUP_CMD:-}" ]; then (cd "$PEER_DIR" && eval "$TARGET_SETUP_CMD") >/dev/null 2>&1; fi
+}
+
+# One target, one user count: brings the stack up, runs the client, prints
+# one line.
 run_one() {
   local target=$1 users=$2
   (
-    # shellcheck disable=SC1091
-    source "$work/peer/harness/lib.sh"
-    h_load_target "$work/peer/harness/targets/$target.env"
-    if [ -n "${TARGET_SETUP_CMD:-}" ]; then (cd "$PEER_DIR" && eval "$TARGET_SETUP_CMD") >/dev/null 2>&1; fi
+    load_target "$target"
     h_up 2>/dev/null
     api0=$(h_cpu_s api) wrk0=$(h_cpu_s worker)
     rc=0
     out=$(E2E_USERS=$users node "$ROOT/bench/e2e/client.mjs") || rc=$?
     api_rss=$(h_peak_rss_kb api) wrk_rss=$(h_peak_rss_kb worker)
-    api_cpu=$(awk -v a="$api0" -v b="$(h_cpu_s api)" 'BEGIN{printf "%.1f", b-a}')
-    wrk_cpu=$(awk -v a="$wrk0" -v b="$(h_cpu_s worker)" 'BEGIN{printf "%.1f", b-a}')
+    api_cpu=$(delta "$api0" "$(h_cpu_s api)")
+    wrk_cpu=$(delta "$wrk0" "$(h_cpu_s worker)")
     h_down 2>/dev/null
     echo "e2e target=$target $out client_rc=$rc api_peak_rss_mb=$(h_mb "$api_rss") worker_peak_rss_mb=$(h_mb "$wrk_rss") api_cpu_s=$api_cpu worker_cpu_s=$wrk_cpu load1=$(cut -d' ' -f1 /proc/loadavg)"
   )
@@ -76,26 +84,23 @@ busy_s() {
 run_split() {
   local target=$1 users=$2
   (
-    # shellcheck disable=SC1091
-    source "$work/peer/harness/lib.sh"
-    h_load_target "$work/peer/harness/targets/$target.env"
-    if [ -n "${TARGET_SETUP_CMD:-}" ]; then (cd "$PEER_DIR" && eval "$TARGET_SETUP_CMD") >/dev/null 2>&1; fi
+    load_target "$target"
     h_up --no-worker 2>/dev/null
     jobs_file="$work/jobs-$target-$users.json"
     api0=$(h_cpu_s api) busy0=$(busy_s)
     rc=0
     up=$(E2E_USERS=$users E2E_PHASE=upload E2E_JOBS_FILE=$jobs_file node "$ROOT/bench/e2e/client.mjs") || rc=$?
-    busy=$(awk -v a="$busy0" -v b="$(busy_s)" 'BEGIN{printf "%.1f", b-a}')
-    api_cpu=$(awk -v a="$api0" -v b="$(h_cpu_s api)" 'BEGIN{printf "%.1f", b-a}')
+    busy=$(delta "$busy0" "$(busy_s)")
+    api_cpu=$(delta "$api0" "$(h_cpu_s api)")
     echo "e2e-split phase=upload target=$target $up client_rc=$rc api_cpu_s=$api_cpu machine_busy_s=$busy load1=$(cut -d' ' -f1 /proc/loadavg)"
     # No settling pause: the drain is timed from the worker's start, its
     # start-up included (the same for both targets).
     H_WORKER_SETTLE_S=0 h_start worker 2>/dev/null
-    wrk0=0 busy0=$(busy_s)
+    busy0=$(busy_s)
     rc=0
     out=$(E2E_USERS=$users E2E_PHASE=drain E2E_JOBS_FILE=$jobs_file node "$ROOT/bench/e2e/client.mjs") || rc=$?
-    busy=$(awk -v a="$busy0" -v b="$(busy_s)" 'BEGIN{printf "%.1f", b-a}')
-    wrk_cpu=$(awk -v a="$wrk0" -v b="$(h_cpu_s worker)" 'BEGIN{printf "%.1f", b-a}')
+    busy=$(delta "$busy0" "$(busy_s)")
+    wrk_cpu=$(delta 0 "$(h_cpu_s worker)")  # the worker started with the drain
     h_down 2>/dev/null
     echo "e2e-split phase=drain target=$target $out client_rc=$rc worker_cpu_s=$wrk_cpu machine_busy_s=$busy load1=$(cut -d' ' -f1 /proc/loadavg)"
   )

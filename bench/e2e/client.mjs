@@ -175,9 +175,9 @@ await poller;
 pollAgent.destroy();
 const totalS = (performance.now() - tStart) / 1000;
 const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'nan');
+const upl = jobs.filter((j) => j.tAccepted).map((j) => j.tAccepted - j.t0).sort((a, b) => a - b);
 if (PHASE === 'upload') {
   writeFileSync(JOBS_FILE, JSON.stringify(jobs.map((j) => j.id)));
-  const upl = jobs.filter((j) => j.tAccepted).map((j) => j.tAccepted - j.t0).sort((a, b) => a - b);
   const accepted = jobs.filter((j) => j.id).length;
   console.log([
     `n=${N}`, `conc=${CONC}`, `users=${USERS}`, `upload_s=${f(totalS, 2)}`,
@@ -189,7 +189,6 @@ if (PHASE === 'upload') {
 }
 const done = jobs.filter((j) => j.status === 'completed');
 const lat = done.map((j) => j.tDone - j.t0).sort((a, b) => a - b);
-const upl = jobs.filter((j) => j.tAccepted).map((j) => j.tAccepted - j.t0).sort((a, b) => a - b);
 console.log([
   `n=${N}`, `conc=${CONC}`, `users=${USERS}`, `total_s=${f(totalS, 2)}`,
   `jobs_per_s=${f(done.length / totalS)}`, `completed=${done.length}`,
