@@ -1,7 +1,9 @@
 // sandbox_cost: what one sandboxed extraction costs on a small text file, for
-// each way of starting the child (worker/sandbox.h, EXTRACT_FORK_SERVER).
+// each way of starting the child (worker/sandbox.h): spawned
+// (EXTRACT_FORK_SERVER=off), forked by the full extract server
+// (EXTRACT_LEAN_SERVER=off) and forked by the lean one (the default).
 //
-//   sandbox_cost [--jobs N] [--runs R] [--binary PATH] [--path spawn|fork|both]
+//   sandbox_cost [--jobs N] [--runs R] [--binary PATH] [--path spawn|fork|lean|all]
 //
 // For each path: one warm-up job (for the fork path it starts the extract
 // server; its time is printed apart), then R runs of N sequential
@@ -57,7 +59,12 @@ double TotalCpuMs(const SandboxSettings& s) {
   getrusage(RUSAGE_SELF, &self);
   getrusage(RUSAGE_CHILDREN, &children);
   double total = CpuMs(self) + CpuMs(children);
-  if (s.fork_server) total += ProcessTreeCpuMs(conveyor::worker::ExtractServerPid(s));
+  if (s.fork_server) {
+    total += ProcessTreeCpuMs(conveyor::worker::ExtractServerPid(s.binary_path));
+    if (!s.lean_binary_path.empty()) {
+      total += ProcessTreeCpuMs(conveyor::worker::ExtractServerPid(s.lean_binary_path));
+    }
+  }
   return total;
 }
 
@@ -105,7 +112,7 @@ int Bench(const char* name, SandboxSettings settings, const std::string& path, i
 
 int main(int argc, char** argv) {
   int jobs = 200, runs = 5;
-  std::string binary = CONVEYOR_BINARY, which = "both";
+  std::string binary = CONVEYOR_BINARY, which = "all";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--jobs")
@@ -119,7 +126,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: sandbox_cost [--jobs N] [--runs R] [--binary PATH] "
-                   "[--path spawn|fork|both]\n");
+                   "[--path spawn|fork|lean|all]\n");
       return 2;
     }
   }
@@ -137,13 +144,23 @@ int main(int argc, char** argv) {
   SandboxSettings settings;
   settings.binary_path = binary;
   int rc = 0;
-  if (which == "spawn" || which == "both") {
+  if (which == "spawn" || which == "all") {
     settings.fork_server = false;
     rc |= Bench("spawn", settings, path, jobs, runs);
   }
-  if (which == "fork" || which == "both") {
+  if (which == "fork" || which == "all") {
     settings.fork_server = true;
     rc |= Bench("fork", settings, path, jobs, runs);
+  }
+  if (which == "lean" || which == "all") {
+    settings.fork_server = true;
+    settings.lean_binary_path = conveyor::worker::LeanExtractorBeside(binary);
+    if (settings.lean_binary_path.empty()) {
+      std::fprintf(stderr, "lean: no conveyor-extract beside %s\n", binary.c_str());
+      rc |= 1;
+    } else {
+      rc |= Bench("lean", settings, path, jobs, runs);
+    }
   }
   std::remove(path.c_str());
   rmdir(dir_template);

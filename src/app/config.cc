@@ -359,6 +359,12 @@ const std::vector<Setting>& Table() {
        "on: parser children are forked by a pre-started extract server (cheap per file); off: "
        "each is started as a new process",
        Bool("EXTRACT_FORK_SERVER", &Config::extract_fork_server)},
+      {"EXTRACT_LEAN_SERVER", "on",
+       "on (with EXTRACT_FORK_SERVER=on): every file goes first to a child of the lean extract "
+       "server conveyor-extract, found beside the conveyor binary, which has every format but "
+       "PDF and images and costs less per file; those two run in a child of the full server. "
+       "off, or no conveyor-extract there: every file runs in a child of the full server",
+       Bool("EXTRACT_LEAN_SERVER", &Config::extract_lean_server)},
       {"SANDBOX_UID", "65534",
        "account (and group) the parser child runs as when the worker runs as root; -1 keeps root's",
        Int("SANDBOX_UID", &Config::sandbox_uid, -1, 4294967294)},

@@ -111,6 +111,7 @@ struct Config {
   int64_t extract_max_output_bytes = 64LL << 20;  // child's stdout+stderr; more is "too large"
   int64_t extract_max_input_bytes = 64LL << 20;   // larger files fail as over the processing limit
   bool extract_fork_server = true;         // children forked by the extract server, or spawned
+  bool extract_lean_server = true;         // text-shaped files to the lean server first
   int64_t sandbox_uid = 65534;             // the child's account when the worker is root; -1: keep
   std::string sandbox_require = "none";    // none | all | comma-separated layers (worker/confine.h)
 

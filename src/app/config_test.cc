@@ -25,6 +25,7 @@ TEST(Config, DefaultsMatchTheContract) {
   EXPECT_EQ(c->max_upload_bytes, 52428800);
   EXPECT_TRUE(c->upload_fsync);
   EXPECT_TRUE(c->extract_fork_server);
+  EXPECT_TRUE(c->extract_lean_server);
   EXPECT_EQ(c->extract_max_input_bytes, 64 << 20);
   EXPECT_EQ(c->worker_concurrency, 2);
   EXPECT_EQ(c->job_lock_ms, 30000);
@@ -71,11 +72,13 @@ TEST(Config, ObjectStorageSettings) {
 TEST(Config, ReadsValues) {
   auto c = Load({{"PORT", "9000"}, {"UPLOAD_FSYNC", "false"}, {"REDIS_HOST", "127.0.0.1"},
                  {"MAX_UPLOAD_BYTES", "1048576"}, {"WORKER_CONCURRENCY", "8"},
-                 {"EXTRACT_FORK_SERVER", "off"}, {"EXTRACT_MAX_INPUT_BYTES", "268435456"}});
+                 {"EXTRACT_FORK_SERVER", "off"}, {"EXTRACT_MAX_INPUT_BYTES", "268435456"},
+                 {"EXTRACT_LEAN_SERVER", "off"}});
   ASSERT_TRUE(c);
   EXPECT_EQ(c->port, 9000);
   EXPECT_EQ(c->extract_max_input_bytes, 268435456);
   EXPECT_FALSE(c->extract_fork_server);
+  EXPECT_FALSE(c->extract_lean_server);
   EXPECT_FALSE(c->upload_fsync);
   EXPECT_TRUE(c->redis_host_set);
   EXPECT_EQ(c->max_upload_bytes, 1048576);

@@ -144,6 +144,14 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.sandbox.max_output_bytes = c.extract_max_output_bytes;
   w.limits.max_input_bytes = c.extract_max_input_bytes;
   w.sandbox.fork_server = c.extract_fork_server;
+  if (c.extract_fork_server && c.extract_lean_server) {
+    w.sandbox.lean_binary_path = worker::LeanExtractorBeside(w.sandbox.binary_path);
+    if (w.sandbox.lean_binary_path.empty()) {
+      spdlog::warn(
+          "conveyor: no conveyor-extract beside the conveyor binary: every file runs in "
+          "the full extract server (EXTRACT_LEAN_SERVER)");
+    }
+  }
   w.sandbox.uid = c.sandbox_uid;
   w.analyzer.provider = c.ai_provider;
   w.analyzer.base_url = c.ai_base_url;

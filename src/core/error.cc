@@ -38,6 +38,7 @@ std::string_view ErrcName(Errc e) noexcept {
     case Errc::kDataLoss: return "data_loss";
     case Errc::kCancelled: return "cancelled";
     case Errc::kInternal: return "internal";
+    case Errc::kUnimplemented: return "unimplemented";
   }
   return "unknown";
 }

@@ -19,6 +19,8 @@
 //   kDataLoss            stored data is corrupt; do not retry
 //   kCancelled           the operation was cancelled (shutdown)
 //   kInternal            a broken invariant; a bug
+//   kUnimplemented       this build cannot do it; another one can (the lean
+//                        extractor's answer for PDF and images)
 //
 // Values are never persisted as numbers, but keep them stable anyway.
 #pragma once
@@ -49,6 +51,7 @@ enum class Errc {
   kDataLoss = 11,
   kCancelled = 12,
   kInternal = 13,
+  kUnimplemented = 14,
 };
 
 // The std::error_category for Errc, so an Errc converts to std::error_code.
@@ -90,6 +93,7 @@ inline Status DeadlineExceeded(std::string m) { return {Errc::kDeadlineExceeded,
 inline Status DataLoss(std::string m) { return {Errc::kDataLoss, std::move(m)}; }
 inline Status Cancelled(std::string m) { return {Errc::kCancelled, std::move(m)}; }
 inline Status Internal(std::string m) { return {Errc::kInternal, std::move(m)}; }
+inline Status Unimplemented(std::string m) { return {Errc::kUnimplemented, std::move(m)}; }
 
 // Result<T>: a T or a non-OK Status. Result<void> carries only the Status.
 //

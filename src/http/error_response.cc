@@ -57,6 +57,7 @@ ErrcMapping MapErrc(Errc e) {
     case Errc::kOk:  // an OK status here is a bug; answer as one
     case Errc::kDataLoss:
     case Errc::kInternal:
+    case Errc::kUnimplemented:
       return {500, "internal_error"};
   }
   return {500, "internal_error"};

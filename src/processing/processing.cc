@@ -106,6 +106,9 @@ Result<Output> Run(const Input& input, const Limits& limits, const ProgressFn& p
     return InvalidArgument(cls->reason.empty() ? std::string(kInvalidFormat) : cls->reason);
   }
   out.kind = cls->kind;
+  if (!Extracts(out.kind)) {
+    return Unimplemented(std::string(FileKindName(out.kind)) + " needs the full extractor");
+  }
 
   report("extract", kExtractPercent);
   auto extracted = ExtractFd(fd, out.kind, limits);

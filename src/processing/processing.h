@@ -56,6 +56,13 @@ enum class FileKind {
 // "odt", "ods", "odp", "rtf", "image", "unknown".
 std::string_view FileKindName(FileKind k);
 
+// True when this build extracts `k`: every kind in the conveyor binary
+// (conveyor_processing); all but kPdf and kImage in the lean extractor
+// (conveyor_processing_lean, linked without poppler and Tesseract), whose
+// Run answers kUnimplemented for them once the file is classified, before
+// its "extract" progress.
+bool Extracts(FileKind k);
+
 struct Limits {
   int64_t max_input_bytes = 64LL << 20;   // larger inputs are refused
   int64_t max_text_bytes = 16LL << 20;    // extracted text is cut here

@@ -2,10 +2,12 @@
 // ------
 // A child is started one of two ways (SandboxSettings::fork_server):
 //
-// - forked by the extract server (fork_server.h; the default): one
+// - forked by an extract server (fork_server.h; the default): one
 //   `<binary> extract-server` per binary in this process, started on first
 //   use, forks a child per job from a process that has libmagic and the
-//   parsers' libraries loaded already. The worker passes the child's ends of
+//   parsers' libraries loaded already. With a lean server the file goes to
+//   its child first, and to the full server's only when the lean child
+//   answers kUnimplemented (RunSandboxed). The worker passes the child's ends of
 //   the pipes and the input over the server's control socket, and learns the
 //   child's pid and, at its end, its wait status and CPU time from a status
 //   pipe. Kills go through the server, which alone reaps its children.
@@ -42,6 +44,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -322,15 +325,15 @@ Result<std::unique_ptr<Spawned>> SpawnChild(const SandboxSettings& settings, int
   return child;
 }
 
-// The same child, forked by the extract server of settings.binary_path.
-Result<std::unique_ptr<Spawned>> ForkChild(const SandboxSettings& settings, int input_fd,
+// The same child, forked by the extract server of `server_binary`.
+Result<std::unique_ptr<Spawned>> ForkChild(const SandboxSettings& settings,
+                                           const std::string& server_binary, int input_fd,
                                            bool probe, const ChildEnds& ends) {
   sandbox::SpawnRequest request;
   request.limits = ChildLimitsFrom(settings);
   request.probe = probe;
   request.env = ChildEnvironment(settings);
-  auto forked = ServerFor(settings.binary_path)
-                    .Spawn(request, {ends.in, ends.out, ends.err, input_fd});
+  auto forked = ServerFor(server_binary).Spawn(request, {ends.in, ends.out, ends.err, input_fd});
   if (!forked) return forked.status();
   return std::make_unique<Spawned>(std::move(*forked));
 }
@@ -338,11 +341,12 @@ Result<std::unique_ptr<Spawned>> ForkChild(const SandboxSettings& settings, int 
 // Starts the child on `input_fd` (-1: none, with `probe`), writes `request`,
 // forwards progress, and returns its answer line: a result, an error or a
 // probe. The sandbox's own failures (crash, limits, protocol) are the error.
-Result<sandbox::Message> RunChild(const SandboxSettings& settings, int input_fd, bool probe,
+// On the fork path the child is forked by the server of `server_binary`;
+// `deadline` bounds it (wall clock).
+Result<sandbox::Message> RunChild(const SandboxSettings& settings, const std::string& server_binary,
+                                  Clock::time_point deadline, int input_fd, bool probe,
                                   const std::string& request,
                                   const processing::ProgressFn& progress) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(settings.timeout_ms);
-
   // Pipes: O_CLOEXEC so that children other threads spawn meanwhile do not
   // inherit them (posix_spawn's dup2 clears the flag on 0/1/2).
   int in_pair[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
@@ -358,7 +362,7 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, int input_fd,
     return s;
   }
   const ChildEnds ends{in_pair[1], out_pipe[1], err_pipe[1]};
-  auto started = settings.fork_server ? ForkChild(settings, input_fd, probe, ends)
+  auto started = settings.fork_server ? ForkChild(settings, server_binary, input_fd, probe, ends)
                                       : SpawnChild(settings, input_fd, probe, ends);
   CloseFd(in_pair[1]);
   CloseFd(out_pipe[1]);
@@ -524,21 +528,52 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
     }
     opened.reset(fd);
   }
-  auto answer = RunChild(settings, fd, /*probe=*/false, sandbox::EncodeRequest({input, limits}),
-                         progress);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(settings.timeout_ms);
+  const std::string request = sandbox::EncodeRequest({input, limits});
+  const bool lean = settings.fork_server && !settings.lean_binary_path.empty();
+  auto answer = RunChild(settings, lean ? settings.lean_binary_path : settings.binary_path,
+                         deadline, fd, /*probe=*/false, request, progress);
+  if (lean && answer.code() == Errc::kUnimplemented) {
+    // A PDF or an image: the full server's child reads it again from the start.
+    answer =
+        RunChild(settings, settings.binary_path, deadline, fd, /*probe=*/false, request, progress);
+  }
   if (!answer) return answer.status();
   LogIsolationOnce(answer->isolation);
   return std::move(answer->output);
 }
 
-pid_t ExtractServerPid(const SandboxSettings& settings) {
-  return ServerFor(settings.binary_path).server_pid();
+pid_t ExtractServerPid(const std::string& binary) { return ServerFor(binary).server_pid(); }
+
+std::string LeanExtractorBeside(const std::string& binary) {
+  std::error_code ec;
+  const std::filesystem::path resolved = std::filesystem::canonical(binary, ec);
+  if (ec) return "";
+  const std::filesystem::path lean = resolved.parent_path() / "conveyor-extract";
+  if (!std::filesystem::is_regular_file(lean, ec) || ::access(lean.c_str(), X_OK) != 0) return "";
+  return lean.string();
 }
 
 Result<sandbox::Layers> ProbeSandbox(const SandboxSettings& settings) {
-  auto answer = RunChild(settings, -1, /*probe=*/true, "", nullptr);
-  if (!answer) return answer.status();
-  return sandbox::ParseLayers(answer->isolation);
+  auto probe = [&](const std::string& binary) -> Result<sandbox::Layers> {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(settings.timeout_ms);
+    auto answer = RunChild(settings, binary, deadline, -1, /*probe=*/true, "", nullptr);
+    if (!answer) return answer.status();
+    return sandbox::ParseLayers(answer->isolation);
+  };
+  auto full = probe(settings.binary_path);
+  if (!full || !settings.fork_server || settings.lean_binary_path.empty()) return full;
+  auto lean = probe(settings.lean_binary_path);
+  if (!lean) return lean.status();
+  // Both confine with the same code; were they ever to differ, a layer counts
+  // only when both children have it.
+  std::string names;
+  for (const char* name : {"uid", "landlock", "seccomp", "netns"}) {
+    if (full->Has(name) && lean->Has(name)) names += std::string(names.empty() ? "" : "+") + name;
+  }
+  sandbox::Layers both = sandbox::ParseLayers(names);
+  both.landlock_abi = std::min(full->landlock_abi, lean->landlock_abi);
+  return both;
 }
 
 }  // namespace conveyor::worker

@@ -3,15 +3,27 @@
 // Runs processing::Run on an untrusted upload in a child process, so that a
 // malicious or broken file costs one job, never the worker (DESIGN.md §2).
 //
-// The child runs `conveyor extract`'s code (src/app/extract_command.cc,
+// The child runs `conveyor extract`'s code (sandbox_child.h,
 // RunExtractChild). It is started one of two ways (EXTRACT_FORK_SERVER):
-//   on   forked by the extract server (fork_server.h): `<binary_path>
-//        extract-server`, started once per binary in this process on first
-//        use (and again if it dies), preloads libmagic and then forks a child
-//        per job; a job pays for a fork instead of an exec, the loading of
-//        a binary linked with poppler and Tesseract and libmagic's start-up
-//        (about five times less CPU for a small file, bench/sandbox_cost.cc);
+//   on   forked by an extract server (fork_server.h): `<binary> extract-server`,
+//        started once per binary in this process on first use (and again if
+//        it dies), preloads libmagic and then forks a child per job; a job
+//        pays for a fork instead of an exec, the loading of a binary linked
+//        with poppler and Tesseract and libmagic's start-up (about five times
+//        less CPU for a small file, bench/sandbox_cost.cc);
 //   off  spawned: posix_spawn of `<binary_path> extract` for each job.
+// With the fork server on and `lean_binary_path` set (EXTRACT_LEAN_SERVER),
+// there are two servers. Every file goes first to a child of the lean one,
+// `conveyor-extract` (src/app/extract_main.cc): the same child code linked
+// with every format but PDF and images, and without the service's own
+// libraries, some 20 libraries against about 80. A fork and an exit cost in
+// proportion to the mappings a process has, so its children cost less. A
+// lean child that classifies its file as a PDF or an image answers
+// kUnimplemented right after classifying it (before its "extract" progress),
+// and the file runs again in a child of the full server (`<binary_path>
+// extract-server`), within what is left of the same timeout. Both children
+// are confined alike; a file that claims kUnimplemented itself gains only a
+// second confined child.
 // `binary_path` is /proc/self/exe: the running conveyor binary. The upload
 // reaches the child as an open read-only descriptor (sandbox::kInputFd),
 // never as a path. Before it reads anything the child applies its limits,
@@ -44,8 +56,8 @@
 //   ok                                  the child's processing::Output
 //   the child's own error               passed through with its code and message
 //                                       (e.g. kInvalidArgument "Invalid file format")
-//   child killed by a signal (crash)    kInvalidArgument "File could not be parsed (the parser crashed)"
-//   CPU limit or wall-clock timeout     kDeadlineExceeded "File took too long to parse"
+//   child killed by a signal (crash)    kInvalidArgument "File could not be parsed (the parser
+//   crashed)" CPU limit or wall-clock timeout     kDeadlineExceeded "File took too long to parse"
 //   memory limit                        kResourceExhausted "File needs too much memory to parse"
 //   output over max_output_bytes        kResourceExhausted "Extracted text too large"
 //   the child cannot be started, or     kInternal (a deployment problem, not the file's);
@@ -83,6 +95,9 @@ struct SandboxSettings {
   // EXTRACT_FORK_SERVER: children forked by the extract server (true) or
   // spawned one by one (false). See the file comment.
   bool fork_server = true;
+  // EXTRACT_LEAN_SERVER: the lean extract server's binary (LeanExtractorBeside),
+  // tried first for every file when fork_server is on; "" for none.
+  std::string lean_binary_path;
   int64_t timeout_ms = 60000;                  // EXTRACT_TIMEOUT_MS: wall clock per file
   int64_t memory_mb = 1024;                    // EXTRACT_MEMORY_MB: child's address space
   int64_t cpu_seconds = 60;                    // EXTRACT_CPU_SECONDS: child's CPU time
@@ -114,13 +129,19 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
                                         const processing::ProgressFn& progress);
 
 // Starts a child that confines itself and reports the layers it got, without
-// reading anything: what this host grants. Errors as for RunSandboxed (a
-// child that cannot start is kInternal).
+// reading anything: what this host grants. With a lean server, one child of
+// each server, and the layers both have. Errors as for RunSandboxed (a child
+// that cannot start is kInternal).
 Result<sandbox::Layers> ProbeSandbox(const SandboxSettings& settings);
 
-// The pid of the extract server of `settings.binary_path`, -1 when none is
-// running (tests).
-pid_t ExtractServerPid(const SandboxSettings& settings);
+// The pid of the extract server of `binary` (settings.binary_path or
+// settings.lean_binary_path), -1 when none is running (tests).
+pid_t ExtractServerPid(const std::string& binary);
+
+// `conveyor-extract` in the directory of `binary` (symbolic links resolved,
+// so "/proc/self/exe" names the running binary's directory) when it is an
+// executable file there, else "".
+std::string LeanExtractorBeside(const std::string& binary);
 
 // The messages of the sandbox's own failures (exposed for tests and callers
 // that want to tell them apart).

@@ -3,9 +3,10 @@
 // bug in request parsing runs confined.
 #include "worker/sandbox_child.h"
 
-#include "worker/confine.h"
-
 #include <errno.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -15,6 +16,9 @@
 #include <new>
 #include <string>
 #include <vector>
+
+#include "worker/confine.h"
+#include "worker/fork_server.h"
 
 namespace conveyor::worker::sandbox {
 namespace {
@@ -114,6 +118,29 @@ int RunExtractChild(const ChildLimits& limits, TestFault fault, bool probe) {
   auto out = processing::Run(req->input, req->limits, progress);
   WriteOut(out ? ResultLine(*out, isolation) : ErrorLine(out.status()));
   return 0;
+}
+
+int RunExtractChildFromEnvironment(const ChildLimits& limits, bool probe) {
+  const char* fault = std::getenv("CONVEYOR_EXTRACT_TEST_FAULT");
+  return RunExtractChild(limits, ParseTestFault(fault ? fault : ""), probe);
+}
+
+int RunExtractServer() {
+  // Die with the worker from the start (the server loop sets it again).
+  (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(kServerControlFd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      type != SOCK_SEQPACKET) {
+    return 2;  // not started by a worker
+  }
+  // Only 0-2 (/dev/null) and the control socket: whatever else came along goes.
+  (void)syscall(SYS_close_range, static_cast<unsigned>(kServerControlFd) + 1, ~0U, 0U);
+  (void)ProtectWorkerProcess();
+  processing::Preload();
+  return RunForkServer(kServerControlFd, [](const SpawnRequest& r) {
+    return RunExtractChildFromEnvironment(r.limits, r.probe);
+  });
 }
 
 }  // namespace conveyor::worker::sandbox

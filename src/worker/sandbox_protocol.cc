@@ -18,11 +18,11 @@ std::string Dump(const json& j) {
 }
 
 constexpr Errc kAllCodes[] = {
-    Errc::kInvalidArgument, Errc::kNotFound,         Errc::kAlreadyExists,
-    Errc::kUnauthenticated, Errc::kPermissionDenied, Errc::kResourceExhausted,
-    Errc::kFailedPrecondition, Errc::kAborted,       Errc::kUnavailable,
-    Errc::kDeadlineExceeded, Errc::kDataLoss,        Errc::kCancelled,
-    Errc::kInternal};
+    Errc::kInvalidArgument,    Errc::kNotFound,         Errc::kAlreadyExists,
+    Errc::kUnauthenticated,    Errc::kPermissionDenied, Errc::kResourceExhausted,
+    Errc::kFailedPrecondition, Errc::kAborted,          Errc::kUnavailable,
+    Errc::kDeadlineExceeded,   Errc::kDataLoss,         Errc::kCancelled,
+    Errc::kInternal,           Errc::kUnimplemented};
 
 // Counts and the source encoding: carried when processing::Output has them
 // (they arrive with the document-format extractors), so this file builds

@@ -8,15 +8,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 #include <thread>
 
+#include "processing/test_files.h"
 #include "test_support.h"
 #include "worker/fork_server.h"
 #include "worker/sandbox_protocol.h"
@@ -74,7 +77,7 @@ std::set<pid_t> ChildrenOf(pid_t pid) {
 // no child but the extract server, and the server has none.
 bool NoChildrenLeft() {
   std::set<pid_t> mine = ChildrenOf(getpid());
-  const pid_t server = ExtractServerPid(TestSettings());
+  const pid_t server = ExtractServerPid(TestSettings().binary_path);
   if (server > 0) {
     mine.erase(server);
     if (!ChildrenOf(server).empty()) return false;
@@ -90,7 +93,7 @@ bool AwaitExit(pid_t pid, int pidfd) {
 
 // Kills the extract server of the test binary and waits until it is dead.
 void KillExtractServer() {
-  const pid_t server = ExtractServerPid(TestSettings());
+  const pid_t server = ExtractServerPid(TestSettings().binary_path);
   if (server <= 0) return;
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, server, 0));
   ASSERT_GE(pidfd, 0);
@@ -286,13 +289,13 @@ TEST(SandboxForkServer, ServerKilledBetweenJobsIsReplacedForTheNextJob) {
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
   ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
-  const pid_t first = ExtractServerPid(ForkSettings());
+  const pid_t first = ExtractServerPid(ForkSettings().binary_path);
   ASSERT_GT(first, 0);
   KillExtractServer();
   auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
   ASSERT_TRUE(r) << r.status().ToString();
   EXPECT_NE(r->text.find("sandboxed child process"), std::string::npos);
-  const pid_t second = ExtractServerPid(ForkSettings());
+  const pid_t second = ExtractServerPid(ForkSettings().binary_path);
   EXPECT_GT(second, 0);
   EXPECT_NE(second, first);
   EXPECT_TRUE(NoChildrenLeft());
@@ -302,7 +305,7 @@ TEST(SandboxForkServer, ServerKilledDuringAJobFailsItAsRetryableAndTakesTheChild
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
   ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
-  const pid_t server = ExtractServerPid(ForkSettings());
+  const pid_t server = ExtractServerPid(ForkSettings().binary_path);
   ASSERT_GT(server, 0);
   auto spin = ForkSettings("spin");
   spin.cpu_seconds = 600;
@@ -331,7 +334,7 @@ TEST(SandboxForkServer, ServerKilledDuringAJobFailsItAsRetryableAndTakesTheChild
   // The next job gets a new server.
   auto next = RunSandboxed(ForkSettings(), input, {}, nullptr);
   ASSERT_TRUE(next) << next.status().ToString();
-  EXPECT_NE(ExtractServerPid(ForkSettings()), server);
+  EXPECT_NE(ExtractServerPid(ForkSettings().binary_path), server);
   EXPECT_TRUE(NoChildrenLeft());
 }
 
@@ -339,13 +342,13 @@ TEST(SandboxForkServer, ShutdownSignalsToTheServiceLeaveTheServerToTheWorker) {
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
   ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
-  const pid_t server = ExtractServerPid(ForkSettings());
+  const pid_t server = ExtractServerPid(ForkSettings().binary_path);
   ASSERT_GT(server, 0);
   // An ignored signal is dropped when sent: no race with the next job.
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) ASSERT_EQ(kill(server, sig), 0);
   auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
   ASSERT_TRUE(r) << r.status().ToString();
-  EXPECT_EQ(ExtractServerPid(ForkSettings()), server);
+  EXPECT_EQ(ExtractServerPid(ForkSettings().binary_path), server);
 }
 
 TEST(SandboxForkServer, ServerHoldsNoSecretsAndNoDescriptorButItsSocket) {
@@ -357,7 +360,7 @@ TEST(SandboxForkServer, ServerHoldsNoSecretsAndNoDescriptorButItsSocket) {
   auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
   unsetenv("JWT_SECRET");
   ASSERT_TRUE(r) << r.status().ToString();
-  const pid_t server = ExtractServerPid(ForkSettings());
+  const pid_t server = ExtractServerPid(ForkSettings().binary_path);
   ASSERT_GT(server, 0);
   const std::string proc = "/proc/" + std::to_string(server);
   std::ifstream env_file(proc + "/environ");
@@ -583,6 +586,100 @@ TEST(SandboxProtocol, ProbeLineRoundTrips) {
   ASSERT_TRUE(m);
   EXPECT_EQ(m->type, sandbox::Message::Type::kProbe);
   EXPECT_EQ(m->isolation, "uid+seccomp");
+}
+
+// The lean extract server (conveyor-extract beside the test's conveyor).
+SandboxSettings LeanSettings(const std::string& fault = "") {
+  SandboxSettings s = TestSettings(fault);
+  s.lean_binary_path = LeanExtractorBeside(s.binary_path);
+  return s;
+}
+
+TEST(SandboxLean, IsFoundBesideTheBinaryOnly) {
+  const std::string lean = LeanExtractorBeside(conveyor::testing::ConveyorBinary());
+  ASSERT_FALSE(lean.empty());
+  EXPECT_EQ(std::filesystem::path(lean).filename(), "conveyor-extract");
+  conveyor::testing::TempDir dir;
+  EXPECT_EQ(LeanExtractorBeside(dir / "conveyor"), "");
+  // A file of that name that is not executable is not it either.
+  WriteFile(dir, "conveyor", "");
+  WriteFile(dir, "conveyor-extract", "#!/bin/sh\n");
+  EXPECT_EQ(LeanExtractorBeside(dir / "conveyor"), "");
+}
+
+TEST(SandboxLean, TextStaysInTheLeanServer) {
+  const SandboxSettings s = LeanSettings();
+  ASSERT_FALSE(s.lean_binary_path.empty());
+  conveyor::testing::TempDir dir;
+  processing::Input input;
+  input.path = WriteFile(dir, "notes.txt", kText);
+  input.name_hint = "notes.txt";
+  auto out = RunSandboxed(s, input, {}, nullptr);
+  ASSERT_TRUE(out) << out.status().ToString();
+  EXPECT_EQ(out->kind, processing::FileKind::kText);
+  EXPECT_NE(out->text.find("searchable memory"), std::string::npos);
+  EXPECT_GT(ExtractServerPid(s.lean_binary_path), 0);
+  // The full server was never needed, so never started.
+  EXPECT_EQ(ExtractServerPid(s.binary_path), -1);
+}
+
+TEST(SandboxLean, PdfGoesOnToTheFullServerWithOneExtractStage) {
+  const SandboxSettings s = LeanSettings();
+  ASSERT_FALSE(s.lean_binary_path.empty());
+  conveyor::testing::TempDir dir;
+  processing::Input input;
+  input.path = WriteFile(
+      dir, "report.pdf",
+      processing::testing::Pdf({"Quarterly figures in the first page", "and a second page"}));
+  input.name_hint = "report.pdf";
+  std::vector<std::string> stages;
+  auto out =
+      RunSandboxed(s, input, {}, [&](const std::string& stage, int) { stages.push_back(stage); });
+  ASSERT_TRUE(out) << out.status().ToString();
+  EXPECT_EQ(out->kind, processing::FileKind::kPdf);
+  EXPECT_EQ(out->pages, 2);
+  EXPECT_NE(out->text.find("Quarterly figures"), std::string::npos);
+  EXPECT_GT(ExtractServerPid(s.lean_binary_path), 0);
+  EXPECT_GT(ExtractServerPid(s.binary_path), 0);
+  // Both children detected; only the full one extracted.
+  EXPECT_EQ(std::count(stages.begin(), stages.end(), "detect"), 2);
+  EXPECT_EQ(std::count(stages.begin(), stages.end(), "extract"), 1);
+}
+
+TEST(SandboxLean, AFaultInTheLeanChildIsTheJobsAnswer) {
+  // A crash is the file's fault: it is not tried again in the full server.
+  const SandboxSettings s = LeanSettings("crash");
+  ASSERT_FALSE(s.lean_binary_path.empty());
+  conveyor::testing::TempDir dir;
+  processing::Input input;
+  input.path = WriteFile(dir, "notes.txt", kText);
+  auto out = RunSandboxed(s, input, {}, nullptr);
+  ASSERT_FALSE(out);
+  EXPECT_EQ(out.code(), Errc::kInvalidArgument);
+  EXPECT_EQ(out.status().message(), kParserCrashedMessage);
+  EXPECT_EQ(ExtractServerPid(s.binary_path), -1);
+}
+
+TEST(SandboxLean, ProbeReportsTheLayersOfBothServers) {
+  const SandboxSettings s = LeanSettings();
+  ASSERT_FALSE(s.lean_binary_path.empty());
+  auto lean = ProbeSandbox(s);
+  ASSERT_TRUE(lean) << lean.status().ToString();
+  SandboxSettings full_only = s;
+  full_only.lean_binary_path.clear();
+  auto full = ProbeSandbox(full_only);
+  ASSERT_TRUE(full) << full.status().ToString();
+  EXPECT_EQ(lean->ToString(), full->ToString());
+  EXPECT_GT(ExtractServerPid(s.lean_binary_path), 0);
+}
+
+TEST(SandboxLean, ABrokenLeanBinaryFailsTheProbe) {
+  conveyor::testing::TempDir dir;
+  SandboxSettings s = TestSettings();
+  s.lean_binary_path = dir / "no-such-conveyor-extract";
+  auto probed = ProbeSandbox(s);
+  ASSERT_FALSE(probed);
+  EXPECT_EQ(probed.code(), Errc::kInternal);
 }
 
 }  // namespace
