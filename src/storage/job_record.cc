@@ -32,4 +32,14 @@ std::vector<std::string> CleanTerms(const std::vector<std::string>& terms, size_
   return out;
 }
 
+std::optional<int> RepeatedChunkIndex(const std::vector<MemoryChunk>& chunks) {
+  std::vector<int> indexes;
+  indexes.reserve(chunks.size());
+  for (const auto& c : chunks) indexes.push_back(c.index);
+  std::sort(indexes.begin(), indexes.end());
+  auto twice = std::adjacent_find(indexes.begin(), indexes.end());
+  if (twice == indexes.end()) return std::nullopt;
+  return *twice;
+}
+
 }  // namespace conveyor::storage

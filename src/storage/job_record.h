@@ -103,6 +103,11 @@ inline constexpr size_t kMaxIndexTermBytes = 64;  // longer terms are skipped
 // `terms` as stored or searched: in order, without repeats, empty terms or
 // terms over kMaxIndexTermBytes, at most `max`.
 std::vector<std::string> CleanTerms(const std::vector<std::string>& terms, size_t max);
+
+// The first chunk index that `chunks` gives twice, if any: a store refuses
+// such a file before writing (kInvalidArgument), so that a unique-index
+// conflict while writing can only mean another run of the same job.
+std::optional<int> RepeatedChunkIndex(const std::vector<MemoryChunk>& chunks);
 inline constexpr int kMaxRelatedPerTerm = 1000;
 inline constexpr int kMaxRelatedFiles = 50;
 

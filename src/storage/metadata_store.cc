@@ -47,6 +47,11 @@ Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url,
   return Internal("unreachable");
 }
 
+Status StoredMeanwhile(const FileMemory& memory) {
+  return Status(Errc::kAborted, "memory of " + memory.file_id + " (job " + memory.job_id +
+                                    ") was stored by another run at the same time");
+}
+
 Result<int> Migrate(const std::string& url) {
   auto parsed = ParseUrl(url);
   if (!parsed) return parsed.status();

@@ -142,7 +142,10 @@ class MetadataStore {
   // one transaction (idempotent: a retried job writes the same rows again
   // without duplicates). What an earlier attempt of the same job stored under
   // another file id is dropped too. kNotFound when there is no job row
-  // `memory.job_id`; kInvalidArgument for a repeated chunk index. Terms are
+  // `memory.job_id`; kInvalidArgument for a repeated chunk index (refused
+  // before anything is written); kAborted when another transaction wrote
+  // chunks of the same file meanwhile (two runs of one job committing at
+  // once; PostgreSQL only, SQLite's writers take turns). Terms are
   // deduplicated; empty ones and those over 64 bytes are skipped.
   virtual Result<void> StoreFileMemory(const FileMemory& memory) = 0;
 
@@ -198,6 +201,10 @@ class MetadataStore {
 // src/storage/migrations/<dialect>/NNNN_name.sql, compiled into the binary and
 // recorded in table schema_migrations.
 Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url, bool migrate);
+
+// The kAborted of StoreFileMemory/CompleteJob when the chunks of
+// `memory.file_id` were written by another transaction meanwhile.
+Status StoredMeanwhile(const FileMemory& memory);
 
 // Applies pending migrations and returns the schema version now in force.
 Result<int> Migrate(const std::string& url);

@@ -5,8 +5,10 @@
 #include "storage/postgres/postgres_metadata_store.h"
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -124,6 +126,74 @@ TEST(PostgresMetadataStore, InvalidUtf8TextIsInvalidArgument) {
   ASSERT_TRUE(store->InsertJob(j).ok());
   EXPECT_EQ(store->StoreMemory("alice", "s1", j.id, "file_x", {{0, "bad \xff\xfe text"}}).code(),
             Errc::kInvalidArgument);
+  EXPECT_TRUE(store->Ping().ok());
+}
+
+// One statement on a raw connection; true when it succeeded.
+bool RawExec(PGconn* c, const char* sql, const std::vector<std::string>& params = {}) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  PGresult* r = PQexecParams(c, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                             nullptr, nullptr, 0);
+  const ExecStatusType st = PQresultStatus(r);
+  PQclear(r);
+  return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+// Two runs of one job committing at once: the other run's chunks are written
+// but not committed when this one inserts its own, which waits on the unique
+// index and then collides. The collision is the other run's doing: kAborted,
+// and this run's transaction leaves nothing.
+TEST(PostgresMetadataStore, ACompletionMeetingAnotherRunsChunksIsAborted) {
+  const std::string url = FreshPostgresUrl();
+  auto opened = postgres::Open(url, true);
+  ASSERT_TRUE(opened.ok());
+  auto& store = *opened;
+  NewJob j = MakeJob();
+  ASSERT_TRUE(store->InsertJob(j).ok());
+
+  PGconn* other = PQconnectdb(url.c_str());
+  PGconn* watcher = PQconnectdb(url.c_str());
+  ASSERT_EQ(PQstatus(other), CONNECTION_OK) << PQerrorMessage(other);
+  ASSERT_EQ(PQstatus(watcher), CONNECTION_OK) << PQerrorMessage(watcher);
+  ASSERT_TRUE(RawExec(other, "BEGIN"));
+  ASSERT_TRUE(RawExec(other,
+                      "INSERT INTO \"MemoryChunk\" (\"userId\", \"sessionId\", \"jobId\", "
+                      "\"fileId\", \"chunkIndex\", \"text\", \"createdAt\") "
+                      "VALUES ('alice', 's1', $1, 'file_race', 0, 'the other run', 1)",
+                      {j.id}));
+
+  JobCompletion done{.memory = {.user_id = "alice",
+                                .session_id = "s1",
+                                .job_id = j.id,
+                                .file_id = "file_race",
+                                .chunks = {{0, "this run"}},
+                                .terms = {"run"}},
+                     .result_json = "{}"};
+  Result<void> result = Internal("not run");
+  std::thread run([&] { result = store->CompleteJob(done); });
+  // Wait until this run's insert waits on the other run's lock.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  bool waiting = false;
+  while (!waiting && std::chrono::steady_clock::now() < give_up) {
+    PGresult* r = PQexec(watcher, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+    waiting = PQresultStatus(r) == PGRES_TUPLES_OK && std::string(PQgetvalue(r, 0, 0)) != "0";
+    PQclear(r);
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(waiting);
+  ASSERT_TRUE(RawExec(other, "COMMIT"));
+  run.join();
+  PQfinish(other);
+  PQfinish(watcher);
+
+  EXPECT_EQ(result.code(), Errc::kAborted) << result.status().ToString();
+  auto row = store->GetJob(j.id);
+  ASSERT_TRUE(row && row->has_value());
+  EXPECT_NE((*row)->status, JobStatus::kCompleted);  // this run's update was rolled back
+  auto hits = store->SearchMemory("alice", "s1", "other", 10);
+  ASSERT_TRUE(hits);
+  EXPECT_EQ(hits->size(), 1u);  // the other run's chunk, alone
   EXPECT_TRUE(store->Ping().ok());
 }
 

@@ -538,6 +538,40 @@ TEST_F(JobRunnerTest, ARunFailingAfterAnotherFinishedTheJobLeavesTheRowFinal) {
   EXPECT_FALSE(Queued(id).dead_lettered);
 }
 
+TEST_F(JobRunnerTest, ACommitCollidingWithAnotherRunsCompletionEndsAsThatCompletion) {
+  std::string id = ApiUpload(kText);
+  queue::ActiveJob job = Lease(id);
+  Outcome late = Run(job);
+  Outcome first = Run(job);
+  ASSERT_TRUE(std::holds_alternative<Completed>(first)) << OutcomeName(first);
+  const std::string first_result = std::get<Completed>(first).completion.result_json;
+  // The first run's row is committed; its queue call has not happened yet.
+  ASSERT_TRUE(store_.CompleteJob(std::get<Completed>(first).completion).ok());
+
+  // The late run's commit meets the first run's chunks (PostgreSQL's
+  // kAborted): it ends as the first run's completion, not as a retry.
+  store_.fail_complete = Errc::kAborted;
+  ASSERT_TRUE(std::holds_alternative<Completed>(late)) << OutcomeName(late);
+  EXPECT_TRUE(Apply(job, std::move(late)).finished);
+  EXPECT_EQ(Row(id).status, storage::JobStatus::kCompleted);
+  EXPECT_EQ(Queued(id).state, FakeConsumer::State::kCompleted);
+  EXPECT_EQ(Queued(id).return_json, first_result);
+  EXPECT_TRUE(Queued(id).failed_reason.empty());  // never put back for a retry
+  EXPECT_FALSE(UploadExists(id));
+}
+
+TEST_F(JobRunnerTest, AnAbortedCommitWithTheRowStillOpenIsRetried) {
+  std::string id = ApiUpload(kText);
+  queue::ActiveJob job = Lease(id);
+  Outcome run = Run(job);
+  store_.fail_complete = Errc::kAborted;
+  ASSERT_TRUE(std::holds_alternative<Completed>(run)) << OutcomeName(run);
+  EXPECT_FALSE(Apply(job, std::move(run)).finished);
+  EXPECT_EQ(Row(id).status, storage::JobStatus::kPending);
+  EXPECT_EQ(Queued(id).state, FakeConsumer::State::kDelayed);
+  EXPECT_TRUE(UploadExists(id));
+}
+
 TEST_F(JobRunnerTest, CompletionLeasesTheNextJobInTheSameRoundTrip) {
   std::string first = ApiUpload(kText);
   std::string second = ApiUpload(kText);

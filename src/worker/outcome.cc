@@ -55,6 +55,18 @@ OutcomeApplier::Applied OutcomeApplier::Apply(queue::Consumer& consumer,
       return TellCompleted(consumer, job, done->completion.result_json, next);
     }
     outcome = Retry{recorded.status()};  // decided below like any other retry
+    if (recorded.code() == Errc::kAborted) {
+      // Another run of this job committed at the same time (a lease that
+      // lapsed while this run went on). If it completed the row, this run
+      // ends as that completion, as a later run would (AlreadyFinished).
+      auto row = store_->GetJob(job.id);
+      if (row && row->has_value() && (*row)->status == storage::JobStatus::kCompleted) {
+        spdlog::info("worker: job {} was completed by another run meanwhile", job.id);
+        outcome = AlreadyFinished{.completed = true,
+                                  .result_json = (*row)->result_json.value_or("null"),
+                                  .error = ""};
+      }
+    }
   }
 
   const char* dead_letter_reason = job.deferred_failure ? "stalled" : "permanent";

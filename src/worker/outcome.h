@@ -24,7 +24,10 @@
 // Whether a Retry is retried is decided here and only here: while attempts
 // remain (queue::ShouldRetry on the attempts the job had when fetched) and
 // the job carries no deferred failure; otherwise it fails for good. A
-// Completed whose row cannot be written becomes a Retry. Only the job's own
+// Completed whose row cannot be written becomes a Retry, except when the
+// store answers kAborted (another run of the job committed its memory at the
+// same time) and the row is completed: then it ends as AlreadyFinished with
+// that run's result. Only the job's own
 // blob is ever deleted (by job id, never a path from the job data).
 //
 // Threads: Apply is blocking and thread-safe (the worker's slots pass the

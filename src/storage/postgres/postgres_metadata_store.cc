@@ -618,6 +618,9 @@ class PostgresMetadataStore final : public MetadataStore {
     if (m.user_id.empty() || m.session_id.empty() || m.job_id.empty() || m.file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
+    if (auto twice = RepeatedChunkIndex(m.chunks)) {
+      return InvalidArgument("chunk index " + std::to_string(*twice) + " given twice");
+    }
     const std::vector<std::string> terms = CleanTerms(m.terms, kMaxFileTerms);
     return WithSession(pool_, [&](Session& s) -> Result<void> {
       Transaction tx(s);
@@ -639,9 +642,7 @@ class PostgresMetadataStore final : public MetadataStore {
                          std::to_string(chunk.index), chunk.text, now});
         if (!r) {
           if (r.code() == Errc::kNotFound) return NotFound("no job " + m.job_id);
-          if (r.code() == Errc::kAlreadyExists) {
-            return InvalidArgument("chunk index " + std::to_string(chunk.index) + " given twice");
-          }
+          if (r.code() == Errc::kAlreadyExists) return StoredMeanwhile(m);
           return r.status();
         }
       }

@@ -687,6 +687,9 @@ class SqliteMetadataStore final : public MetadataStore {
     if (m.user_id.empty() || m.session_id.empty() || m.job_id.empty() || m.file_id.empty()) {
       return InvalidArgument("user id, session id, job id and file id are required");
     }
+    if (auto twice = RepeatedChunkIndex(m.chunks)) {
+      return InvalidArgument("chunk index " + std::to_string(*twice) + " given twice");
+    }
     const std::vector<std::string> terms = CleanTerms(m.terms, kMaxFileTerms);
     std::lock_guard lock(write_mu_);
     Transaction tx(*writer_);
@@ -712,9 +715,7 @@ class SqliteMetadataStore final : public MetadataStore {
       auto r = ins->Run();
       if (!r) {
         if (r.code() == Errc::kNotFound) return NotFound("no job " + m.job_id);
-        if (r.code() == Errc::kAlreadyExists) {
-          return InvalidArgument("chunk index " + std::to_string(chunk.index) + " given twice");
-        }
+        if (r.code() == Errc::kAlreadyExists) return StoredMeanwhile(m);
         return r.status();
       }
     }
