@@ -5,7 +5,6 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +18,8 @@
 #include <sstream>
 #include <string>
 
+#include "core/ids.h"
+
 namespace conveyor::app {
 namespace {
 
@@ -27,15 +28,6 @@ using nlohmann::json;
 
 constexpr const char* kTusPath = "/api/chat/upload/tus";
 constexpr int kBarWidth = 30;
-
-std::string Base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
 
 std::string Lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -223,9 +215,9 @@ TusClientResult TusUploadFile(const TusClientOptions& o, const std::string& file
     }
   }
   if (url.empty()) {
-    std::string meta = "session_id " + Base64(o.session_id) + ",filename " +
-                       Base64(fs::path(file).filename().string());
-    if (!o.message.empty()) meta += ",message " + Base64(o.message);
+    std::string meta = "session_id " + Base64Encode(o.session_id) + ",filename " +
+                       Base64Encode(fs::path(file).filename().string());
+    if (!o.message.empty()) meta += ",message " + Base64Encode(o.message);
     Reply created = client.Send(
         o.base_url + kTusPath,
         {"Upload-Length: " + std::to_string(size), "Upload-Metadata: " + meta},

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -40,5 +41,10 @@ Status CheckSessionId(std::string_view session_id);
 
 // Lower-case hex of `bytes`.
 std::string HexEncode(std::string_view bytes);
+
+// Standard base64 (RFC 4648 §4) with padding.
+std::string Base64Encode(std::string_view in);
+// Standard base64, padding optional; nullopt when malformed.
+std::optional<std::string> Base64Decode(std::string_view in);
 
 }  // namespace conveyor

@@ -29,5 +29,15 @@ TEST(Ids, IsUuidRejectsOtherShapes) {
 
 TEST(Ids, HexEncode) { EXPECT_EQ(HexEncode(std::string("\x00\xff\x10", 3)), "00ff10"); }
 
+TEST(Base64, RoundTripsAndRefusesJunk) {
+  for (const std::string& s : std::initializer_list<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    EXPECT_EQ(Base64Decode(Base64Encode(s)), s);
+  }
+  EXPECT_EQ(Base64Decode("czE="), "s1");
+  EXPECT_EQ(Base64Decode("czE"), "s1");  // padding optional
+  EXPECT_FALSE(Base64Decode("c!E=").has_value());
+  EXPECT_FALSE(Base64Decode("c").has_value());
+}
+
 }  // namespace
 }  // namespace conveyor

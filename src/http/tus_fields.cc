@@ -1,8 +1,6 @@
 // The tus request fields (see internal/tus_fields.h).
 #include "http/internal/tus_fields.h"
 
-#include <openssl/evp.h>
-
 #include "core/ids.h"
 #include "uploads/uploads.h"
 
@@ -19,41 +17,6 @@ std::string_view Trim(std::string_view s) {
 }
 
 }  // namespace
-
-// Standard base64 (RFC 4648 §4), padding optional; nullopt when malformed.
-std::optional<std::string> Base64Decode(std::string_view in) {
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a lone trailing character
-  return out;
-}
-
-std::string Base64Encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
 
 // Upload-Metadata: "key base64,key base64,key" into the upload's fields.
 // Unknown keys are ignored (clients add their own); `name` and `type` stand

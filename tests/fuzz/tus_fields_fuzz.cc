@@ -22,9 +22,9 @@ using namespace conveyor;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
 
-  if (http::Base64Decode(http::Base64Encode(in)) != std::string(in)) std::abort();
-  if (auto d = http::Base64Decode(in)) {
-    if (http::Base64Decode(http::Base64Encode(*d)) != *d) std::abort();
+  if (Base64Decode(Base64Encode(in)) != std::string(in)) std::abort();
+  if (auto d = Base64Decode(in)) {
+    if (Base64Decode(Base64Encode(*d)) != *d) std::abort();
   }
 
   std::string_view code;
@@ -32,10 +32,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (m) {
     if (!CheckSessionId(m->session_id).ok()) std::abort();
     if (m->message.size() > uploads::kMaxMessageBytes || !IsValidUtf8(m->message)) std::abort();
-    std::string again = "session_id " + http::Base64Encode(m->session_id) + ",filename " +
-                        http::Base64Encode(m->filename) + ",filetype " +
-                        http::Base64Encode(m->filetype) + ",message " +
-                        http::Base64Encode(m->message);
+    std::string again = "session_id " + Base64Encode(m->session_id) + ",filename " +
+                        Base64Encode(m->filename) + ",filetype " +
+                        Base64Encode(m->filetype) + ",message " +
+                        Base64Encode(m->message);
     auto m2 = http::ParseUploadMetadata(again, &code);
     if (!m2 || m2->session_id != m->session_id || m2->filename != m->filename ||
         m2->filetype != m->filetype || m2->message != m->message) {

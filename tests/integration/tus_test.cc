@@ -24,15 +24,6 @@ namespace fs = std::filesystem;
 constexpr const char* kTus = "/api/chat/upload/tus";
 
 
-std::string Base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
 std::string Sha256(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -66,8 +57,8 @@ class TusTest : public ::testing::Test {
   }
 
   std::string Metadata(const std::string& session = "s1", const std::string& name = "notes.txt") {
-    return "session_id " + Base64(session) + ",filename " + Base64(name) + ",filetype " +
-           Base64("text/plain") + ",message " + Base64("resumed");
+    return "session_id " + Base64Encode(session) + ",filename " + Base64Encode(name) + ",filetype " +
+           Base64Encode("text/plain") + ",message " + Base64Encode("resumed");
   }
 
   // POST creation; returns the answer (Location in headers).
@@ -151,7 +142,7 @@ TEST_F(TusTest, UploadInTwoPatchesBecomesAJobThatCompletes) {
   EXPECT_EQ(Offset(head), 100000);
   EXPECT_EQ(head.headers["upload-length"], std::to_string(data.size()));
   EXPECT_EQ(head.headers["cache-control"], "no-store");
-  EXPECT_NE(head.headers["upload-metadata"].find("session_id " + Base64("s1")), std::string::npos);
+  EXPECT_NE(head.headers["upload-metadata"].find("session_id " + Base64Encode("s1")), std::string::npos);
 
   // Resume at the server's offset with the rest.
   auto last = Patch(loc, Offset(head), data.substr(100000));
@@ -234,10 +225,10 @@ TEST_F(TusTest, ProtocolErrorsGetTheirStatusAndChangeNothing) {
   // Creation refusals: over MAX_UPLOAD_BYTES 413, no session_id 400,
   // a session_id that is not UTF-8 400, an empty upload 400.
   EXPECT_EQ(Create(100001).status, 413);
-  auto no_session = Create(10, "alice", "filename " + Base64("a.txt"));
+  auto no_session = Create(10, "alice", "filename " + Base64Encode("a.txt"));
   EXPECT_EQ(no_session.status, 400);
   EXPECT_NE(no_session.body.find("missing_session_id"), std::string::npos);
-  auto bad_session = Create(10, "alice", "session_id " + Base64("\xff\xfe"));
+  auto bad_session = Create(10, "alice", "session_id " + Base64Encode("\xff\xfe"));
   EXPECT_EQ(bad_session.status, 400);
   EXPECT_NE(bad_session.body.find("invalid_session_id"), std::string::npos);
   EXPECT_EQ(Create(0).status, 400);
@@ -253,7 +244,7 @@ TEST_F(TusTest, ChecksumMismatchIs460AndTheChunkIsDropped) {
   const std::string part = data.substr(0, 1000);
 
   auto bad = Patch(loc, 0, part, "alice",
-                   {{"Upload-Checksum", "sha256 " + Base64(Sha256("something else"))}});
+                   {{"Upload-Checksum", "sha256 " + Base64Encode(Sha256("something else"))}});
   EXPECT_EQ(bad.status, 460);
   EXPECT_NE(bad.body.find("checksum_mismatch"), std::string::npos);
   EXPECT_EQ(Offset(Head(loc)), 0);
@@ -262,7 +253,7 @@ TEST_F(TusTest, ChecksumMismatchIs460AndTheChunkIsDropped) {
   auto unsupported = Patch(loc, 0, part, "alice", {{"Upload-Checksum", "md5 AAAA"}});
   EXPECT_EQ(unsupported.status, 400);
 
-  auto good = Patch(loc, 0, part, "alice", {{"Upload-Checksum", "sha256 " + Base64(Sha256(part))}});
+  auto good = Patch(loc, 0, part, "alice", {{"Upload-Checksum", "sha256 " + Base64Encode(Sha256(part))}});
   EXPECT_EQ(good.status, 204);
   EXPECT_EQ(Offset(Head(loc)), 1000);
   // What the store holds is exactly the accepted chunk.

@@ -16,14 +16,10 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/ids.h"  // Base64Decode, Base64Encode
 #include "uploads/tus_store.h"
 
 namespace conveyor::http {
-
-// Standard base64 (RFC 4648 §4), padding optional; nullopt when malformed.
-std::optional<std::string> Base64Decode(std::string_view in);
-// Standard base64 with padding.
-std::string Base64Encode(std::string_view in);
 
 // kInvalidArgument with *code set to the client-facing code
 // (invalid_metadata, missing_session_id, invalid_session_id,
