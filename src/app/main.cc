@@ -144,14 +144,6 @@ worker::WorkerSettings WorkerSettingsFrom(const Config& c) {
   w.sandbox.max_output_bytes = c.extract_max_output_bytes;
   w.limits.max_input_bytes = c.extract_max_input_bytes;
   w.sandbox.fork_server = c.extract_fork_server;
-  if (c.extract_fork_server && c.extract_lean_server) {
-    w.sandbox.lean_binary_path = worker::LeanExtractorBeside(w.sandbox.binary_path);
-    if (w.sandbox.lean_binary_path.empty()) {
-      spdlog::warn(
-          "conveyor: no conveyor-extract beside the conveyor binary: every file runs in "
-          "the full extract server (EXTRACT_LEAN_SERVER)");
-    }
-  }
   w.sandbox.uid = c.sandbox_uid;
   w.analyzer.provider = c.ai_provider;
   w.analyzer.base_url = c.ai_base_url;
@@ -216,12 +208,21 @@ Result<Backends> OpenBackends(const Config& c) {
   return b;
 }
 
-// The worker's sandbox: which layers this host grants its parser children
+// The worker's sandbox: the lean extract server beside this binary
+// (EXTRACT_LEAN_SERVER), which layers this host grants its parser children
 // (logged), and a refusal to run when SANDBOX_REQUIRE names one it lacks.
 Result<sandbox::Layers> CheckSandbox(worker::WorkerSettings& w, const Config& c) {
   auto required = sandbox::ParseRequirement(c.sandbox_require);
   if (!required) return required.status();
   w.sandbox.require = *required;
+  if (c.extract_fork_server && c.extract_lean_server) {
+    w.sandbox.lean_binary_path = worker::LeanExtractorBeside(w.sandbox.binary_path);
+    if (w.sandbox.lean_binary_path.empty()) {
+      spdlog::warn(
+          "conveyor: no conveyor-extract beside the conveyor binary: every file runs in "
+          "the full extract server (EXTRACT_LEAN_SERVER)");
+    }
+  }
   auto layers = worker::ProbeSandbox(w.sandbox);
   if (!layers) return layers.status();
   std::string missing = sandbox::MissingLayers(*layers, "uid+landlock+seccomp+netns");

@@ -528,7 +528,8 @@ TEST_F(JobRunnerTest, ARunFailingAfterAnotherFinishedTheJobLeavesTheRowFinal) {
   ASSERT_EQ(Row(id).status, storage::JobStatus::kCompleted);
   ASSERT_FALSE(UploadExists(id));
 
-  // The late run's commit fails (its chunks collide with the first run's).
+  // The late run's commit fails for a reason of its own (a collision with
+  // the first run's chunks is kAborted: the next test).
   store_.fail_complete = Errc::kInvalidArgument;
   ASSERT_TRUE(std::holds_alternative<Completed>(late)) << OutcomeName(late);
   EXPECT_FALSE(Apply(job, std::move(late)).finished);

@@ -567,12 +567,12 @@ Result<sandbox::Layers> ProbeSandbox(const SandboxSettings& settings) {
   if (!lean) return lean.status();
   // Both confine with the same code; were they ever to differ, a layer counts
   // only when both children have it.
-  std::string names;
-  for (const char* name : {"uid", "landlock", "seccomp", "netns"}) {
-    if (full->Has(name) && lean->Has(name)) names += std::string(names.empty() ? "" : "+") + name;
-  }
-  sandbox::Layers both = sandbox::ParseLayers(names);
+  sandbox::Layers both;
+  both.uid = full->uid && lean->uid;
+  both.landlock = full->landlock && lean->landlock;
   both.landlock_abi = std::min(full->landlock_abi, lean->landlock_abi);
+  both.seccomp = full->seccomp && lean->seccomp;
+  both.netns = full->netns && lean->netns;
   return both;
 }
 
