@@ -6,7 +6,9 @@
 // consumer's one command connection). Prints one JSON line:
 //   add_rate_single, add_rate_multi (jobs/s), process_rate (jobs/s),
 //   cpu_s_per_10k (this process's user+sys CPU while processing, per 10,000
-//   jobs), p50_ms / p99_ms (job timestamp -> processedOn).
+//   jobs), user_s_per_10k (the user part), switches_per_job (context
+//   switches of all its threads while processing, per job), p50_ms / p99_ms
+//   (job timestamp -> processedOn).
 // bench/queue/run.sh runs it next to bullmq_bench.mjs and compares.
 //
 //   queue_bench --port 6379 [--host 127.0.0.1] [--jobs 20000] [--producers 4]
@@ -47,11 +49,17 @@ int64_t NowMs() {
       .count();
 }
 
-double CpuSeconds() {
+// This process's resource use so far (all threads).
+struct Usage {
+  double user_s = 0, cpu_s = 0;
+  long switches = 0;  // voluntary and involuntary context switches
+};
+
+Usage Used() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   auto s = [](timeval tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
-  return s(ru.ru_utime) + s(ru.ru_stime);
+  return {s(ru.ru_utime), s(ru.ru_utime) + s(ru.ru_stime), ru.ru_nvcsw + ru.ru_nivcsw};
 }
 
 std::string JobId(int i) {
@@ -114,7 +122,7 @@ int main(int argc, char** argv) {
   latencies.reserve(jobs);
   auto shared = OpenRedisConsumer(o);
   if (!shared) Die("open consumer", shared.status());
-  double cpu0 = CpuSeconds();
+  const Usage used0 = Used();
   auto start = Clock::now();
   std::vector<std::thread> pool;
   for (int t = 0; t < consumers; ++t) {
@@ -150,7 +158,8 @@ int main(int argc, char** argv) {
   }
   for (auto& t : pool) t.join();
   double process_s = Seconds(start, Clock::now());
-  double cpu = CpuSeconds() - cpu0;
+  const Usage used1 = Used();
+  const double cpu = used1.cpu_s - used0.cpu_s;
 
   std::sort(latencies.begin(), latencies.end());
   auto pct = [&](double p) {
@@ -159,8 +168,10 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"impl\":\"conveyor\",\"jobs\":%d,\"add_rate_single\":%.0f,\"add_rate_multi\":%.0f,"
       "\"producers\":%d,\"process_rate\":%.0f,\"consumers\":%d,\"cpu_s_per_10k\":%.3f,"
-      "\"p50_ms\":%lld,\"p99_ms\":%lld}\n",
+      "\"user_s_per_10k\":%.3f,\"switches_per_job\":%.2f,\"p50_ms\":%lld,\"p99_ms\":%lld}\n",
       jobs, half / single_s, (jobs - half) / multi_s, producers, jobs / process_s, consumers,
-      cpu / jobs * 10000, static_cast<long long>(pct(0.5)), static_cast<long long>(pct(0.99)));
+      cpu / jobs * 10000, (used1.user_s - used0.user_s) / jobs * 10000,
+      static_cast<double>(used1.switches - used0.switches) / jobs,
+      static_cast<long long>(pct(0.5)), static_cast<long long>(pct(0.99)));
   return 0;
 }

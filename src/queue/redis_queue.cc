@@ -342,22 +342,22 @@ class RedisConsumer final : public Consumer {
   }
 
   Result<std::optional<ActiveJob>> Fetch(const std::string& token, int64_t lock_ms) override {
-    internal::RedisConnection::EvalCall call = FetchCall(token, lock_ms);
-    Result<RedisReply> reply = Eval("move_to_active", call.keys, call.args);
+    Result<RedisReply> reply = commands_.Eval(FetchCall(token, lock_ms));
     if (!reply) return reply.status();
-    return ParseFetch(*reply, token);
+    return ParseFetch(std::move(*reply), token);
   }
 
   CompleteAndFetchResult CompleteAndFetch(const ActiveJob& job, const std::string& return_json,
                                           const std::string& next_token,
                                           int64_t lock_ms) override {
-    std::vector<internal::RedisConnection::EvalCall> calls;
+    std::vector<internal::EvalCommand> calls;
+    calls.reserve(2);
     calls.push_back(FinishCall(job, "returnvalue", return_json, "completed", "", false,
                                job.options.remove_on_complete));
     calls.push_back(FetchCall(next_token, lock_ms));
     std::vector<Result<RedisReply>> replies = commands_.EvalPipeline(std::move(calls));
     return {ParseFinish(replies[0], job, "completed"),
-            replies[1] ? ParseFetch(*replies[1], next_token)
+            replies[1] ? ParseFetch(std::move(*replies[1]), next_token)
                        : Result<std::optional<ActiveJob>>(replies[1].status())};
   }
 
@@ -451,10 +451,17 @@ class RedisConsumer final : public Consumer {
                                   : Status();
       if (!failed.ok()) spdlog::debug("queue: progress of {}: {}", id, failed.ToString());
     };
-    commands_.EvalAsync({{&GetScript("report_progress"),
-                          {keys_.Job(id), keys_("events"), keys_("meta"), keys_.Job(id) + ":logs"},
-                          {id, progress_json, log_line}}},
-                        std::move(logged));
+    static const internal::Script& script = GetScript("report_progress");
+    std::vector<internal::EvalCommand> calls;
+    calls.push_back(std::move(internal::EvalCommand(script)
+                                  .Key(keys_.job_prefix(), id)
+                                  .Key(keys_.job_prefix(), "events")
+                                  .Key(keys_.job_prefix(), "meta")
+                                  .Key(keys_.Job(id), ":logs")
+                                  .Arg(id)
+                                  .Arg(progress_json)
+                                  .Arg(log_line)));
+    commands_.EvalAsync(std::move(calls), std::move(logged));
   }
 
   Result<std::vector<std::string>> RecoverStalled(int64_t stalled_interval_ms) override {
@@ -485,7 +492,7 @@ class RedisConsumer final : public Consumer {
  private:
   Result<RedisReply> Eval(const char* script, const std::vector<std::string>& keys,
                           const std::vector<std::string>& args) {
-    return commands_.Eval(GetScript(script), keys, args);
+    return commands_.Eval(internal::EvalCommand(GetScript(script), keys, args));
   }
 
   // Keeps the earliest known due time of a delayed job, for WaitForWork.
@@ -496,15 +503,22 @@ class RedisConsumer final : public Consumer {
     }
   }
 
-  internal::RedisConnection::EvalCall FetchCall(const std::string& token, int64_t lock_ms) {
-    return {&GetScript("move_to_active"),
-            {keys_("wait"), keys_("active"), keys_("prioritized"), keys_("events"),
-             keys_("delayed"), keys_("meta"), keys_("pc"), keys_("marker")},
-            {keys_.job_prefix(), std::to_string(NowMs()), token, std::to_string(lock_ms)}};
+  // move_to_active (wire format §4.2), written straight into one buffer: the
+  // hot path of every slot.
+  internal::EvalCommand FetchCall(const std::string& token, int64_t lock_ms) {
+    static const internal::Script& script = GetScript("move_to_active");
+    const std::string& base = keys_.job_prefix();
+    internal::EvalCommand call(script);
+    for (const char* k : {"wait", "active", "prioritized", "events", "delayed", "meta", "pc",
+                          "marker"}) {
+      call.Key(base, k);
+    }
+    call.Arg(base).Arg(NowMs()).Arg(token).Arg(lock_ms);
+    return call;
   }
 
-  Result<std::optional<ActiveJob>> ParseFetch(const RedisReply& reply, const std::string& token) {
-    const auto& r = reply;
+  // The fetched job's fields are moved out of `r`.
+  Result<std::optional<ActiveJob>> ParseFetch(RedisReply&& r, const std::string& token) {
     if (!r.is_array() || r.elements.size() < 2) return Internal("move_to_active: malformed reply");
     if (r.elements[0].integer != 1) {
       // Nothing ready; remember when the earliest delayed job is due.
@@ -518,11 +532,11 @@ class RedisConsumer final : public Consumer {
       return Internal("move_to_active: malformed job reply");
     }
     ActiveJob job;
-    job.id = r.elements[1].str;
+    job.id = std::move(r.elements[1].str);
     job.token = token;
-    const auto& fields = r.elements[2].elements;
+    auto& fields = r.elements[2].elements;
     for (size_t i = 0; i + 1 < fields.size(); i += 2) {
-      internal::ReadJobField(fields[i].str, fields[i + 1].str, &job);
+      internal::ReadJobField(fields[i].str, std::move(fields[i + 1].str), &job);
     }
     job.options = internal::ParseJobOptions(job.opts_json);
     return std::optional<ActiveJob>(std::move(job));
@@ -531,22 +545,26 @@ class RedisConsumer final : public Consumer {
   Result<void> Finish(const ActiveJob& job, const char* field, const std::string& value,
                       const char* target, const std::string& stack, bool dead_letter,
                       int keep) {
-    internal::RedisConnection::EvalCall call =
-        FinishCall(job, field, value, target, stack, dead_letter, keep);
-    return ParseFinish(Eval("move_to_finished", call.keys, call.args), job, target);
+    return ParseFinish(commands_.Eval(FinishCall(job, field, value, target, stack, dead_letter, keep)),
+                       job, target);
   }
 
-  internal::RedisConnection::EvalCall FinishCall(const ActiveJob& job, const char* field,
-                                                 const std::string& value, const char* target,
-                                                 const std::string& stack, bool dead_letter,
-                                                 int keep) {
-    return {&GetScript("move_to_finished"),
-            {keys_("wait"), keys_("active"), keys_("prioritized"), keys_("events"),
-             keys_("stalled"), keys_("meta"), keys_(target), keys_.Job(job.id), dlq_keys_("id"),
-             dlq_keys_("failed"), dlq_keys_("events"), dlq_keys_("meta")},
-            {job.id, std::to_string(NowMs()), field, value, target, keys_.job_prefix(), job.token,
-             std::to_string(keep), std::to_string(job.options.attempts), stack,
-             dead_letter ? dlq_keys_.job_prefix() : ""}};
+  // move_to_finished (wire format §4.3), written straight into one buffer.
+  internal::EvalCommand FinishCall(const ActiveJob& job, const char* field,
+                                   const std::string& value, const char* target,
+                                   const std::string& stack, bool dead_letter, int keep) {
+    static const internal::Script& script = GetScript("move_to_finished");
+    const std::string& base = keys_.job_prefix();
+    const std::string& dlq = dlq_keys_.job_prefix();
+    internal::EvalCommand call(script);
+    for (const char* k : {"wait", "active", "prioritized", "events", "stalled", "meta", target}) {
+      call.Key(base, k);
+    }
+    call.Key(base, job.id);
+    for (const char* k : {"id", "failed", "events", "meta"}) call.Key(dlq, k);
+    call.Arg(job.id).Arg(NowMs()).Arg(field).Arg(value).Arg(target).Arg(base).Arg(job.token);
+    call.Arg(keep).Arg(job.options.attempts).Arg(stack).Arg(dead_letter ? dlq : "");
+    return call;
   }
 
   Result<void> ParseFinish(const Result<RedisReply>& reply, const ActiveJob& job,

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "queue/internal/async_redis.h"
 #include "queue/internal/redis_connection.h"
 #include "test_support.h"
 
@@ -806,6 +807,54 @@ TEST_F(RedisQueueTest, UnreachableRedisIsUnavailable) {
   auto q = OpenRedisQueue(nowhere);
   ASSERT_FALSE(q);
   EXPECT_EQ(q.code(), Errc::kUnavailable);
+}
+
+// The event-driven connection builds replies with its own reader functions;
+// the blocking one copies hiredis's. Every shape a script can answer must
+// come out the same from both: nested arrays, nils inside arrays, empty
+// arrays and strings, binary bytes, integers, status and error elements.
+bool SameReply(const RedisReply& a, const RedisReply& b) {
+  if (a.type != b.type || a.str != b.str || a.integer != b.integer ||
+      a.elements.size() != b.elements.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.elements.size(); ++i) {
+    if (!SameReply(a.elements[i], b.elements[i])) return false;
+  }
+  return true;
+}
+
+TEST_F(RedisQueueTest, TheEventDrivenConnectionReadsEveryReplyShapeAsTheBlockingOneDoes) {
+  internal::AsyncRedis async(options_);
+  const std::vector<std::string> bodies = {
+      "return 7",
+      "return 'plain'",
+      "return ''",
+      "return ARGV[1]",
+      "return {}",
+      "return {1, false, 'x', {}, {2, {3, {ARGV[1], false}}}}",
+      "return redis.status_reply('FINE')",
+      "return {redis.status_reply('S'), redis.error_reply('E inside'), -5}",
+      "local t = {} for i = 1, 300 do t[i] = {i, tostring(i) .. string.rep('y', i)} end return t",
+  };
+  const std::string binary("a\0b\r\nc", 6);
+  int n = 0;
+  for (const std::string& body : bodies) {
+    internal::Script script{"shape" + std::to_string(n++), body, Str({"SCRIPT", "LOAD", body})};
+    auto blocking = raw_->Eval(script, {}, {binary});
+    auto evented = async.Eval(internal::EvalCommand(script, {}, {binary}));
+    ASSERT_TRUE(blocking) << body << ": " << blocking.status().ToString();
+    ASSERT_TRUE(evented) << body << ": " << evented.status().ToString();
+    EXPECT_TRUE(SameReply(*blocking, *evented)) << body;
+  }
+  // An error reply as the whole answer is the script's failure on both.
+  const std::string fails = "return redis.error_reply('no good')";
+  internal::Script failing{"failing", fails, Str({"SCRIPT", "LOAD", fails})};
+  auto blocking = raw_->Eval(failing, {}, {});
+  auto evented = async.Eval(internal::EvalCommand(failing, {}, {}));
+  ASSERT_FALSE(evented);
+  EXPECT_EQ(evented.code(), blocking.code());
+  EXPECT_NE(evented.status().message().find("no good"), std::string::npos);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <deque>
 #include <future>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -112,6 +113,84 @@ class AsioEvents : public std::enable_shared_from_this<AsioEvents> {
   bool dead_ = false;
 };
 
+// Replies are built by hiredis's reader straight into RedisReply trees (its
+// object functions, below), so a reply is allocated once, not once by hiredis
+// and again by a copy. A root is a ReplyRoot; every other value lives in its
+// parent's `elements`, sized when the array is created, and is never moved
+// until the callback takes the root's value. hiredis frees only roots
+// (freeObject), which frees the whole tree.
+//
+// `head` mirrors what hiredis itself reads of a root that has no callback (an
+// error the server sends on its own before closing: type and str), so it
+// must stay the first member.
+struct ReplyRoot {
+  redisReply head{};
+  RedisReply value;
+};
+
+RedisReply* SlotFor(const redisReadTask* task, ReplyRoot** root) {
+  if (task->parent == nullptr) {
+    *root = new ReplyRoot;
+    return &(*root)->value;
+  }
+  *root = nullptr;
+  // The parent is an array: a root's value, or an element of one.
+  void* parent = task->parent->obj;
+  RedisReply* array = task->parent->parent == nullptr ? &static_cast<ReplyRoot*>(parent)->value
+                                                      : static_cast<RedisReply*>(parent);
+  return &array->elements[static_cast<size_t>(task->idx)];
+}
+
+void* Placed(ReplyRoot* root, RedisReply* slot) {
+  return root != nullptr ? static_cast<void*>(root) : static_cast<void*>(slot);
+}
+
+void* CreateString(const redisReadTask* task, char* str, size_t len) {
+  ReplyRoot* root;
+  RedisReply* r = SlotFor(task, &root);
+  r->type = task->type == REDIS_REPLY_ERROR    ? RedisReply::Type::kError
+            : task->type == REDIS_REPLY_STATUS ? RedisReply::Type::kStatus
+                                               : RedisReply::Type::kString;
+  r->str.assign(str, len);
+  if (root != nullptr) {
+    root->head.type = task->type;
+    root->head.str = root->value.str.data();
+    root->head.len = root->value.str.size();
+  }
+  return Placed(root, r);
+}
+
+void* CreateArray(const redisReadTask* task, int elements) {
+  ReplyRoot* root;
+  RedisReply* r = SlotFor(task, &root);
+  r->type = RedisReply::Type::kArray;
+  r->elements.resize(static_cast<size_t>(std::max(elements, 0)));
+  if (root != nullptr) root->head.type = REDIS_REPLY_ARRAY;
+  return Placed(root, r);
+}
+
+void* CreateInteger(const redisReadTask* task, long long value) {
+  ReplyRoot* root;
+  RedisReply* r = SlotFor(task, &root);
+  r->type = RedisReply::Type::kInteger;
+  r->integer = value;
+  if (root != nullptr) root->head.type = REDIS_REPLY_INTEGER;
+  return Placed(root, r);
+}
+
+void* CreateNil(const redisReadTask* task) {
+  ReplyRoot* root;
+  RedisReply* r = SlotFor(task, &root);
+  r->type = RedisReply::Type::kNil;
+  if (root != nullptr) root->head.type = REDIS_REPLY_NIL;
+  return Placed(root, r);
+}
+
+void FreeRoot(void* root) { delete static_cast<ReplyRoot*>(root); }
+
+redisReplyObjectFunctions kReplyFunctions = {CreateString, CreateArray, CreateInteger, CreateNil,
+                                             FreeRoot};
+
 }  // namespace
 
 class AsyncRedis::Impl {
@@ -134,9 +213,14 @@ class AsyncRedis::Impl {
     thread_.join();
   }
 
-  void EvalAsync(std::vector<EvalCall> calls, Done done) {
-    asio::post(io_, [this, calls = std::make_shared<std::vector<EvalCall>>(std::move(calls)),
-                     done = std::move(done)]() mutable { SendBatch(std::move(calls), std::move(done)); });
+  void EvalAsync(std::vector<EvalCommand> calls, Done done) {
+    // Built here, so the I/O thread does no more than send it.
+    auto batch = std::make_shared<Batch>();
+    batch->replies.assign(calls.size(), Result<RedisReply>(Unavailable("")));
+    batch->calls = std::move(calls);
+    batch->left = batch->calls.size();
+    batch->done = std::move(done);
+    asio::post(io_, [this, batch = std::move(batch)]() mutable { SendBatch(std::move(batch)); });
   }
 
  private:
@@ -159,22 +243,34 @@ class AsyncRedis::Impl {
 
   // All calls of one EvalAsync.
   struct Batch {
-    std::shared_ptr<std::vector<EvalCall>> calls;
+    std::vector<EvalCommand> calls;
     Replies replies;
-    size_t left;
+    size_t left = 0;
     Done done;
+
+    void Finish(size_t i, Result<RedisReply> r) {
+      replies[i] = std::move(r);
+      if (--left == 0) done(std::move(replies));
+    }
+  };
+
+  // One script call's completion, the privdata of its hiredis callback.
+  struct ScriptPending {
+    Impl* impl;
+    std::shared_ptr<Conn> conn;
+    std::shared_ptr<Batch> batch;
+    size_t index;
+    bool as_eval = false;  // resent as EVAL after NOSCRIPT
   };
 
   std::string Where() const { return resolver_->Describe(endpoint_); }
 
-  void SendBatch(std::shared_ptr<std::vector<EvalCall>> calls, Done done) {
-    const size_t n = calls->size();
+  void SendBatch(std::shared_ptr<Batch> batch) {
+    const size_t n = batch->calls.size();
     if (n == 0) {
-      done({});
+      batch->done({});
       return;
     }
-    auto batch = std::make_shared<Batch>(
-        Batch{calls, Replies(n, Result<RedisReply>(Unavailable(""))), n, std::move(done)});
     if (current_ && resolver_->Moved(current_->endpoint, &generation_)) {
       // The sentinels named another master: its calls still waiting fail
       // (kUnavailable), these go to the new one.
@@ -183,71 +279,94 @@ class AsyncRedis::Impl {
     }
     std::shared_ptr<Conn> conn = Ensure();
     for (size_t i = 0; i < n; ++i) {
-      auto finish = [batch, i](Result<RedisReply> r) {
-        batch->replies[i] = std::move(r);
-        if (--batch->left == 0) batch->done(std::move(batch->replies));
-      };
       if (!conn) {
-        finish(Status(last_error_));
+        batch->Finish(i, Status(last_error_));
         continue;
       }
-      SendEval(conn, (*calls)[i], std::move(finish));
+      SendScript(new ScriptPending{this, conn, batch, i});
     }
   }
 
-  // EVALSHA; on NOSCRIPT once more as EVAL (which loads the script).
-  void SendEval(const std::shared_ptr<Conn>& conn, const EvalCall& call,
-                std::function<void(Result<RedisReply>)> fn) {
-    Send(conn, ScriptArgv(call, /*by_sha=*/true),
-         [this, conn, &call, fn = std::move(fn)](Result<RedisReply> r) mutable {
-           if (r && r->is_error() && r->str.rfind("NOSCRIPT", 0) == 0 && !conn->lost) {
-             Send(conn, ScriptArgv(call, /*by_sha=*/false),
-                  [&call, fn = std::move(fn)](Result<RedisReply> again) {
-                    fn(ScriptResult(call, std::move(again)));
-                  });
-             return;
-           }
-           fn(ScriptResult(call, std::move(r)));
-         });
-  }
-
-  static std::vector<std::string> ScriptArgv(const EvalCall& call, bool by_sha) {
-    std::vector<std::string> argv;
-    argv.reserve(3 + call.keys.size() + call.args.size());
-    argv.push_back(by_sha ? "EVALSHA" : "EVAL");
-    argv.push_back(by_sha ? call.script->sha1 : call.script->text);
-    argv.push_back(std::to_string(call.keys.size()));
-    argv.insert(argv.end(), call.keys.begin(), call.keys.end());
-    argv.insert(argv.end(), call.args.begin(), call.args.end());
-    return argv;
-  }
-
-  static Result<RedisReply> ScriptResult(const EvalCall& call, Result<RedisReply> r) {
-    if (r && r->is_error()) return Internal("script " + call.script->name + " failed: " + r->str);
-    return r;
-  }
-
-  // Appends one command to the connection's output; `fn` gets its reply.
-  void Send(const std::shared_ptr<Conn>& conn, const std::vector<std::string>& argv,
-            std::function<void(Result<RedisReply>)> fn) {
-    std::vector<const char*> args;
-    std::vector<size_t> lens;
-    args.reserve(argv.size());
-    lens.reserve(argv.size());
-    for (const std::string& a : argv) {
-      args.push_back(a.data());
-      lens.push_back(a.size());
+  // EVALSHA, or EVAL after NOSCRIPT (which also loads the script).
+  void SendScript(ScriptPending* raw) {
+    std::unique_ptr<ScriptPending> p(raw);
+    EvalCommand& call = p->batch->calls[p->index];
+    std::string eval;
+    std::string_view bytes;
+    if (p->as_eval) {
+      eval = call.Eval();
+      bytes = eval;
+    } else {
+      bytes = call.Evalsha();
     }
-    auto* p = new Pending{this, conn, std::move(fn)};
-    if (conn->lost || redisAsyncCommandArgv(conn->ac, &Impl::OnReply, p,
-                                            static_cast<int>(args.size()), args.data(),
-                                            lens.data()) != REDIS_OK) {
-      std::unique_ptr<Pending> owned(p);
-      owned->fn(Unavailable(Where() + " " + argv[0] + " failed: connection closing"));
+    Conn& conn = *p->conn;
+    if (conn.lost || redisAsyncFormattedCommand(conn.ac, &Impl::OnScriptReply, p.get(),
+                                                bytes.data(), bytes.size()) != REDIS_OK) {
+      p->batch->Finish(p->index, Unavailable(Where() + " script " + call.script().name +
+                                             " not sent: connection closing"));
       return;
     }
-    const bool connecting = !(conn->ac->c.flags & REDIS_CONNECTED);
-    conn->deadlines.push_back(
+    (void)p.release();  // hiredis hands it back to OnScriptReply
+    Sent(conn);
+  }
+
+  static void OnScriptReply(redisAsyncContext* ac, void* raw, void* privdata) {
+    std::unique_ptr<ScriptPending> p(static_cast<ScriptPending*>(privdata));
+    Result<RedisReply> r = p->impl->TakeReply(p->conn, ac, raw);
+    if (r && r->is_error() && !p->as_eval && r->str.rfind("NOSCRIPT", 0) == 0 &&
+        !p->conn->lost) {
+      p->as_eval = true;
+      p->impl->SendScript(p.release());
+      return;
+    }
+    const EvalCommand& call = p->batch->calls[p->index];
+    if (r && r->is_error()) {
+      r = Internal("script " + call.script().name + " failed: " + r->str);
+    }
+    p->batch->Finish(p->index, std::move(r));
+  }
+
+  // A command's words as hiredis takes them: pointers and lengths.
+  struct Argv {
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    void reserve(size_t n) {
+      ptrs.reserve(n);
+      lens.reserve(n);
+    }
+    void Add(std::string_view word) {
+      ptrs.push_back(word.data());
+      lens.push_back(word.size());
+    }
+  };
+
+  // Appends one command to the connection's output; `fn` gets its reply.
+  void Send(const std::shared_ptr<Conn>& conn, const std::vector<std::string>& words,
+            std::function<void(Result<RedisReply>)> fn) {
+    Argv argv;
+    argv.reserve(words.size());
+    for (const std::string& w : words) argv.Add(w);
+    SendArgv(conn, argv, std::move(fn));
+  }
+
+  void SendArgv(const std::shared_ptr<Conn>& conn, Argv& argv,
+                std::function<void(Result<RedisReply>)> fn) {
+    auto* p = new Pending{this, conn, std::move(fn)};
+    if (conn->lost || redisAsyncCommandArgv(conn->ac, &Impl::OnReply, p,
+                                            static_cast<int>(argv.ptrs.size()), argv.ptrs.data(),
+                                            argv.lens.data()) != REDIS_OK) {
+      std::unique_ptr<Pending> owned(p);
+      owned->fn(Unavailable(Where() + " " + std::string(argv.ptrs[0], argv.lens[0]) +
+                            " failed: connection closing"));
+      return;
+    }
+    Sent(*conn);
+  }
+
+  // A command is on its way: its reply is due within the command timeout.
+  void Sent(Conn& conn) {
+    const bool connecting = !(conn.ac->c.flags & REDIS_CONNECTED);
+    conn.deadlines.push_back(
         Clock::now() + std::chrono::milliseconds(options_.command_timeout_ms +
                                                  (connecting ? options_.connect_timeout_ms : 0)));
     ArmTimer();
@@ -255,28 +374,26 @@ class AsyncRedis::Impl {
 
   static void OnReply(redisAsyncContext* ac, void* raw, void* privdata) {
     std::unique_ptr<Pending> p(static_cast<Pending*>(privdata));
-    Conn& conn = *p->conn;
-    if (!conn.deadlines.empty()) conn.deadlines.pop_front();
+    p->fn(p->impl->TakeReply(p->conn, ac, raw));
+  }
+
+  // A reply (nullptr: the connection is gone) as a result. A failover error
+  // ends the connection: every reply behind this one fails too.
+  Result<RedisReply> TakeReply(const std::shared_ptr<Conn>& conn, redisAsyncContext* ac,
+                               void* raw) {
+    if (!conn->deadlines.empty()) conn->deadlines.pop_front();
     if (!raw) {
       std::string detail = ac->errstr ? std::string(": ") + ac->errstr : "";
-      p->fn(Unavailable(p->impl->Where() + " connection lost" + detail));
-      return;
+      return Unavailable(Where() + " connection lost" + detail);
     }
-    if (!conn.broken.ok()) {
-      p->fn(conn.broken);
-      return;
+    if (!conn->broken.ok()) return conn->broken;
+    RedisReply reply = std::move(static_cast<ReplyRoot*>(raw)->value);
+    if (reply.is_error() && resolver_->follows_sentinels() && IsFailoverError(reply.str)) {
+      Status why = Unavailable(Where() + " cannot take the queue's commands now: " + reply.str);
+      Abandon(conn, why);
+      return why;
     }
-    RedisReply reply = ConvertReply(static_cast<redisReply*>(raw));
-    if (reply.is_error() && p->impl->resolver_->follows_sentinels() &&
-        IsFailoverError(reply.str)) {
-      // A replica or a demoted master: every reply behind this one fails too.
-      Status why = Unavailable(p->impl->Where() + " cannot take the queue's commands now: " +
-                               reply.str);
-      p->impl->Abandon(p->conn, why);
-      p->fn(std::move(why));
-      return;
-    }
-    p->fn(std::move(reply));
+    return reply;
   }
 
   // The live connection, or a new one; nullptr inside the backoff window or
@@ -309,6 +426,7 @@ class AsyncRedis::Impl {
       resolver_->Invalidate(endpoint_);
       return nullptr;
     }
+    ac->c.reader->fn = &kReplyFunctions;
     auto conn = std::make_shared<Conn>();
     conn->ac = ac;
     conn->endpoint = endpoint_;
@@ -456,21 +574,20 @@ AsyncRedis::AsyncRedis(RedisOptions options) : impl_(std::make_unique<Impl>(std:
 
 AsyncRedis::~AsyncRedis() = default;
 
-void AsyncRedis::EvalAsync(std::vector<EvalCall> calls, Done done) {
+void AsyncRedis::EvalAsync(std::vector<EvalCommand> calls, Done done) {
   impl_->EvalAsync(std::move(calls), std::move(done));
 }
 
-AsyncRedis::Replies AsyncRedis::EvalPipeline(std::vector<EvalCall> calls) {
+AsyncRedis::Replies AsyncRedis::EvalPipeline(std::vector<EvalCommand> calls) {
   std::promise<Replies> promise;
   std::future<Replies> replies = promise.get_future();
   EvalAsync(std::move(calls), [&promise](Replies r) { promise.set_value(std::move(r)); });
   return replies.get();
 }
 
-Result<RedisReply> AsyncRedis::Eval(const Script& script, std::vector<std::string> keys,
-                                    std::vector<std::string> args) {
-  std::vector<EvalCall> calls;
-  calls.push_back({&script, std::move(keys), std::move(args)});
+Result<RedisReply> AsyncRedis::Eval(EvalCommand call) {
+  std::vector<EvalCommand> calls;
+  calls.push_back(std::move(call));
   return std::move(EvalPipeline(std::move(calls))[0]);
 }
 

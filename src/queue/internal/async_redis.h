@@ -14,6 +14,11 @@
 // in one write, and their replies come back in one read. A call never waits
 // for another call's reply.
 //
+// Costs per call: the calling thread writes the call in Redis's wire format
+// (EvalCommand, one buffer), so the I/O thread only copies it out; replies
+// are built by hiredis's reader straight into RedisReply trees (custom
+// object functions), which the caller gets by move.
+//
 // Failure model (as RedisConnection's, redis_connection.h): the connection is
 // made on first use and after each loss, no sooner than a backoff that
 // doubles from kReconnectBackoffMinMs to kReconnectBackoffMaxMs while Redis
@@ -39,6 +44,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "queue/internal/eval_command.h"
 #include "queue/internal/redis_connection.h"
 #include "queue/queue.h"
 
@@ -46,7 +52,6 @@ namespace conveyor::queue::internal {
 
 class AsyncRedis {
  public:
-  using EvalCall = RedisConnection::EvalCall;
   using Replies = std::vector<Result<RedisReply>>;
   using Done = std::function<void(Replies)>;
 
@@ -60,12 +65,11 @@ class AsyncRedis {
   // Sends every call (EVALSHA each) at once; `done` runs on the I/O thread
   // with one result per call, in order, once the last reply is in. Error
   // replies become kInternal, as in RedisConnection::Eval.
-  void EvalAsync(std::vector<EvalCall> calls, Done done);
+  void EvalAsync(std::vector<EvalCommand> calls, Done done);
 
   // EvalAsync, waiting for the replies.
-  Replies EvalPipeline(std::vector<EvalCall> calls);
-  Result<RedisReply> Eval(const Script& script, std::vector<std::string> keys,
-                          std::vector<std::string> args);
+  Replies EvalPipeline(std::vector<EvalCommand> calls);
+  Result<RedisReply> Eval(EvalCommand call);
 
  private:
   class Impl;

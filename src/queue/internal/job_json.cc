@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <utility>
 
 namespace conveyor::queue::internal {
 namespace {
@@ -116,10 +117,10 @@ JobOptions ParseJobOptions(std::string_view opts_json) {
   return o;
 }
 
-void ReadJobField(std::string_view key, const std::string& value, ActiveJob* job) {
-  if (key == "name") job->name = value;
-  else if (key == "data") job->data_json = value;
-  else if (key == "opts") job->opts_json = value;
+void ReadJobField(std::string_view key, std::string value, ActiveJob* job) {
+  if (key == "name") job->name = std::move(value);
+  else if (key == "data") job->data_json = std::move(value);
+  else if (key == "opts") job->opts_json = std::move(value);
   else if (key == "timestamp") job->timestamp_ms = ToInt64(value);
   else if (key == "atm") job->attempts_made = ToInt(value);
   else if (key == "attemptsMade" && job->attempts_made == 0) job->attempts_made = ToInt(value);

@@ -28,6 +28,6 @@ JobOptions ParseJobOptions(std::string_view opts_json);
 // are read), timestamp, atm (or the older attemptsMade when atm is absent),
 // ats, stc, defa. Other fields are ignored; a number that does not parse
 // reads as 0.
-void ReadJobField(std::string_view key, const std::string& value, ActiveJob* job);
+void ReadJobField(std::string_view key, std::string value, ActiveJob* job);
 
 }  // namespace conveyor::queue::internal
