@@ -545,8 +545,8 @@ class RedisConsumer final : public Consumer {
   Result<void> Finish(const ActiveJob& job, const char* field, const std::string& value,
                       const char* target, const std::string& stack, bool dead_letter,
                       int keep) {
-    return ParseFinish(commands_.Eval(FinishCall(job, field, value, target, stack, dead_letter, keep)),
-                       job, target);
+    auto reply = commands_.Eval(FinishCall(job, field, value, target, stack, dead_letter, keep));
+    return ParseFinish(reply, job, target);
   }
 
   // move_to_finished (wire format §4.3), written straight into one buffer.

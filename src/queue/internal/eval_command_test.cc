@@ -35,8 +35,8 @@ TEST(EvalCommand, IsWhatHiredisWritesForTheSameWords) {
   EvalCommand call(script);
   call.Key("bull:q:", "wait").Key("").Key(binary).Arg("").Arg(int64_t{-42}).Arg(big, "!");
   call.Arg(int64_t{9223372036854775807});
-  const std::vector<std::string> words = {"3", "bull:q:wait", "", binary, "",
-                                          "-42", big + "!", "9223372036854775807"};
+  const std::vector<std::string> words = {"3", "bull:q:wait", "",        binary,
+                                          "",  "-42",         big + "!", "9223372036854775807"};
   std::vector<std::string> sha = {"EVALSHA", script.sha1};
   sha.insert(sha.end(), words.begin(), words.end());
   std::vector<std::string> text = {"EVAL", script.text};
