@@ -34,18 +34,6 @@ json RetentionToJson(int keep) {
   return keep;
 }
 
-int RetentionFromJson(const json& j) {
-  if (j.is_boolean()) return j.get<bool>() ? 0 : -1;
-  if (j.is_number()) return std::max(-1, Saturate<int>(j.get<double>()));
-  if (j.is_object()) {
-    auto count = j.find("count");
-    if (count != j.end() && count->is_number()) {
-      return std::max(-1, Saturate<int>(count->get<double>()));
-    }
-  }
-  return -1;
-}
-
 int ToInt(const std::string& s) {
   char* end = nullptr;
   long v = std::strtol(s.c_str(), &end, 10);
@@ -77,42 +65,179 @@ std::string JobOptionsToJson(const std::string& job_id, const JobOptions& opts) 
   return j.dump();
 }
 
-JobOptions ParseJobOptions(std::string_view opts_json) {
-  JobOptions o;
-  o.attempts = 0;
-  o.backoff_type = BackoffType::kFixed;
-  o.backoff_delay_ms = 0;
-  o.remove_on_complete = -1;
-  o.remove_on_fail = -1;
-  o.delay_ms = 0;
-  json j = json::parse(opts_json.begin(), opts_json.end(), nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return o;
-  if (auto it = j.find("attempts"); it != j.end() && it->is_number()) {
-    o.attempts = Saturate<int>(it->get<double>());
+namespace {
+
+// Reads a job's options from nlohmann's SAX events, without building a
+// document: every job fetched is read once, so this is on the worker's hot
+// path. It answers what reading a parsed document would: the last of repeated
+// keys wins, a value of another type leaves the field's default, and input
+// that is not one JSON object gives the defaults (ParseJobOptions keeps
+// those when the parse fails).
+class OptionsReader {
+ public:
+  explicit OptionsReader(JobOptions* o) : o_(o) {}
+
+  bool null() { return true; }
+  bool boolean(bool v) {
+    if (depth_ == 1 && Retention() != nullptr) *Retention() = v ? 0 : -1;
+    return true;
   }
-  if (auto it = j.find("backoff"); it != j.end()) {
-    if (it->is_number()) {  // a bare number is a fixed delay
-      o.backoff_delay_ms = Saturate<int64_t>(it->get<double>());
-    } else if (it->is_object()) {
-      auto type = it->find("type");
-      if (type != it->end() && type->is_string() && *type == "exponential") {
-        o.backoff_type = BackoffType::kExponential;
-      }
-      auto delay = it->find("delay");
-      if (delay != it->end() && delay->is_number()) {
-        o.backoff_delay_ms = Saturate<int64_t>(delay->get<double>());
-      }
+  bool number_integer(json::number_integer_t v) { return Number(static_cast<double>(v)); }
+  bool number_unsigned(json::number_unsigned_t v) { return Number(static_cast<double>(v)); }
+  bool number_float(json::number_float_t v, const std::string&) { return Number(v); }
+  bool string(std::string& v) {
+    if (depth_ == 2 && top_ == Top::kBackoff && sub_ == Sub::kType && v == "exponential") {
+      o_->backoff_type = BackoffType::kExponential;
+    }
+    return true;
+  }
+  bool binary(json::binary_t&) { return true; }
+  bool start_object(size_t) {
+    if (depth_ == 0) root_is_object_ = true;
+    return Enter(/*object=*/true);
+  }
+  bool start_array(size_t) { return Enter(/*object=*/false); }
+  bool end_object() { return Leave(); }
+  bool end_array() { return Leave(); }
+  bool key(std::string& k) {
+    if (depth_ == 1) {
+      top_ = TopOf(k);
+      ResetTop();
+    } else if (depth_ == 2 && in_object_at_2_) {
+      sub_ = k == "type"    ? Sub::kType
+             : k == "delay" ? Sub::kDelay
+             : k == "count" ? Sub::kCount
+                            : Sub::kNone;
+      if (top_ == Top::kBackoff && sub_ == Sub::kType) o_->backoff_type = BackoffType::kFixed;
+      if (top_ == Top::kBackoff && sub_ == Sub::kDelay) o_->backoff_delay_ms = 0;
+      if (Retention() != nullptr && sub_ == Sub::kCount) *Retention() = -1;
+    }
+    return true;
+  }
+  bool parse_error(size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+  bool root_is_object() const { return root_is_object_; }
+
+ private:
+  enum class Top {
+    kNone,
+    kAttempts,
+    kBackoff,
+    kRemoveOnComplete,
+    kRemoveOnFail,
+    kDelay,
+    kPriority
+  };
+  enum class Sub { kNone, kType, kDelay, kCount };
+
+  static Top TopOf(std::string_view k) {
+    if (k == "attempts") return Top::kAttempts;
+    if (k == "backoff") return Top::kBackoff;
+    if (k == "removeOnComplete") return Top::kRemoveOnComplete;
+    if (k == "removeOnFail") return Top::kRemoveOnFail;
+    if (k == "delay") return Top::kDelay;
+    if (k == "priority") return Top::kPriority;
+    return Top::kNone;
+  }
+
+  // A key of the root object starts that field over from its default.
+  void ResetTop() {
+    switch (top_) {
+      case Top::kAttempts:
+        o_->attempts = 0;
+        break;
+      case Top::kBackoff:
+        o_->backoff_type = BackoffType::kFixed;
+        o_->backoff_delay_ms = 0;
+        break;
+      case Top::kRemoveOnComplete:
+        o_->remove_on_complete = -1;
+        break;
+      case Top::kRemoveOnFail:
+        o_->remove_on_fail = -1;
+        break;
+      case Top::kDelay:
+        o_->delay_ms = 0;
+        break;
+      case Top::kPriority:
+        o_->priority = JobOptions{}.priority;
+        break;
+      case Top::kNone:
+        break;
     }
   }
-  if (auto it = j.find("removeOnComplete"); it != j.end()) {
-    o.remove_on_complete = RetentionFromJson(*it);
+
+  int* Retention() {
+    if (top_ == Top::kRemoveOnComplete) return &o_->remove_on_complete;
+    if (top_ == Top::kRemoveOnFail) return &o_->remove_on_fail;
+    return nullptr;
   }
-  if (auto it = j.find("removeOnFail"); it != j.end()) o.remove_on_fail = RetentionFromJson(*it);
-  if (auto it = j.find("delay"); it != j.end() && it->is_number()) {
-    o.delay_ms = Saturate<int64_t>(it->get<double>());
+
+  bool Number(double v) {
+    if (depth_ == 1) {
+      switch (top_) {
+        case Top::kAttempts:
+          o_->attempts = Saturate<int>(v);
+          break;
+        case Top::kBackoff:
+          o_->backoff_delay_ms = Saturate<int64_t>(v);
+          break;  // a fixed delay
+        case Top::kRemoveOnComplete:
+        case Top::kRemoveOnFail:
+          *Retention() = std::max(-1, Saturate<int>(v));
+          break;
+        case Top::kDelay:
+          o_->delay_ms = Saturate<int64_t>(v);
+          break;
+        case Top::kPriority:
+          o_->priority = Saturate<int>(v);
+          break;
+        case Top::kNone:
+          break;
+      }
+    } else if (depth_ == 2 && in_object_at_2_) {
+      if (top_ == Top::kBackoff && sub_ == Sub::kDelay) o_->backoff_delay_ms = Saturate<int64_t>(v);
+      if (Retention() != nullptr && sub_ == Sub::kCount)
+        *Retention() = std::max(-1, Saturate<int>(v));
+    }
+    return true;
   }
-  if (auto it = j.find("priority"); it != j.end() && it->is_number()) {
-    o.priority = Saturate<int>(it->get<double>());
+
+  bool Enter(bool object) {
+    ++depth_;
+    if (depth_ == 2) {
+      in_object_at_2_ = object;
+      sub_ = Sub::kNone;
+    }
+    return true;
+  }
+  bool Leave() {
+    --depth_;
+    return true;
+  }
+
+  JobOptions* o_;
+  int depth_ = 0;
+  bool root_is_object_ = false;
+  bool in_object_at_2_ = false;  // the value of the current root key is an object
+  Top top_ = Top::kNone;
+  Sub sub_ = Sub::kNone;
+};
+
+}  // namespace
+
+JobOptions ParseJobOptions(std::string_view opts_json) {
+  JobOptions defaults;
+  defaults.attempts = 0;
+  defaults.backoff_type = BackoffType::kFixed;
+  defaults.backoff_delay_ms = 0;
+  defaults.remove_on_complete = -1;
+  defaults.remove_on_fail = -1;
+  defaults.delay_ms = 0;
+  JobOptions o = defaults;
+  OptionsReader reader(&o);
+  if (!json::sax_parse(opts_json.begin(), opts_json.end(), &reader) || !reader.root_is_object()) {
+    return defaults;
   }
   return o;
 }

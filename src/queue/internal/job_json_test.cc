@@ -2,8 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace conveyor::queue::internal {
 namespace {
@@ -91,6 +97,143 @@ TEST(JobJson, HashCountsBeyondIntSaturate) {
   EXPECT_EQ(job.attempts_made, std::numeric_limits<int>::max());
   ReadJobField("stc", "-99999999999", &job);
   EXPECT_EQ(job.stalled_count, std::numeric_limits<int>::min());
+}
+
+
+// What ParseJobOptions answered when it read a parsed document: the
+// reference the streaming reader is held to.
+template <class T>
+T SaturateRef(double v) {
+  constexpr T kMin = std::numeric_limits<T>::min();
+  constexpr T kMax = std::numeric_limits<T>::max();
+  if (std::isnan(v)) return 0;
+  if (v <= static_cast<double>(kMin)) return kMin;
+  if (v >= -static_cast<double>(kMin)) return kMax;
+  return static_cast<T>(v);
+}
+
+int RetentionRef(const nlohmann::json& j) {
+  if (j.is_boolean()) return j.get<bool>() ? 0 : -1;
+  if (j.is_number()) return std::max(-1, SaturateRef<int>(j.get<double>()));
+  if (j.is_object()) {
+    auto count = j.find("count");
+    if (count != j.end() && count->is_number()) {
+      return std::max(-1, SaturateRef<int>(count->get<double>()));
+    }
+  }
+  return -1;
+}
+
+JobOptions ParseByDocument(const std::string& text) {
+  JobOptions o;
+  o.attempts = 0;
+  o.backoff_type = BackoffType::kFixed;
+  o.backoff_delay_ms = 0;
+  o.remove_on_complete = -1;
+  o.remove_on_fail = -1;
+  o.delay_ms = 0;
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return o;
+  if (auto it = j.find("attempts"); it != j.end() && it->is_number()) {
+    o.attempts = SaturateRef<int>(it->get<double>());
+  }
+  if (auto it = j.find("backoff"); it != j.end()) {
+    if (it->is_number()) {
+      o.backoff_delay_ms = SaturateRef<int64_t>(it->get<double>());
+    } else if (it->is_object()) {
+      auto type = it->find("type");
+      if (type != it->end() && type->is_string() && *type == "exponential") {
+        o.backoff_type = BackoffType::kExponential;
+      }
+      auto delay = it->find("delay");
+      if (delay != it->end() && delay->is_number()) {
+        o.backoff_delay_ms = SaturateRef<int64_t>(delay->get<double>());
+      }
+    }
+  }
+  if (auto it = j.find("removeOnComplete"); it != j.end()) o.remove_on_complete = RetentionRef(*it);
+  if (auto it = j.find("removeOnFail"); it != j.end()) o.remove_on_fail = RetentionRef(*it);
+  if (auto it = j.find("delay"); it != j.end() && it->is_number()) {
+    o.delay_ms = SaturateRef<int64_t>(it->get<double>());
+  }
+  if (auto it = j.find("priority"); it != j.end() && it->is_number()) {
+    o.priority = SaturateRef<int>(it->get<double>());
+  }
+  return o;
+}
+
+void ExpectSame(const std::string& text) {
+  JobOptions a = ParseJobOptions(text), b = ParseByDocument(text);
+  EXPECT_EQ(a.attempts, b.attempts) << text;
+  EXPECT_EQ(a.backoff_type, b.backoff_type) << text;
+  EXPECT_EQ(a.backoff_delay_ms, b.backoff_delay_ms) << text;
+  EXPECT_EQ(a.remove_on_complete, b.remove_on_complete) << text;
+  EXPECT_EQ(a.remove_on_fail, b.remove_on_fail) << text;
+  EXPECT_EQ(a.delay_ms, b.delay_ms) << text;
+  EXPECT_EQ(a.priority, b.priority) << text;
+}
+
+// Random options objects: the keys that count and others, repeated keys,
+// values of every type, nested objects and arrays where numbers are expected.
+std::string RandomValue(std::mt19937& rng, int depth);
+
+std::string RandomObject(std::mt19937& rng, int depth) {
+  static const char* const kKeys[] = {"attempts",
+                                      "backoff",
+                                      "removeOnComplete",
+                                      "removeOnFail",
+                                      "delay",
+                                      "priority",
+                                      "type",
+                                      "count",
+                                      "jobId",
+                                      "x"};
+  std::string out = "{";
+  const int n = static_cast<int>(rng() % 6);
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) out += ",";
+    out += "\"" + std::string(kKeys[rng() % 10]) + "\":" + RandomValue(rng, depth + 1);
+  }
+  return out + "}";
+}
+
+std::string RandomValue(std::mt19937& rng, int depth) {
+  static const char* const kScalars[] = {"0",
+                                         "3",
+                                         "-7",
+                                         "2.5",
+                                         "1e10",
+                                         "-1e300",
+                                         "1e19",
+                                         "18446744073709551615",
+                                         "-0.0",
+                                         "true",
+                                         "false",
+                                         "null",
+                                         "\"exponential\"",
+                                         "\"fixed\"",
+                                         "\"7\""};
+  const unsigned pick = rng() % 10;
+  if (depth < 3 && pick < 3) return RandomObject(rng, depth);
+  if (depth < 3 && pick == 3) {
+    return "[" + RandomValue(rng, depth + 1) + "," + RandomValue(rng, depth + 1) + "]";
+  }
+  return kScalars[rng() % 15];
+}
+
+TEST(JobJson, StreamingReaderAnswersAsTheDocumentReaderOnRandomOptions) {
+  std::mt19937 rng(20261130);
+  for (int i = 0; i < 20000; ++i) ExpectSame(RandomObject(rng, 0));
+  for (const char* other : {"[]", "5", "\"s\"", "null", "", " ", "{}", "{} {}", "{\"a\":1}x"}) {
+    ExpectSame(other);
+  }
+}
+
+TEST(JobJson, StreamingReaderAnswersAsTheDocumentReaderOnEveryPrefix) {
+  const std::string full =
+      R"({"attempts":4,"backoff":{"type":"exponential","delay":1500},"removeOnComplete":)"
+      R"({"age":10,"count":12},"removeOnFail":true,"delay":250,"priority":9,"jobId":"a\"b"})";
+  for (size_t n = 0; n <= full.size(); ++n) ExpectSame(full.substr(0, n));
 }
 
 }  // namespace
