@@ -35,6 +35,9 @@ if [ -z "${CONVEYOR_BIN:-}" ]; then
   scripts/build.sh conveyor >/dev/null
   CONVEYOR_BIN=$ROOT/build/src/app/conveyor
 fi
+# The targets run from the harness's copy: a relative path must not depend on it.
+CONVEYOR_BIN=$(realpath "$CONVEYOR_BIN")
+[ -x "$CONVEYOR_BIN" ] || { echo "e2e: CONVEYOR_BIN $CONVEYOR_BIN is not an executable" >&2; exit 2; }
 export CONVEYOR_BIN
 
 work=$(mktemp -d /tmp/conveyor-e2e.XXXXXX)
