@@ -326,38 +326,23 @@ class AsyncRedis::Impl {
     p->batch->Finish(p->index, std::move(r));
   }
 
-  // A command's words as hiredis takes them: pointers and lengths.
-  struct Argv {
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    void reserve(size_t n) {
-      ptrs.reserve(n);
-      lens.reserve(n);
-    }
-    void Add(std::string_view word) {
-      ptrs.push_back(word.data());
-      lens.push_back(word.size());
-    }
-  };
-
   // Appends one command to the connection's output; `fn` gets its reply.
-  void Send(const std::shared_ptr<Conn>& conn, const std::vector<std::string>& words,
+  void Send(const std::shared_ptr<Conn>& conn, const std::vector<std::string>& argv,
             std::function<void(Result<RedisReply>)> fn) {
-    Argv argv;
-    argv.reserve(words.size());
-    for (const std::string& w : words) argv.Add(w);
-    SendArgv(conn, argv, std::move(fn));
-  }
-
-  void SendArgv(const std::shared_ptr<Conn>& conn, Argv& argv,
-                std::function<void(Result<RedisReply>)> fn) {
+    std::vector<const char*> args;
+    std::vector<size_t> lens;
+    args.reserve(argv.size());
+    lens.reserve(argv.size());
+    for (const std::string& a : argv) {
+      args.push_back(a.data());
+      lens.push_back(a.size());
+    }
     auto* p = new Pending{this, conn, std::move(fn)};
     if (conn->lost || redisAsyncCommandArgv(conn->ac, &Impl::OnReply, p,
-                                            static_cast<int>(argv.ptrs.size()), argv.ptrs.data(),
-                                            argv.lens.data()) != REDIS_OK) {
+                                            static_cast<int>(args.size()), args.data(),
+                                            lens.data()) != REDIS_OK) {
       std::unique_ptr<Pending> owned(p);
-      owned->fn(Unavailable(Where() + " " + std::string(argv.ptrs[0], argv.lens[0]) +
-                            " failed: connection closing"));
+      owned->fn(Unavailable(Where() + " " + argv[0] + " failed: connection closing"));
       return;
     }
     Sent(*conn);
