@@ -19,18 +19,23 @@ struct FixedBuffer {
   }
 };
 
-template <typename Out>
-void AppendDecimal(Out* out, uint64_t v) {
-  char digits[24];
-  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, v);
-  out->append(std::string_view(digits, static_cast<size_t>(end - digits)));
-}
+// An integer's decimal digits, on the stack.
+class Decimal {
+ public:
+  template <typename T>
+  explicit Decimal(T v) : end_(std::to_chars(digits_, digits_ + sizeof digits_, v).ptr) {}
+  std::string_view view() const { return {digits_, static_cast<size_t>(end_ - digits_)}; }
+
+ private:
+  char digits_[24];
+  char* end_;
+};
 
 // "$<len>\r\n<word>\r\n"
 template <typename Out>
 void AppendBulk(Out* out, std::string_view a, std::string_view b = {}) {
   out->push_back('$');
-  AppendDecimal(out, a.size() + b.size());
+  out->append(Decimal(a.size() + b.size()).view());
   out->append("\r\n");
   out->append(a);
   out->append(b);
@@ -70,22 +75,16 @@ EvalCommand& EvalCommand::Arg(std::string_view a, std::string_view b) {
   return *this;
 }
 
-EvalCommand& EvalCommand::Arg(int64_t value) {
-  char digits[24];
-  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-  return Arg(std::string_view(digits, static_cast<size_t>(end - digits)));
-}
+EvalCommand& EvalCommand::Arg(int64_t value) { return Arg(Decimal(value).view()); }
 
 template <typename Out>
 void EvalCommand::Head(Out* out, std::string_view verb, std::string_view body) const {
   out->push_back('*');
-  AppendDecimal(out, 3 + keys_ + args_);
+  out->append(Decimal(3 + keys_ + args_).view());
   out->append("\r\n");
   AppendBulk(out, verb);
   AppendBulk(out, body);
-  char count[24];
-  auto [end, ec] = std::to_chars(count, count + sizeof count, keys_);
-  AppendBulk(out, std::string_view(count, static_cast<size_t>(end - count)));
+  AppendBulk(out, Decimal(keys_).view());
 }
 
 std::string_view EvalCommand::Evalsha() {

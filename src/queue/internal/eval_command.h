@@ -8,8 +8,8 @@
 //
 // The buffer starts with kHeadRoom spare bytes; Evalsha() writes the array
 // header, EVALSHA, the script's SHA-1 and the key count right before the
-// words, once their number is known (at most 110 bytes). The rare EVAL of the script's text (the
-// server lost the script) is built anew by Eval().
+// words, once their number is known (at most 110 bytes). The rare EVAL of
+// the script's text (the server lost the script) is built anew by Eval().
 //
 // Keys come before arguments (Redis's order); a key added after an argument
 // is a programming error and aborts.
