@@ -67,6 +67,19 @@ std::string JobOptionsToJson(const std::string& job_id, const JobOptions& opts) 
 
 namespace {
 
+// BullMQ's defaults for options a job does not carry (not conveyor's own
+// defaults for the jobs it adds, which JobOptions holds).
+JobOptions BullMqDefaults() {
+  JobOptions o;
+  o.attempts = 0;
+  o.backoff_type = BackoffType::kFixed;
+  o.backoff_delay_ms = 0;
+  o.remove_on_complete = -1;
+  o.remove_on_fail = -1;
+  o.delay_ms = 0;
+  return o;
+}
+
 // Reads a job's options from nlohmann's SAX events, without building a
 // document: every job fetched is read once, so this is on the worker's hot
 // path. It answers what reading a parsed document would: the last of repeated
@@ -75,7 +88,8 @@ namespace {
 // those when the parse fails).
 class OptionsReader {
  public:
-  explicit OptionsReader(JobOptions* o) : o_(o) {}
+  // `o` starts as `defaults`; a key read starts its field over from them.
+  OptionsReader(JobOptions* o, const JobOptions& defaults) : o_(o), defaults_(defaults) {}
 
   bool null() { return true; }
   bool boolean(bool v) {
@@ -108,9 +122,11 @@ class OptionsReader {
              : k == "delay" ? Sub::kDelay
              : k == "count" ? Sub::kCount
                             : Sub::kNone;
-      if (top_ == Top::kBackoff && sub_ == Sub::kType) o_->backoff_type = BackoffType::kFixed;
-      if (top_ == Top::kBackoff && sub_ == Sub::kDelay) o_->backoff_delay_ms = 0;
-      if (Retention() != nullptr && sub_ == Sub::kCount) *Retention() = -1;
+      if (top_ == Top::kBackoff && sub_ == Sub::kType) o_->backoff_type = defaults_.backoff_type;
+      if (top_ == Top::kBackoff && sub_ == Sub::kDelay) {
+        o_->backoff_delay_ms = defaults_.backoff_delay_ms;
+      }
+      if (Retention() != nullptr && sub_ == Sub::kCount) *Retention() = -1;  // until a number comes
     }
     return true;
   }
@@ -144,23 +160,23 @@ class OptionsReader {
   void ResetTop() {
     switch (top_) {
       case Top::kAttempts:
-        o_->attempts = 0;
+        o_->attempts = defaults_.attempts;
         break;
       case Top::kBackoff:
-        o_->backoff_type = BackoffType::kFixed;
-        o_->backoff_delay_ms = 0;
+        o_->backoff_type = defaults_.backoff_type;
+        o_->backoff_delay_ms = defaults_.backoff_delay_ms;
         break;
       case Top::kRemoveOnComplete:
-        o_->remove_on_complete = -1;
+        o_->remove_on_complete = defaults_.remove_on_complete;
         break;
       case Top::kRemoveOnFail:
-        o_->remove_on_fail = -1;
+        o_->remove_on_fail = defaults_.remove_on_fail;
         break;
       case Top::kDelay:
-        o_->delay_ms = 0;
+        o_->delay_ms = defaults_.delay_ms;
         break;
       case Top::kPriority:
-        o_->priority = JobOptions{}.priority;
+        o_->priority = defaults_.priority;
         break;
       case Top::kNone:
         break;
@@ -179,9 +195,9 @@ class OptionsReader {
         case Top::kAttempts:
           o_->attempts = Saturate<int>(v);
           break;
-        case Top::kBackoff:
+        case Top::kBackoff:  // a bare number is a fixed delay
           o_->backoff_delay_ms = Saturate<int64_t>(v);
-          break;  // a fixed delay
+          break;
         case Top::kRemoveOnComplete:
         case Top::kRemoveOnFail:
           *Retention() = std::max(-1, Saturate<int>(v));
@@ -197,8 +213,9 @@ class OptionsReader {
       }
     } else if (depth_ == 2 && in_object_at_2_) {
       if (top_ == Top::kBackoff && sub_ == Sub::kDelay) o_->backoff_delay_ms = Saturate<int64_t>(v);
-      if (Retention() != nullptr && sub_ == Sub::kCount)
+      if (Retention() != nullptr && sub_ == Sub::kCount) {
         *Retention() = std::max(-1, Saturate<int>(v));
+      }
     }
     return true;
   }
@@ -217,6 +234,7 @@ class OptionsReader {
   }
 
   JobOptions* o_;
+  const JobOptions& defaults_;
   int depth_ = 0;
   bool root_is_object_ = false;
   bool in_object_at_2_ = false;  // the value of the current root key is an object
@@ -227,15 +245,9 @@ class OptionsReader {
 }  // namespace
 
 JobOptions ParseJobOptions(std::string_view opts_json) {
-  JobOptions defaults;
-  defaults.attempts = 0;
-  defaults.backoff_type = BackoffType::kFixed;
-  defaults.backoff_delay_ms = 0;
-  defaults.remove_on_complete = -1;
-  defaults.remove_on_fail = -1;
-  defaults.delay_ms = 0;
+  static const JobOptions defaults = BullMqDefaults();
   JobOptions o = defaults;
-  OptionsReader reader(&o);
+  OptionsReader reader(&o, defaults);
   if (!json::sax_parse(opts_json.begin(), opts_json.end(), &reader) || !reader.root_is_object()) {
     return defaults;
   }
@@ -251,7 +263,7 @@ void ReadJobField(std::string_view key, std::string value, ActiveJob* job) {
   else if (key == "attemptsMade" && job->attempts_made == 0) job->attempts_made = ToInt(value);
   else if (key == "ats") job->attempts_started = ToInt(value);
   else if (key == "stc") job->stalled_count = ToInt(value);
-  else if (key == "defa") job->deferred_failure = value;
+  else if (key == "defa") job->deferred_failure = std::move(value);
 }
 
 }  // namespace conveyor::queue::internal
