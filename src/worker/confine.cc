@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 #include <malloc.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -21,7 +22,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <iterator>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -138,9 +141,11 @@ constexpr const char* kAllowed[] = {
     "exit", "exit_group",
 };
 
-bool ApplySeccomp() {
+// Builds the allowlist for the process `self` (the only pid it may signal);
+// nullptr on failure. The caller releases the context.
+scmp_filter_ctx BuildSeccompFilter(pid_t self_pid) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
-  if (ctx == nullptr) return false;
+  if (ctx == nullptr) return nullptr;
   bool ok = true;
   auto add = [&](uint32_t action, const char* name, std::initializer_list<scmp_arg_cmp> args = {}) {
     int nr = seccomp_syscall_resolve_name(name);
@@ -161,7 +166,7 @@ bool ApplySeccomp() {
   add(SCMP_ACT_ALLOW, "open", {SCMP_A1(SCMP_CMP_MASKED_EQ, kWriteFlags, 0)});
   add(SCMP_ACT_ERRNO(ENOSYS), "openat2");
   // Signals to itself only (abort() is tgkill(getpid(), ...)).
-  const auto self = static_cast<scmp_datum_t>(getpid());
+  const auto self = static_cast<scmp_datum_t>(self_pid);
   add(SCMP_ACT_ALLOW, "tgkill", {SCMP_A0(SCMP_CMP_EQ, self)});
   add(SCMP_ACT_ALLOW, "kill", {SCMP_A0(SCMP_CMP_EQ, self)});
   // Its own limits, read only.
@@ -174,7 +179,34 @@ bool ApplySeccomp() {
   // Kept as before: a parser probing for a network gets EACCES.
   add(SCMP_ACT_ERRNO(EACCES), "socket");
   add(SCMP_ACT_ERRNO(EACCES), "socketpair");
-  ok = ok && seccomp_load(ctx) == 0;
+  if (!ok) {
+    seccomp_release(ctx);
+    return nullptr;
+  }
+  return ctx;
+}
+
+// A value no pid takes (pid_max is at most 2^22) and no other comparison of
+// the allowlist uses: where it stands in the template, the child's pid goes.
+constexpr uint32_t kPidPlaceholder = 0x3ffffff1;
+
+// What PrepareConfinement compiled: the allowlist with kPidPlaceholder, and
+// where it stands. Empty when it could not be made as expected.
+struct SeccompTemplate {
+  std::vector<sock_filter> code;
+  std::vector<size_t> pid_at;
+};
+SeccompTemplate g_seccomp_template;
+
+bool ApplySeccomp() {
+  std::vector<sock_filter> code = SeccompProgramFromTemplate(getpid());
+  if (!code.empty()) {
+    sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+  }
+  scmp_filter_ctx ctx = BuildSeccompFilter(getpid());
+  if (ctx == nullptr) return false;
+  bool ok = seccomp_load(ctx) == 0;
   seccomp_release(ctx);
   return ok;
 }
@@ -292,7 +324,67 @@ std::string MissingLayers(const Layers& have, std::string_view required) {
   return out;
 }
 
+bool SameProgram(const std::vector<sock_filter>& a, const std::vector<sock_filter>& b) {
+  static_assert(sizeof(sock_filter) == 8, "no padding to compare");
+  return a.size() == b.size() &&
+         std::memcmp(a.data(), b.data(), a.size() * sizeof(sock_filter)) == 0;
+}
+
+std::vector<sock_filter> SeccompProgram(pid_t pid) {
+  std::vector<sock_filter> code;
+  scmp_filter_ctx ctx = BuildSeccompFilter(pid);
+  if (ctx == nullptr) return code;
+  // Exported through a pipe: a memfd would be a file, and a child's
+  // RLIMIT_FSIZE of 0 forbids writing one. A program has at most
+  // BPF_MAXINSNS instructions (32 KiB), less than a pipe holds.
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) == 0) {
+    if (seccomp_export_bpf(ctx, fds[1]) == 0) {
+      ::close(fds[1]);
+      fds[1] = -1;
+      std::string bytes;
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fds[0], buf, sizeof buf)) > 0) bytes.append(buf, static_cast<size_t>(n));
+      if (n == 0 && !bytes.empty() && bytes.size() % sizeof(sock_filter) == 0) {
+        code.resize(bytes.size() / sizeof(sock_filter));
+        std::memcpy(code.data(), bytes.data(), bytes.size());
+      }
+    }
+    for (int fd : fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  seccomp_release(ctx);
+  return code;
+}
+
+std::vector<sock_filter> SeccompProgramFromTemplate(pid_t pid) {
+  std::vector<sock_filter> code = g_seccomp_template.code;
+  for (size_t at : g_seccomp_template.pid_at) code[at].k = static_cast<uint32_t>(pid);
+  return code;
+}
+
 void PrepareConfinement() {
+  if (g_seccomp_template.code.empty()) {
+    // The pid is compared in "jeq #k" instructions, where the placeholder
+    // must be and nowhere else; the template is kept only if filling in
+    // this process's pid gives what libseccomp compiles for it.
+    SeccompTemplate t;
+    t.code = SeccompProgram(static_cast<pid_t>(kPidPlaceholder));
+    bool ok = !t.code.empty();
+    for (size_t i = 0; ok && i < t.code.size(); ++i) {
+      if (t.code[i].k != kPidPlaceholder) continue;
+      if (t.code[i].code != (BPF_JMP | BPF_JEQ | BPF_K)) ok = false;
+      t.pid_at.push_back(i);
+    }
+    if (ok && !t.pid_at.empty()) {
+      g_seccomp_template = std::move(t);
+      if (!SameProgram(SeccompProgramFromTemplate(getpid()), SeccompProgram(getpid()))) {
+        g_seccomp_template = {};
+      }
+    }
+  }
   if (g_prepared.landlock_ruleset < 0) {
     g_prepared.landlock_ruleset = BuildLandlockRuleset(&g_prepared.landlock_abi);
   }

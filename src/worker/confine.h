@@ -39,6 +39,7 @@
 // where no separate uid is available.
 #pragma once
 
+#include <linux/filter.h>
 #include <sys/types.h>
 
 #include <string>
@@ -91,14 +92,29 @@ Layers Confine(const ChildLimits& limits);
 // Builds once, in the calling process, what every child's Confine would
 // otherwise build for itself: the Landlock ruleset (a descriptor) and, as
 // root, an empty network namespace (created, left at once, kept open by a
-// descriptor). The caller itself is not confined by either. Children forked
-// afterwards inherit both, and their Confine applies them (landlock_restrict_self
-// on the ruleset, setns into the namespace) instead of building their own; all
+// descriptor), and the seccomp program's template (SeccompProgramFromTemplate).
+// The caller itself is not confined by any. Children forked afterwards
+// inherit them, and their Confine applies them (landlock_restrict_self on the
+// ruleset, setns into the namespace, the template with its own pid) instead
+// of building their own; all
 // such children share that one namespace, in which nothing is configured and
 // which seccomp keeps them from using anyway. The extract server calls it
 // once at start: a network namespace costs about a millisecond to make and more
 // to tear down. Not thread-safe; call before forking.
 void PrepareConfinement();
+
+// The seccomp allowlist as libseccomp compiles it for the process `pid`
+// (the only one it may signal): a classic BPF program, empty on failure.
+std::vector<sock_filter> SeccompProgram(pid_t pid);
+
+// Instruction for instruction the same.
+bool SameProgram(const std::vector<sock_filter>& a, const std::vector<sock_filter>& b);
+
+// The same program made without libseccomp, from the one PrepareConfinement
+// compiled once with a placeholder pid: the placeholder's instructions take
+// `pid`. Empty when this process has no template. Confine uses it when it
+// can: libseccomp's compilation was about a fifth of a forked child's cost.
+std::vector<sock_filter> SeccompProgramFromTemplate(pid_t pid);
 
 // Closes what PrepareConfinement made, in a child that will not Confine.
 void ReleasePreparedConfinement();

@@ -215,6 +215,13 @@ TEST_P(SandboxConfine, CannotTraceOrSignalTheWorker) {
   EXPECT_TRUE(Probe(Only("uid"), "ptrace", me).starts_with("refused"));
 }
 
+// Its own pid is the one seccomp lets it signal: on the fork path the
+// program comes from the server's template with the child's pid put in.
+TEST_P(SandboxConfine, MaySignalItself) {
+  EXPECT_EQ(Probe({}, "kill-self"), "allowed");
+  EXPECT_EQ(Probe(Only("seccomp"), "kill-self"), "allowed");
+}
+
 TEST_P(SandboxConfine, HasNoSocketsAndNoIoUring) {
   ExpectRefused("socket-inet", "", "seccomp");
   ExpectRefused("socket-unix", "", "seccomp");
@@ -248,6 +255,21 @@ INSTANTIATE_TEST_SUITE_P(Paths, SandboxConfine, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "ForkServer" : "Spawn";
                          });
+
+// The template PrepareConfinement compiles, filled in with a pid, is
+// instruction for instruction what libseccomp compiles for that pid.
+TEST(SeccompTemplate, FilledInIsWhatLibseccompCompilesForThatPid) {
+  sandbox::PrepareConfinement();
+  sandbox::ReleasePreparedConfinement();
+  for (pid_t pid :
+       {pid_t{1}, pid_t{2}, pid_t{300}, pid_t{65535}, pid_t{65536}, pid_t{4194303}, getpid()}) {
+    std::vector<sock_filter> made = sandbox::SeccompProgram(pid);
+    ASSERT_FALSE(made.empty()) << pid;
+    EXPECT_TRUE(sandbox::SameProgram(sandbox::SeccompProgramFromTemplate(pid), made)) << pid;
+  }
+  // Two pids give two programs: the pid is in it.
+  EXPECT_FALSE(sandbox::SameProgram(sandbox::SeccompProgram(2), sandbox::SeccompProgram(3)));
+}
 
 TEST(SandboxLayers, RequirementsParseAndMissingLayersAreNamed) {
   EXPECT_EQ(*sandbox::ParseRequirement("none"), "");

@@ -7,7 +7,7 @@
 //   sandbox_probe --fork-server
 //
 // ACTION: read PATH | write PATH | truncate PATH | environ PID | fork | thread
-//         | exec | ptrace PID | kill PID | socket-inet | socket-unix | io-uring
+//         | exec | ptrace PID | kill PID | kill-self | socket-inet | socket-unix | io-uring
 //         | read-input | uid | layers | fds (the open descriptors)
 //
 // --fork-server: an extract server (worker/fork_server.h) as `conveyor
@@ -155,6 +155,10 @@ int Probe(ProbeArgs a) {
     return Report(r == 0, errno);
   }
   if (action == "kill") return Report(::kill(std::atoi(arg.c_str()), 0) == 0, errno);
+  if (action == "kill-self") {  // as abort() and raise() do
+    bool ok = ::kill(getpid(), 0) == 0 && syscall(SYS_tgkill, getpid(), gettid(), 0) == 0;
+    return Report(ok, errno);
+  }
   if (action == "socket-inet" || action == "socket-unix") {
     int fd = ::socket(action == "socket-inet" ? AF_INET : AF_UNIX, SOCK_STREAM, 0);
     if (fd >= 0) ::close(fd);
