@@ -20,7 +20,7 @@
 // crash could leak: an upload counts while its job hash exists without
 // `finishedOn` (waiting, prioritized, active, retrying), or, before its job
 // exists, for `reservation_ms` after it was let in. Each Reserve looks at
-// the 16 members seen longest ago (final ones leave, live ones go to the
+// the 4 members seen longest ago (final ones leave, live ones go to the
 // back), so the count follows the jobs at a fixed cost, and a user at the
 // limit gets a full sweep before a refusal. So the worker needs to do
 // nothing; an API process that dies mid-upload holds a slot for at most

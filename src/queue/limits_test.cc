@@ -109,6 +109,50 @@ TEST_F(LimitsTest, InFlightCountsJobsUntilFinalAndReleasedSlots) {
   EXPECT_TRUE(b->Reserve("alice", "job-4", 0)->allowed);
 }
 
+// Without its limit the count is still kept (job priorities use it), at a
+// fixed cost per call: four job hashes read, whatever the set's size; and it
+// still follows the jobs, dropping the final ones within a quarter of the
+// set's size in calls.
+TEST_F(LimitsTest, InFlightFollowsTheJobsReadingFourJobHashesPerCall) {
+  auto a = Limiter(Only());
+  const int kLive = 30, kFinal = 30;
+  for (int i = 0; i < kLive + kFinal; ++i) {
+    const std::string id = "job-" + std::to_string(i);
+    ASSERT_TRUE(a->Reserve("alice", id, 0)->allowed);
+    Redis({"HSET", "bull:file-upload:" + id, "timestamp", "1"});
+  }
+  for (int i = 0; i < kFinal; ++i) {
+    Redis({"HSET", "bull:file-upload:job-" + std::to_string(i), "finishedOn", "2"});
+  }
+  internal::RedisConnection c(options_);
+  auto hmgets = [&] {
+    auto info = c.Command({"INFO", "commandstats"});
+    EXPECT_TRUE(info);
+    const std::string text = info ? info->str : "";
+    size_t at = text.find("cmdstat_hmget:calls=");
+    return at == std::string::npos ? 0L : std::stol(text.substr(at + 20));
+  };
+  // Each call adds a live job; the count reaches the live ones (the 30 plus
+  // those added) once every final job was seen.
+  int64_t in_flight = -1;
+  int calls = 0;
+  for (; calls < 60; ++calls) {
+    const std::string id = "new-" + std::to_string(calls);
+    const long before = hmgets();
+    auto d = a->Reserve("alice", id, 0);
+    ASSERT_TRUE(d);
+    // The bucket hash, then at most four job hashes.
+    EXPECT_LE(hmgets() - before, 5) << "call " << calls;
+    Redis({"HSET", "bull:file-upload:" + id, "timestamp", "1"});
+    in_flight = d->in_flight;
+    if (in_flight == kLive + calls) break;
+  }
+  EXPECT_EQ(in_flight, kLive + calls);
+  // A quarter of the set per call, and live members seen in the same
+  // millisecond keep their place: at most twice that many calls.
+  EXPECT_LE(calls, 2 * (kLive + kFinal) / 4);
+}
+
 TEST_F(LimitsTest, AnUploadWhoseJobNeverAppearsStopsCountingAfterTheReservation) {
   // What an API process that died mid-upload leaves behind.
   UserLimitSettings s = Only();

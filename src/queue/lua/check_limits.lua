@@ -65,10 +65,12 @@ if mode == "charge" then
   return {1, "", 0, 0}
 end
 
--- In flight: the set is swept, not trusted. Each call looks at the 16
+-- In flight: the set is swept, not trusted. Each call looks at the 4
 -- members seen longest ago (dropping the final ones and moving the live ones
--- to the back), so the count follows the jobs at a small fixed cost; a user
--- at the limit gets a full sweep before being refused.
+-- to the back), so the count follows the jobs at a small fixed cost: a call
+-- adds at most one member and may drop four, and a job that became final is
+-- dropped within a quarter of the set's size in calls. A user at the limit
+-- gets a full sweep before being refused.
 local function alive(m, since)
   local job = rcall("HMGET", jobPrefix .. m, "timestamp", "finishedOn")
   if job[1] then
@@ -85,7 +87,7 @@ local function sweep(n)
   end
 end
 rcall("ZREMRANGEBYSCORE", KEYS[2], "-inf", now - maxAgeMs)
-sweep(16)
+sweep(4)
 local inFlight = rcall("ZCARD", KEYS[2])
 if maxInFlight > 0 and inFlight >= maxInFlight then
   sweep(inFlight)
