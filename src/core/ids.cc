@@ -9,12 +9,22 @@
 
 namespace conveyor {
 
-std::string NewUuid() {
-  std::array<unsigned char, 16> b{};
+namespace {
+
+using UuidBytes = std::array<unsigned char, 16>;
+
+UuidBytes RandomBytes() {
+  UuidBytes b{};
   if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
     throw std::runtime_error("RAND_bytes failed");  // the OS CSPRNG is gone: nothing sane to do
   }
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  return b;
+}
+
+// Sets the version nibble and the RFC 4122 variant, and writes the
+// canonical form.
+std::string Canonical(UuidBytes b, unsigned version) {
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | (version << 4));
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string s;
@@ -25,6 +35,17 @@ std::string NewUuid() {
     s.push_back(kHex[b[i] & 15]);
   }
   return s;
+}
+
+}  // namespace
+
+std::string NewUuid() { return Canonical(RandomBytes(), 4); }
+
+std::string NewJobId() {
+  UuidBytes b = RandomBytes();
+  const auto ms = static_cast<uint64_t>(NowMs());
+  for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  return Canonical(b, 7);
 }
 
 bool IsValidUtf8(std::string_view s) {

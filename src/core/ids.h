@@ -1,7 +1,7 @@
 // File: core/ids.h
 //
-// Identifiers and time. Job ids are random UUIDv4 strings (also the BullMQ job
-// id, so they must never look like an integer: a UUID never does).
+// Identifiers and time. Job ids are UUIDv7 strings (also the BullMQ job id,
+// so they must never look like an integer: a UUID never does).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,15 @@ namespace conveyor {
 // A random RFC 4122 version-4 UUID in lower-case canonical form
 // ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"). Thread-safe; uses the OS CSPRNG.
 std::string NewUuid();
+
+// A job id: an RFC 9562 version-7 UUID, lower-case canonical form. Its
+// first 48 bits are the wall clock's milliseconds and the other 74 free bits
+// random (CSPRNG), so ids made later sort later (across milliseconds) and a
+// new job's rows land at the end of the indexes keyed by job id instead of
+// on a random page of each: on a database of 1,000,000 chunks, random keys
+// made every completion dirty and read pages all over those indexes. Still
+// unguessable (74 random bits), and who may read a job is checked anyway.
+std::string NewJobId();
 
 // True when `s` is in the canonical form NewUuid() produces (any version).
 bool IsUuid(std::string_view s);

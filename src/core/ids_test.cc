@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <string>
 
 namespace conveyor {
 namespace {
@@ -17,6 +18,30 @@ TEST(Ids, NewUuidIsCanonicalVersion4AndUnique) {
     seen.insert(id);
   }
   EXPECT_EQ(seen.size(), 1000u);
+}
+
+// A job id: canonical, version 7, its first 48 bits the wall clock's
+// milliseconds, unique, and later ones sort later across milliseconds.
+TEST(Ids, NewJobIdIsCanonicalVersion7TimeOrderedAndUnique) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const int64_t before = NowMs();
+    std::string id = NewJobId();
+    const int64_t after = NowMs();
+    ASSERT_TRUE(IsUuid(id)) << id;
+    EXPECT_EQ(id[14], '7');
+    EXPECT_TRUE(id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b');
+    const int64_t ms = std::stoll(id.substr(0, 8) + id.substr(9, 4), nullptr, 16);
+    EXPECT_GE(ms, before) << id;
+    EXPECT_LE(ms, after) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+  std::string earlier = NewJobId();
+  const int64_t t = NowMs();
+  while (NowMs() == t) {
+  }
+  EXPECT_LT(earlier, NewJobId());
 }
 
 TEST(Ids, IsUuidRejectsOtherShapes) {

@@ -198,7 +198,7 @@ class TusBody final : public BodyConsumer {
         start_(req.start),
         checksum_(std::move(checksum)),
         creating_(true),
-        id_(NewUuid()),
+        id_(NewJobId()),
         length_(length),
         metadata_(std::move(metadata)) {
     InitHash();

@@ -56,7 +56,7 @@ class UploadBody final : public BodyConsumer {
  public:
   UploadBody(const HandlerEnv& env, std::string boundary, const Request& req)
       : env_(env),
-        job_id_(NewUuid()),
+        job_id_(NewJobId()),
         form_(*env.blobs, std::move(boundary), job_id_, env.settings->max_upload_bytes),
         user_id_(req.user_id),
         tier_(uploads::ParseTier(req.tier)),
