@@ -175,7 +175,11 @@ struct Backends {
 
 // The upload store: STORAGE_DIR, or object storage when STORAGE_URL=s3://.
 Result<std::unique_ptr<storage::BlobStore>> OpenBlobStore(const Config& c) {
-  if (c.storage_url.empty()) return storage::OpenLocalBlobStore(c.storage_dir);
+  if (c.storage_url.empty()) {
+    storage::LocalBlobOptions local;
+    if (c.upload_fsync) local.write_behind_bytes = storage::kUploadWriteBehindBytes;
+    return storage::OpenLocalBlobStore(c.storage_dir, local);
+  }
   auto url = storage::ParseS3Url(c.storage_url);
   if (!url) return InvalidArgument("STORAGE_URL: " + url.status().message());
   storage::S3Settings s;

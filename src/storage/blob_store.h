@@ -126,8 +126,19 @@ class BlobStore {
   virtual Result<void> SyncNames() { return {}; }
 };
 
+struct LocalBlobOptions {
+  // Every this many bytes a blob's writer starts the disk's write of what it
+  // wrote since (storage/write_behind.h), so that an fsync at its commit has
+  // at most this much left to write. 0: the kernel writes back when it likes.
+  int64_t write_behind_bytes = 0;
+};
+
+// With UPLOAD_FSYNC: 8 MiB, so an upload smaller than that never starts one.
+inline constexpr int64_t kUploadWriteBehindBytes = 8 << 20;
+
 // A store in the local directory `dir` (created if missing, with tmp/, both
 // mode 0700; blobs are written 0600).
-Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir);
+Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir,
+                                                      LocalBlobOptions options = {});
 
 }  // namespace conveyor::storage

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/ids.h"
+#include "storage/write_behind.h"
 #include "test_support.h"
 
 namespace conveyor::storage {
@@ -93,6 +94,48 @@ TEST(LocalBlobStore, CommitNameLaterRenamesAndSyncNamesSucceeds) {
     EXPECT_EQ(fs::path(p).parent_path(), fs::canonical(dir / "blobs")) << p;
   }
   EXPECT_TRUE(fs::is_empty(fs::path(paths[0]).parent_path() / "tmp"));
+}
+
+TEST(WriteBehind, HandsOffEveryByteOnceInOrderAfterEachThreshold) {
+  WriteBehind off(0);
+  EXPECT_EQ(off.Wrote(1 << 30).length, 0);
+
+  WriteBehind behind(8);
+  EXPECT_EQ(behind.Wrote(3).length, 0);
+  EXPECT_EQ(behind.Wrote(4).length, 0);
+  auto r = behind.Wrote(2);  // 9 bytes since the start
+  EXPECT_EQ(r.offset, 0);
+  EXPECT_EQ(r.length, 9);
+  r = behind.Wrote(20);  // one large write: all of it at once
+  EXPECT_EQ(r.offset, 9);
+  EXPECT_EQ(r.length, 20);
+  EXPECT_EQ(behind.Wrote(7).length, 0);
+  r = behind.Wrote(1);
+  EXPECT_EQ(r.offset, 29);
+  EXPECT_EQ(r.length, 8);
+}
+
+TEST(LocalBlobStore, WriteBehindKeepsTheBytesAsWritten) {
+  TempDir dir;
+  // A threshold below the write buffer and the direct writes, so hand-offs
+  // fall in the middle of buffered, flushed and direct writes alike.
+  auto store = OpenLocalBlobStore(dir / "blobs", LocalBlobOptions{.write_behind_bytes = 4096});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::string id = NewUuid();
+  auto w = (*store)->Create(id);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  std::string expected;
+  for (size_t size : {1u, 4095u, 70000u, 3u, (1u << 20) + 7, 5000u, 200000u}) {
+    std::string piece(size, '\0');
+    for (size_t i = 0; i < size; ++i) {
+      piece[i] = static_cast<char>('a' + (expected.size() + i) % 26);
+    }
+    ASSERT_TRUE((*w)->Append(piece).ok());
+    expected += piece;
+  }
+  auto path = (*w)->Commit(true);
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  EXPECT_EQ(ReadAll(*path), expected);
 }
 
 TEST(LocalBlobStore, AbortAndDestructorDeleteTemp) {

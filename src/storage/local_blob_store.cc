@@ -21,6 +21,7 @@
 #include "core/files.h"
 #include "core/ids.h"
 #include "storage/blob_store.h"
+#include "storage/write_behind.h"
 
 namespace conveyor::storage {
 namespace {
@@ -99,9 +100,13 @@ Result<OpenedBlob> OpenRegularAt(int dirfd, const std::string& name, const std::
 
 class LocalBlobWriter final : public BlobWriter {
  public:
-  LocalBlobWriter(int fd, std::string temp_path, std::string final_path, std::string dir)
-      : fd_(fd), temp_path_(std::move(temp_path)), final_path_(std::move(final_path)),
-        dir_(std::move(dir)) {}
+  LocalBlobWriter(int fd, std::string temp_path, std::string final_path, std::string dir,
+                  int64_t write_behind_bytes)
+      : fd_(fd),
+        temp_path_(std::move(temp_path)),
+        final_path_(std::move(final_path)),
+        dir_(std::move(dir)),
+        behind_(write_behind_bytes) {}
   ~LocalBlobWriter() override { Abort(); }
   LocalBlobWriter(const LocalBlobWriter&) = delete;
   LocalBlobWriter& operator=(const LocalBlobWriter&) = delete;
@@ -111,14 +116,14 @@ class LocalBlobWriter final : public BlobWriter {
     if (buffer_.empty() && bytes.size() >= kDirectWriteBytes) {
       // Nothing to keep in order with: write it as it is. Saves a copy, and
       // a small upload that arrives in one piece never allocates the buffer.
-      CONVEYOR_RETURN_IF_ERROR(WriteAll(fd_, bytes, temp_path_));
+      CONVEYOR_RETURN_IF_ERROR(Write(bytes));
     } else if (buffer_.size() + bytes.size() <= kWriteBufferBytes) {
       if (buffer_.capacity() < kWriteBufferBytes) buffer_.reserve(kWriteBufferBytes);
       buffer_.append(bytes);
     } else {
       CONVEYOR_RETURN_IF_ERROR(Flush());
       if (bytes.size() >= kWriteBufferBytes) {
-        CONVEYOR_RETURN_IF_ERROR(WriteAll(fd_, bytes, temp_path_));
+        CONVEYOR_RETURN_IF_ERROR(Write(bytes));
       } else {
         buffer_.append(bytes);
       }
@@ -176,9 +181,19 @@ class LocalBlobWriter final : public BlobWriter {
 
   Result<void> Flush() {
     if (buffer_.empty()) return {};
-    auto st = WriteAll(fd_, buffer_, temp_path_);
+    auto st = Write(buffer_);
     buffer_.clear();
     return st;
+  }
+
+  Result<void> Write(std::string_view bytes) {
+    CONVEYOR_RETURN_IF_ERROR(WriteAll(fd_, bytes, temp_path_));
+    auto range = behind_.Wrote(static_cast<int64_t>(bytes.size()));
+    // Only a start: an error here shows again in the fsync, which reports it.
+    if (range.length > 0) {
+      (void)::sync_file_range(fd_, range.offset, range.length, SYNC_FILE_RANGE_WRITE);
+    }
+    return {};
   }
 
   int fd_;
@@ -186,14 +201,15 @@ class LocalBlobWriter final : public BlobWriter {
   const std::string final_path_;
   const std::string dir_;
   std::string buffer_;
+  WriteBehind behind_;
   int64_t size_ = 0;
   State state_ = State::kOpen;
 };
 
 class LocalBlobStore final : public BlobStore {
  public:
-  explicit LocalBlobStore(std::string dir)
-      : dir_(std::move(dir)), tmp_dir_(dir_ + "/" + kTempDirName) {}
+  LocalBlobStore(std::string dir, LocalBlobOptions options)
+      : dir_(std::move(dir)), tmp_dir_(dir_ + "/" + kTempDirName), options_(options) {}
 
   Result<std::unique_ptr<BlobWriter>> Create(const std::string& id) override {
     if (!IsUuid(id)) return InvalidArgument("blob id must be a UUID");
@@ -204,7 +220,8 @@ class LocalBlobStore final : public BlobStore {
       return ErrnoStatus("create", temp_path, errno);
     }
     return std::unique_ptr<BlobWriter>(
-        new LocalBlobWriter(fd, std::move(temp_path), PathFor(id), dir_));
+        new LocalBlobWriter(fd, std::move(temp_path), PathFor(id), dir_,
+                            options_.write_behind_bytes));
   }
 
   std::string Location(const std::string& id) const override { return PathFor(id); }
@@ -350,11 +367,13 @@ class LocalBlobStore final : public BlobStore {
 
   const std::string dir_;      // canonical, absolute
   const std::string tmp_dir_;  // dir_ + "/tmp"
+  const LocalBlobOptions options_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir) {
+Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir,
+                                                      LocalBlobOptions options) {
   if (dir.empty()) return InvalidArgument("blob store directory is empty");
   // Uploads are private to the service account: new directories are 0700
   // (an existing STORAGE_DIR keeps its mode: a Node.js producer running as
@@ -364,7 +383,7 @@ Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir) {
   fs::path canonical = fs::canonical(fs::path(dir), ec);
   if (ec) return Unavailable("resolve " + dir + ": " + ec.message());
   ::chmod((canonical / kTempDirName).c_str(), 0700);
-  return std::unique_ptr<BlobStore>(new LocalBlobStore(canonical.string()));
+  return std::unique_ptr<BlobStore>(new LocalBlobStore(canonical.string(), options));
 }
 
 }  // namespace conveyor::storage
