@@ -221,6 +221,41 @@ sandbox::ForkServer& ServerFor(const std::string& binary) {
   return *server;
 }
 
+void ObserveChild(Spawned& child) {
+  static auto& cpu = metrics::DefaultRegistry().Histogram(
+      "conveyor_extract_child_cpu_seconds", "User plus system CPU time of each parser child.", {},
+      {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
+  static auto& rss = metrics::DefaultRegistry().Histogram(
+      "conveyor_extract_child_peak_rss_bytes", "Peak resident set size of each parser child.", {},
+      {8e6, 16e6, 32e6, 64e6, 128e6, 256e6, 512e6, 1024e6, 2048e6});
+  cpu.Get().Observe(child.cpu_seconds());
+  rss.Get().Observe(static_cast<double>(child.max_rss_bytes()));
+}
+
+// A child that has given its result is not waited for: its end (the
+// kernel's teardown of its memory, then the extract server's report) is
+// about a fifth of its life, and the thread goes on with the job meanwhile.
+// SettleSandboxChild waits for it later, up to the deadline of its own job,
+// and the thread's next child does that first, so that each thread has at
+// most one child ending behind it.
+// A thread that ends waits for its own (the destructor).
+struct EndingChild {
+  std::unique_ptr<Spawned> child;
+  Clock::time_point deadline;
+
+  // Waits for the child's end (killed once past the deadline) and records
+  // its CPU time and peak memory.
+  void Settle() {
+    if (!child) return;
+    if (!child->ReapBy(deadline)) child->Kill();
+    (void)child->Reap();
+    if (!child->lost()) ObserveChild(*child);
+    child.reset();
+  }
+  ~EndingChild() { Settle(); }
+};
+thread_local EndingChild t_ending;
+
 void LogIsolationOnce(const std::string& isolation) {
   static std::atomic<bool> logged{false};
   std::string missing = sandbox::MissingLayers(sandbox::ParseLayers(isolation), kAllLayers);
@@ -361,6 +396,7 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, const std::st
     close_all();
     return s;
   }
+  SettleSandboxChild();
   const ChildEnds ends{in_pair[1], out_pipe[1], err_pipe[1]};
   auto started = settings.fork_server ? ForkChild(settings, server_binary, input_fd, probe, ends)
                                       : SpawnChild(settings, input_fd, probe, ends);
@@ -453,6 +489,7 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, const std::st
         }
         out_buf.erase(0, start);
         if (protocol_error) break;
+        if (answer && answer->type == sandbox::Message::Type::kResult) break;  // no EOF awaited
       } else if (r == 0 || errno != EINTR) {
         CloseFd(out_pipe[0]);
       }
@@ -464,6 +501,15 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, const std::st
   }
   close_all();
 
+  // A result is the child's last word: the thread goes on while it ends
+  // (EndingChild). Everything else waits for the exit status, which tells
+  // a crash or a limit from an answer.
+  const bool result = answer && answer->type == sandbox::Message::Type::kResult;
+  if (result && !timed_out && !over_cap && !protocol_error) {
+    t_ending.child = std::move(*started);
+    t_ending.deadline = deadline;
+    return std::move(*answer);
+  }
   if (timed_out || over_cap || protocol_error) {
     child.Kill();
   } else {
@@ -475,16 +521,7 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, const std::st
     }
   }
   int status = child.Reap();
-  if (!child.lost() && !probe) {
-    static auto& cpu = metrics::DefaultRegistry().Histogram(
-        "conveyor_extract_child_cpu_seconds", "User plus system CPU time of each parser child.",
-        {}, {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
-    static auto& rss = metrics::DefaultRegistry().Histogram(
-        "conveyor_extract_child_peak_rss_bytes", "Peak resident set size of each parser child.",
-        {}, {8e6, 16e6, 32e6, 64e6, 128e6, 256e6, 512e6, 1024e6, 2048e6});
-    cpu.Get().Observe(child.cpu_seconds());
-    rss.Get().Observe(static_cast<double>(child.max_rss_bytes()));
-  }
+  if (!child.lost() && !probe) ObserveChild(child);
   if (child.lost()) {
     // Not the file's fault: the job is retried (with a new server).
     spdlog::warn("sandbox: the extract server died during the job of child {}", pid);
@@ -542,6 +579,8 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
   LogIsolationOnce(answer->isolation);
   return std::move(answer->output);
 }
+
+void SettleSandboxChild() { t_ending.Settle(); }
 
 pid_t ExtractServerPid(const std::string& binary) { return ServerFor(binary).server_pid(); }
 

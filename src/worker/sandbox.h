@@ -44,8 +44,11 @@
 //
 // The parent enforces a wall-clock timeout and an output cap: past either it
 // SIGKILLs the child's process group (through the server on the fork path).
-// Every child is reaped before RunSandboxed returns, whatever happened (no
-// zombies; the server reaps its own children and reports their wait status).
+// Every child that failed is reaped before RunSandboxed returns (no zombies;
+// the server reaps its own children and reports their wait status). A child
+// that gave its result is left to end meanwhile, and its end is awaited by
+// SettleSandboxChild, which the thread's next RunSandboxed calls first: a
+// thread has at most one child ending behind it.
 //
 // Wire format (sandbox_protocol.h): the request is one JSON object on the
 // child's stdin; the child writes JSON lines on stdout: any number of
@@ -127,6 +130,14 @@ Result<processing::Output> RunSandboxed(const SandboxSettings& settings,
                                         const processing::Input& input,
                                         const processing::Limits& limits,
                                         const processing::ProgressFn& progress);
+
+// Waits for the end of the calling thread's last child, when RunSandboxed
+// returned its result without waiting for it (its job's deadline still
+// bounds it: past that it is killed), and records the child's CPU time and
+// peak memory in the metrics. Nothing to do otherwise. The worker calls it
+// once a job's outcome is recorded, so that the child's exit overlaps the
+// job's analysis and completion.
+void SettleSandboxChild();
 
 // Starts a child that confines itself and reports the layers it got, without
 // reading anything: what this host grants. With a lean server, one child of

@@ -46,7 +46,8 @@ void WriteOut(std::string_view s) {
   switch (fault) {
     case TestFault::kCrash:
       std::abort();
-    case TestFault::kSpin: {
+    case TestFault::kSpin:
+    case TestFault::kLinger: {
       volatile uint64_t n = 0;
       for (;;) n = n + 1;
     }
@@ -77,6 +78,7 @@ TestFault ParseTestFault(const std::string& name) {
   if (name == "spin") return TestFault::kSpin;
   if (name == "alloc") return TestFault::kAlloc;
   if (name == "flood") return TestFault::kFlood;
+  if (name == "linger") return TestFault::kLinger;
   return TestFault::kNone;
 }
 
@@ -112,11 +114,12 @@ int RunExtractChild(const ChildLimits& limits, TestFault fault, bool probe) {
     WriteOut(ErrorLine(req.status()));
     return 0;
   }
-  if (fault != TestFault::kNone) InjectFault(fault);
+  if (fault != TestFault::kNone && fault != TestFault::kLinger) InjectFault(fault);
 
   auto progress = [](const std::string& stage, int percent) { WriteOut(ProgressLine(stage, percent)); };
   auto out = processing::Run(req->input, req->limits, progress);
   WriteOut(out ? ResultLine(*out, isolation) : ErrorLine(out.status()));
+  if (fault == TestFault::kLinger) InjectFault(fault);
   return 0;
 }
 

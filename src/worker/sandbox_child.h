@@ -15,16 +15,19 @@
 namespace conveyor::worker::sandbox {
 
 // Fault injection for tests (CONVEYOR_EXTRACT_TEST_FAULT): after reading the
-// request the child misbehaves on purpose, so tests can check the parent.
+// request (or, for "linger", after its answer) the child misbehaves on
+// purpose, so tests can check the parent.
 enum class TestFault {
   kNone,
-  kCrash,  // "crash": abort()
-  kSpin,   // "spin":  busy-loop forever (CPU limit or wall-clock timeout)
-  kAlloc,  // "alloc": allocate and touch memory until the limit
-  kFlood,  // "flood": print endless output
+  kCrash,   // "crash": abort()
+  kSpin,    // "spin":  busy-loop forever (CPU limit or wall-clock timeout)
+  kAlloc,   // "alloc": allocate and touch memory until the limit
+  kFlood,   // "flood": print endless output
+  kLinger,  // "linger": answer, then busy-loop instead of exiting
 };
 
-// "crash" | "spin" | "alloc" | "flood" -> the fault; anything else kNone.
+// "crash" | "spin" | "alloc" | "flood" | "linger" -> the fault; anything
+// else kNone.
 TestFault ParseTestFault(const std::string& name);
 
 // The whole child; returns the process exit status. Never returns for a

@@ -76,6 +76,7 @@ std::set<pid_t> ChildrenOf(pid_t pid) {
 // True when no extract child is left, running or zombie: this process has
 // no child but the extract server, and the server has none.
 bool NoChildrenLeft() {
+  SettleSandboxChild();  // the calling thread's child that gave its result
   std::set<pid_t> mine = ChildrenOf(getpid());
   const pid_t server = ExtractServerPid(TestSettings().binary_path);
   if (server > 0) {
@@ -249,6 +250,36 @@ TEST_P(Sandbox, ParentKeepsWorkingAfterEachFault) {
   EXPECT_TRUE(NoChildrenLeft());
 }
 
+// A child that has answered is not waited for; one that then fails to exit
+// is killed at its job's deadline by the next settle, and a thread never
+// has more than one such child behind it.
+TEST_P(Sandbox, AnsweredChildIsLeftToEndAndKilledAtItsDeadline) {
+  conveyor::testing::TempDir dir;
+  processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
+  auto linger = Settings("linger");
+  linger.timeout_ms = 1500;
+  const auto start = Clock::now();
+  auto r = RunSandboxed(linger, input, {}, nullptr);
+  ASSERT_TRUE(r) << r.status().ToString();
+  EXPECT_NE(r->text.find("sandboxed child process"), std::string::npos);
+  EXPECT_LT(Clock::now() - start, milliseconds(1500)) << "waited for the child's end";
+  const pid_t server = ExtractServerPid(linger.binary_path);
+  auto alive = GetParam() && server > 0 ? ChildrenOf(server) : ChildrenOf(getpid());
+  alive.erase(server);
+  ASSERT_EQ(alive.size(), 1u) << "the answered child should still be running";
+  const pid_t first = *alive.begin();
+
+  // The thread's next child settles the first one before it starts.
+  auto next = RunSandboxed(Settings(), input, {}, nullptr);
+  ASSERT_TRUE(next) << next.status().ToString();
+  EXPECT_GE(Clock::now() - start, milliseconds(1500)) << "the first child was not awaited";
+  alive = GetParam() && server > 0 ? ChildrenOf(server) : ChildrenOf(getpid());
+  alive.erase(server);
+  EXPECT_EQ(alive.count(first), 0u) << "the lingering child was not killed";
+  EXPECT_LE(alive.size(), 1u);
+  EXPECT_TRUE(NoChildrenLeft());
+}
+
 TEST_P(Sandbox, ConcurrentChildrenDoNotDisturbEachOther) {
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
@@ -305,6 +336,7 @@ TEST(SandboxForkServer, ServerKilledDuringAJobFailsItAsRetryableAndTakesTheChild
   conveyor::testing::TempDir dir;
   processing::Input input{WriteFile(dir, "a.txt", kText), "a.txt", ""};
   ASSERT_TRUE(RunSandboxed(ForkSettings(), input, {}, nullptr));
+  SettleSandboxChild();  // so that the server's only child is the one below
   const pid_t server = ExtractServerPid(ForkSettings().binary_path);
   ASSERT_GT(server, 0);
   auto spin = ForkSettings("spin");
@@ -360,6 +392,7 @@ TEST(SandboxForkServer, ServerHoldsNoSecretsAndNoDescriptorButItsSocket) {
   auto r = RunSandboxed(ForkSettings(), input, {}, nullptr);
   unsetenv("JWT_SECRET");
   ASSERT_TRUE(r) << r.status().ToString();
+  SettleSandboxChild();  // the child's status pipe leaves the server with it
   const pid_t server = ExtractServerPid(ForkSettings().binary_path);
   ASSERT_GT(server, 0);
   const std::string proc = "/proc/" + std::to_string(server);

@@ -54,6 +54,7 @@
 #include "worker/job_metrics.h"
 #include "worker/job_runner.h"
 #include "worker/outcome.h"
+#include "worker/sandbox.h"
 
 namespace conveyor::worker {
 namespace {
@@ -253,6 +254,7 @@ class Worker::Impl {
         }
         outage_backoff = std::min(outage_backoff * 2, kMaxBackoffMs);
       }
+      SettleSandboxChild();  // the job's child ended meanwhile
       if (applied.finished) finished_++;
       if (applied.next) {
         prefetched = std::move(*applied.next);
