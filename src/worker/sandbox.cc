@@ -237,8 +237,8 @@ void ObserveChild(Spawned& child) {
 // about a fifth of its life, and the thread goes on with the job meanwhile.
 // SettleSandboxChild waits for it later, up to the deadline of its own job,
 // and the thread's next child does that first, so that each thread has at
-// most one child ending behind it.
-// A thread that ends waits for its own (the destructor).
+// most one child ending behind it; a thread that ends waits for its own
+// (the destructor).
 struct EndingChild {
   std::unique_ptr<Spawned> child;
   Clock::time_point deadline;
@@ -489,7 +489,6 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, const std::st
         }
         out_buf.erase(0, start);
         if (protocol_error) break;
-        if (answer && answer->type == sandbox::Message::Type::kResult) break;  // no EOF awaited
       } else if (r == 0 || errno != EINTR) {
         CloseFd(out_pipe[0]);
       }
@@ -498,6 +497,8 @@ Result<sandbox::Message> RunChild(const SandboxSettings& settings, const std::st
       over_cap = true;
       break;
     }
+    // A result within the cap is the child's last word: no EOF awaited.
+    if (answer && answer->type == sandbox::Message::Type::kResult) break;
   }
   close_all();
 

@@ -264,8 +264,12 @@ TEST_P(Sandbox, AnsweredChildIsLeftToEndAndKilledAtItsDeadline) {
   EXPECT_NE(r->text.find("sandboxed child process"), std::string::npos);
   EXPECT_LT(Clock::now() - start, milliseconds(1500)) << "waited for the child's end";
   const pid_t server = ExtractServerPid(linger.binary_path);
-  auto alive = GetParam() && server > 0 ? ChildrenOf(server) : ChildrenOf(getpid());
-  alive.erase(server);
+  auto extract_children = [&] {
+    auto c = GetParam() && server > 0 ? ChildrenOf(server) : ChildrenOf(getpid());
+    c.erase(server);
+    return c;
+  };
+  auto alive = extract_children();
   ASSERT_EQ(alive.size(), 1u) << "the answered child should still be running";
   const pid_t first = *alive.begin();
 
@@ -273,8 +277,7 @@ TEST_P(Sandbox, AnsweredChildIsLeftToEndAndKilledAtItsDeadline) {
   auto next = RunSandboxed(Settings(), input, {}, nullptr);
   ASSERT_TRUE(next) << next.status().ToString();
   EXPECT_GE(Clock::now() - start, milliseconds(1500)) << "the first child was not awaited";
-  alive = GetParam() && server > 0 ? ChildrenOf(server) : ChildrenOf(getpid());
-  alive.erase(server);
+  alive = extract_children();
   EXPECT_EQ(alive.count(first), 0u) << "the lingering child was not killed";
   EXPECT_LE(alive.size(), 1u);
   EXPECT_TRUE(NoChildrenLeft());
